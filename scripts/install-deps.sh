@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs every Debian package OpenCHSM needs to build, test and run.
+# Run as root (or with sudo available). Safe to run again.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config git
+  libssl-dev openssl            # SM2/SM3/SM4 and TLS
+  libevent-dev                  # HTTP server (evhttp + bufferevent_openssl + pthreads)
+  libjansson-dev                # JSON
+  libsqlite3-dev sqlite3        # durable state
+  libcurl4-openssl-dev curl     # outgoing transfers; curl drives tests
+  libcmocka-dev                 # unit tests
+  python3                       # integration test helpers (callback receiver)
+  procps psmisc iproute2        # ps, fuser, ss for tests
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
