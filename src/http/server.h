@@ -1,0 +1,91 @@
+/*
+ * server.h: the HTTPS server of chsmd (PROFILE.md §2), on libevent's evhttp
+ * with bufferevent_openssl.
+ *
+ * One event loop per worker thread, each with its own listening socket on the
+ * same address (SO_REUSEPORT), so SM2 work in handlers runs on all cores.
+ * TCP_NODELAY on every connection; TLS 1.2/1.3 with
+ * SSL_OP_IGNORE_UNEXPECTED_EOF; bounded header bytes, body bytes,
+ * connections and idle/slow time (common/limits.h).
+ *
+ * The server hands every complete request to one handler callback, on the
+ * worker thread that read it; the handler fills an http_response, which the
+ * server sends. Requests the server itself refuses (body over the limit,
+ * connection cap) are answered through the same handler with
+ * req->refusal set, so the caller can answer with its own envelope.
+ * This module never logs; it reports through the handler and return codes.
+ */
+#ifndef CHSM_HTTP_SERVER_H
+#define CHSM_HTTP_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum http_refusal {
+	HTTP_REFUSAL_NONE = 0,
+	HTTP_REFUSAL_BODY_TOO_LARGE,   /* answered 413 / 1006 by the handler */
+};
+
+struct http_request {
+	const char *method;       /* "GET", "PUT", "POST", "DELETE", ... */
+	const char *target;       /* request-target exactly as on the request line */
+	const char *path;         /* target without the query, not decoded */
+	const uint8_t *body;      /* NULL when empty */
+	size_t body_len;
+	const char *peer;         /* "ip:port" of the client */
+	enum http_refusal refusal;
+	void *internal;           /* the server's, for http_request_header */
+};
+
+/* The value of a request header (case-insensitive name), or NULL. When the
+ * header appears more than once, the first. */
+const char *http_request_header(const struct http_request *req, const char *name);
+
+struct http_response {
+	int status;
+	/* Up to 8 extra headers; name/value owned by the handler until it
+	 * returns (copied by the server). */
+	struct {
+		const char *name;
+		char value[160];
+	} headers[8];
+	int header_count;
+	const char *content_type;  /* default "application/json" */
+	char *body;                /* malloc'ed by the handler; freed by server */
+	size_t body_len;
+};
+
+/* Adds a header to resp; returns -ENOSPC when full or the value too long. */
+int http_response_add_header(struct http_response *resp, const char *name, const char *value);
+
+typedef void (*http_handler_fn)(void *ctx, const struct http_request *req,
+				struct http_response *resp);
+
+struct http_server_config {
+	const char *host;            /* IPv4 or IPv6 literal, e.g. "127.0.0.1" */
+	int port;                    /* 0: pick one (see http_server_port) */
+	const char *cert_file;       /* PEM certificate chain */
+	const char *key_file;        /* PEM private key */
+	bool plain_http;             /* development only: refused unless host
+					is a loopback address */
+	int threads;                 /* worker loops; 0 = number of cores */
+	size_t max_body;             /* 0 = CHSM_MAX_BODY_BYTES */
+	size_t max_headers;          /* 0 = CHSM_MAX_HEADER_BYTES */
+	int max_connections;         /* 0 = CHSM_MAX_CONNECTIONS */
+	int timeout_seconds;         /* 0 = CHSM_CONN_TIMEOUT_SECONDS */
+};
+
+typedef struct http_server http_server;
+
+/* Binds, loads the TLS material and starts the worker threads. Returns 0,
+ * -EADDRINUSE, -EACCES, -EINVAL (bad config or TLS files), or -errno. */
+int http_server_start(const struct http_server_config *cfg, http_handler_fn handler, void *ctx,
+		      http_server **ret_server);
+/* The bound port (useful with port 0). */
+int http_server_port(const http_server *srv);
+/* Stops accepting, finishes in-flight responses, joins the threads, frees.
+ * Accepts NULL. */
+void http_server_stop(http_server *srv);
+
+#endif
