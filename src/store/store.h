@@ -16,9 +16,21 @@
  * between them is atomic with respect to other threads.
  *
  * Every function returns 0 or a negative errno: -ENOENT (no such row),
- * -EEXIST (unique key taken), -EINVAL (bad argument), -EIO (SQLite failure),
- * -EBADMSG (a sealed value failed to open: wrong master key or tampering),
- * -ENOMEM. This module is the only one that includes sqlite3.h. It never logs.
+ * -EEXIST (unique key taken), -EINVAL (bad argument, or a string that does
+ * not fit its field: nothing is ever truncated), -EIO (SQLite failure),
+ * -ENOSPC (disk full), -EBADMSG (a sealed value failed to open: wrong master
+ * key or tampering), -ENOMEM. Every change is committed (WAL fsynced) before
+ * the function that made it returns, unless it runs inside store_begin.
+ * This module is the only one that includes sqlite3.h. It never logs.
+ *
+ * Zeroisation (PROFILE.md §11): a sealed value that is deleted or replaced
+ * is first overwritten with zeros of the same length, then deleted
+ * (secure_delete zeroes the freed space), and the WAL is checkpointed and
+ * truncated after the commit, so neither the value nor its sealed form stays
+ * readable in the database, -wal or -shm file. Should that checkpoint fail,
+ * the call returns its error although the change is committed, and later
+ * writes and store_close try again. docs/storage.md has the design and the
+ * schema.
  */
 #ifndef CHSM_STORE_H
 #define CHSM_STORE_H
@@ -32,15 +44,35 @@
 typedef struct chsm_store chsm_store;
 
 #define STORE_MASTER_KEY_LEN 32
+/* Setting and secret names are internal identifiers, never peer input. */
+#define STORE_NAME_MAX_LEN     128
+/* Key types ("sign", "enc", "kek", ...). */
+#define STORE_KEY_TYPE_MAX_LEN 31
+/* A secret, token secret or key's material: PEM keys and credential header
+ * sets are a few KiB; this bounds what one row can hold. */
+#define STORE_VALUE_MAX_LEN    (64 * 1024)
+/* Milliseconds a call waits for another process holding the database. */
+#define STORE_BUSY_TIMEOUT_MS  5000
 
-/* Opens (creating if needed) the database at path, runs migrations. */
+/* Opens (creating if needed, mode 0600) the database at path and runs the
+ * migrations the database lacks. Derives the sealing key from master_key
+ * (a wrong master key is only noticed when a sealed value is read: -EBADMSG).
+ * Returns -EPROTO when the database's schema is newer than this code knows
+ * (it is left untouched), -EIO when it cannot be opened or is not a database. */
 int store_open(const char *path, const uint8_t master_key[STORE_MASTER_KEY_LEN],
 	       chsm_store **ret_store);
+/* Checkpoints, closes the database and wipes the sealing key. Accepts NULL. */
 void store_close(chsm_store *s);
-/* The schema version after migrations. */
+/* The schema version after migrations (> 0), or -EINVAL when s is NULL. */
 int store_schema_version(chsm_store *s);
 
-/* Transactions (see thread safety above). Nested begin is an error. */
+/* Transactions (see thread safety above). store_begin starts a write
+ * transaction and keeps the store's mutex until store_commit or
+ * store_rollback, which the same thread must call. A nested begin, or a
+ * commit/rollback without begin, is -EINVAL. A call failing inside the
+ * transaction undoes only its own changes; if SQLite had to abort the whole
+ * transaction (disk full, I/O error), later calls and store_commit return an
+ * error and the caller rolls back. Zeroised rows leave the WAL at commit. */
 int store_begin(chsm_store *s);
 int store_commit(chsm_store *s);
 int store_rollback(chsm_store *s);
@@ -49,16 +81,21 @@ int store_rollback(chsm_store *s);
 /* Plain values (device configuration as JSON text, fingerprints, ...).
  * *ret_value is malloc'ed. -ENOENT when unset. */
 int store_setting_get(chsm_store *s, const char *name, char **ret_value);
-/* value NULL deletes. */
+/* Sets name to value; value NULL deletes (0 also when it was unset). */
 int store_setting_set(chsm_store *s, const char *name, const char *value);
-/* Sealed values: same, but encrypted at rest. *ret_data is secret
- * (crypto_free_secret) and NUL-terminated (ret_len excludes the NUL). */
+/* Sealed values: same, but encrypted at rest (AAD "secret" NUL name NUL).
+ * *ret_data is secret (crypto_free_secret(*ret_data, *ret_len)) and
+ * NUL-terminated (ret_len excludes the NUL). -ENOENT when
+ * unset, -EBADMSG when it does not open under this master key. */
 int store_secret_get(chsm_store *s, const char *name, uint8_t **ret_data, size_t *ret_len);
+/* Seals and stores len bytes of data (at most STORE_VALUE_MAX_LEN) under
+ * name; data NULL deletes. A replaced or deleted value is zeroised. */
 int store_secret_set(chsm_store *s, const char *name, const void *data, size_t len);
 
 /* ---- replay protection (PROFILE.md §5) ---- */
-/* Records nonce with its timestamp. Returns 0 when it was new, 1 when it is
- * already recorded (replay). Forgets nonces whose timestamp is older than
+/* Records nonce (1..CHSM_NONCE_MAX_LEN characters) with its timestamp.
+ * Returns 0 when it was new, 1 when it is already recorded (replay). At most
+ * once per second of now_ms, forgets nonces whose timestamp is older than
  * now_ms - 2 * CHSM_AUTH_WINDOW_MS (they can no longer pass the window). */
 int store_nonce_use(chsm_store *s, const char *nonce, int64_t timestamp_ms, int64_t now_ms);
 
@@ -72,10 +109,16 @@ struct store_idem {
 	size_t response_len;
 	int64_t created_at;
 };
-/* Looks key up among records newer than now_ms - CHSM_IDEMPOTENCY_TTL_MS. */
+/* Looks key up among records newer than now_ms - CHSM_IDEMPOTENCY_TTL_MS;
+ * -ENOENT when there is none. On success *ret holds malloc'ed strings
+ * (response is never NULL and is NUL-terminated); free with store_idem_clear. */
 int store_idem_get(chsm_store *s, const char *key, int64_t now_ms, struct store_idem *ret);
-/* Records the first response to key (replacing an expired record). */
+/* Records the first response to key (1..CHSM_IDEMPOTENCY_KEY_MAX_LEN
+ * characters). Records older than rec->created_at - CHSM_IDEMPOTENCY_TTL_MS,
+ * this key's included, are forgotten first; -EEXIST when key still has a
+ * live record. rec->response may be NULL only with response_len 0. */
 int store_idem_put(chsm_store *s, const char *key, const struct store_idem *rec);
+/* Frees the strings of rec and zeroes it. Accepts NULL. */
 void store_idem_clear(struct store_idem *rec);
 
 /* ---- VSMs ---- */
@@ -107,44 +150,71 @@ struct store_vsm {
 	int64_t started_at;        /* 0 when not running */
 };
 
-/* -EEXIST when the id is taken. Token fields are ignored (see below). */
+/* -EEXIST when the id is taken; -EINVAL when id is empty or a string field
+ * is not NUL-terminated. Token fields are ignored (see below). */
 int store_vsm_insert(chsm_store *s, const struct store_vsm *v);
+/* The VSM id, with its token fields; -ENOENT when there is none. */
 int store_vsm_get(chsm_store *s, const char *id, struct store_vsm *ret);
 /* All VSMs ordered by id; *ret_vsms is malloc'ed (free()). */
 int store_vsm_list(chsm_store *s, struct store_vsm **ret_vsms, size_t *ret_count);
 int store_vsm_count(chsm_store *s, size_t *ret_count);
-/* Replaces every column of the row with v (token fields ignored). */
+/* Replaces every column of the row with v (token fields ignored); -ENOENT
+ * when there is no VSM v->id. */
 int store_vsm_update(chsm_store *s, const struct store_vsm *v);
-/* Removes the VSM, its token and every key; nothing remains readable. */
+/* Removes the VSM, its token and every key, zeroised; nothing remains
+ * readable. -ENOENT when there is no such VSM. */
 int store_vsm_delete(chsm_store *s, const char *id);
-/* The id of the VSM other than exclude_id whose network has this address
- * and port, into ret_id; -ENOENT when none. */
+/* The id of the VSM other than exclude_id (NULL: none excluded) whose
+ * configured network has this address (compared as text) and port, into
+ * ret_id; -ENOENT when none. */
 int store_vsm_find_endpoint(chsm_store *s, const char *ip_address, int port,
 			    const char *exclude_id, char ret_id[CHSM_VSM_ID_MAX_LEN + 1]);
 
-/* Token: sets token_id, the sealed secret, token_configured and
- * token_updated_at = now_ms. */
+/* Token: sets token_id, the sealed secret (1..STORE_VALUE_MAX_LEN bytes,
+ * AAD "token" NUL id NUL token_id NUL), token_configured and
+ * token_updated_at = now_ms; a previous token is zeroised. Every token and
+ * key change below also adds one to the VSM's state_version. -ENOENT when
+ * there is no such VSM. */
 int store_vsm_token_set(chsm_store *s, const char *id, const char *token_id,
 			const uint8_t *secret, size_t secret_len, int64_t now_ms);
-/* *ret_secret is secret (crypto_free_secret). -ENOENT when none. */
+/* *ret_secret is secret (crypto_free_secret). -ENOENT when there is no
+ * such VSM or it has no token; -EBADMSG when it does not open. */
 int store_vsm_token_get(chsm_store *s, const char *id, uint8_t **ret_secret, size_t *ret_len);
-/* Destroys the token (zeroised: the row is overwritten, then deleted). */
+/* Destroys the token (zeroised: the row is overwritten, then deleted).
+ * 0 also when the VSM had none; -ENOENT when there is no such VSM. */
 int store_vsm_token_clear(chsm_store *s, const char *id);
 
 /* Keys of a VSM, by (type, index). type is a short string ("sign",
- * "enc", "kek"); material is the key's secret encoding, sealed at rest. */
+ * "enc", "kek"; 1..STORE_KEY_TYPE_MAX_LEN characters), index >= 0; material
+ * is the key's secret encoding (1..STORE_VALUE_MAX_LEN bytes), sealed at
+ * rest with AAD "key" NUL id NUL type NUL decimal-index NUL.
+ * Put stores the key, zeroising a key it replaces; -ENOENT when there is no
+ * such VSM. */
 int store_vsm_key_put(chsm_store *s, const char *id, const char *type, int index,
 		      const uint8_t *material, size_t len);
+/* *ret_material is secret (crypto_free_secret). -ENOENT when there is no
+ * such key; -EBADMSG when it does not open. */
 int store_vsm_key_get(chsm_store *s, const char *id, const char *type, int index,
 		      uint8_t **ret_material, size_t *ret_len);
+/* Destroys one key (zeroised); -ENOENT when there is no such key. */
 int store_vsm_key_delete(chsm_store *s, const char *id, const char *type, int index);
+/* Number of keys of the VSM; -ENOENT when there is no such VSM. */
 int store_vsm_key_count(chsm_store *s, const char *id, size_t *ret_count);
-/* Destroys every key of the VSM (zeroised). */
+/* Destroys every key of the VSM (zeroised); -ENOENT when there is no such
+ * VSM. */
 int store_vsm_keys_clear(chsm_store *s, const char *id);
-/* SM3 over the VSM's keys (in (type, index) order, each as type, index,
- * length and plaintext material) and its token (id and secret), not its ID,
- * name or network: equal on two VSMs exactly when they hold the same keys
- * and token. Lowercase hex into out. */
+/* SM3 over the VSM's keys and token, not its ID, name or network: equal on
+ * two VSMs exactly when they hold the same keys and token. The digested
+ * bytes are, for each key in (type, index) order (types compared byte-wise,
+ * a type before the longer types it prefixes; indexes ascending):
+ *     type bytes, 0x00, index (4 bytes big-endian),
+ *     material length (4 bytes big-endian), plaintext material
+ * then, when the VSM has a token:
+ *     "token", 0x00, token_id bytes, 0x00,
+ *     secret length (4 bytes big-endian), plaintext secret
+ * or, when it has none: "notoken", 0x00.
+ * Lowercase hex (64 digits and a NUL) into out. -ENOENT when there is no
+ * such VSM, -EBADMSG when a sealed value does not open. Plaintexts are wiped. */
 int store_vsm_state_digest(chsm_store *s, const char *id, char out[65]);
 
 /* ---- tasks (PROFILE.md §7) ---- */
@@ -165,8 +235,13 @@ struct store_task {
 	bool callback_delivered;
 	int64_t callback_next_at;  /* when to try again; 0 when nothing is due */
 };
+/* -EEXIST when the id is taken; -EINVAL when id is empty or a string field
+ * is not NUL-terminated. */
 int store_task_insert(chsm_store *s, const struct store_task *t);
+/* On success *ret holds malloc'ed params/result/callback_url (or NULL);
+ * free with store_task_clear. -ENOENT when there is no such task. */
 int store_task_get(chsm_store *s, const char *id, struct store_task *ret);
+/* Replaces every column of task t->id with t; -ENOENT when there is none. */
 int store_task_update(chsm_store *s, const struct store_task *t);
 /* Tasks in a state (oldest first). *ret_tasks is malloc'ed; free with
  * store_task_array_free. */
@@ -176,13 +251,16 @@ int store_task_list_by_state(chsm_store *s, const char *state, struct store_task
 int store_task_count_active(chsm_store *s, size_t *ret_count);
 /* The id of a pending or running task on target; -ENOENT when none. */
 int store_task_active_for_target(chsm_store *s, const char *target, char ret_id[32]);
-/* Finished tasks with a callback not delivered and callback_next_at <= now. */
+/* Finished tasks with a callback URL, not delivered, and
+ * 0 < callback_next_at <= now_ms, earliest due first. Free as above. */
 int store_task_callbacks_due(chsm_store *s, int64_t now_ms, struct store_task **ret_tasks,
 			     size_t *ret_count);
 /* Deletes finished tasks that finished before cutoff_ms and whose callback
  * is delivered or abandoned (callback_next_at == 0). */
 int store_task_purge(chsm_store *s, int64_t cutoff_ms);
+/* Frees the strings of t and zeroes it. Accepts NULL. */
 void store_task_clear(struct store_task *t);
+/* Clears each of count tasks and frees the array. Accepts NULL. */
 void store_task_array_free(struct store_task *tasks, size_t count);
 
 #endif

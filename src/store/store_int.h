@@ -1,0 +1,111 @@
+/*
+ * store_int.h: what the files of the store module share and nothing else
+ * sees: the chsm_store structure, locking and write-transaction helpers,
+ * statement helpers with typed bound parameters, and sealing helpers that
+ * bind a sealed value to its row.
+ *
+ * Guarantees: every helper returns 0 (or a count) or a negative errno and
+ * writes its ret_* out-parameters only on success; statement helpers bind
+ * every value as a parameter, never into the SQL text.
+ */
+#ifndef CHSM_STORE_INT_H
+#define CHSM_STORE_INT_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto/crypto.h"
+#include "store/store.h"
+
+/* Longest associated data a sealed value carries: a tag and three NUL
+ * terminated parts (ids, names, types, a decimal index). */
+#define STORE_AAD_MAX 512
+
+struct chsm_store {
+	sqlite3 *db;
+	pthread_mutex_t lock;          /* recursive; see store.h */
+	uint8_t seal_key[CRYPTO_SEAL_KEY_LEN];
+	int schema_version;
+	bool in_tx;                    /* between store_begin and commit/rollback */
+	bool need_checkpoint;          /* a zeroised row may linger in the WAL */
+	int64_t nonce_purged_at;       /* now_ms of the last nonce purge */
+};
+
+/* Maps an SQLite result code to a negative errno: SQLITE_FULL -ENOSPC,
+ * foreign-key violation -ENOENT, other constraints -EEXIST, SQLITE_NOMEM
+ * -ENOMEM, anything else -EIO. */
+int store_sqlite_err(int rc);
+
+void store_lock(chsm_store *s);
+void store_unlock(chsm_store *s);
+
+/* Takes the mutex and opens a write transaction (BEGIN IMMEDIATE), or a
+ * savepoint inside a store_begin transaction. Returns 0, or an error with
+ * the mutex released. */
+int store_write_begin(chsm_store *s);
+/* Ends what store_write_begin opened: commits when r == 0, rolls back when
+ * r < 0; after a commit outside store_begin, checkpoints the WAL if a row was
+ * zeroised. Releases the mutex. Returns r, or the commit's error. */
+int store_write_end(chsm_store *s, int r);
+
+/* Checkpoints the WAL into the database and truncates it, if a zeroising
+ * delete asked for it and no store_begin transaction is open. The request
+ * stays pending when it fails, so the next write (or close) tries again. */
+int store_checkpoint_pending(chsm_store *s);
+
+/* Prepares sql and binds the values listed by types, one letter each:
+ * 't' const char * (NULL binds NULL), 'i' int, 'I' int64_t,
+ * 'b' const void *, size_t (a blob). The caller holds the mutex and
+ * finalizes *ret_stmt. */
+int store_prepare(chsm_store *s, sqlite3_stmt **ret_stmt, const char *sql,
+		  const char *types, ...);
+int store_prepare_v(chsm_store *s, sqlite3_stmt **ret_stmt, const char *sql,
+		    const char *types, va_list ap);
+/* Prepares sql with its values (as store_prepare) and steps it to its first
+ * row: 0 with *ret_stmt on that row, -ENOENT when there is none (the
+ * statement is then finalized), or another error. */
+int store_query_row(chsm_store *s, sqlite3_stmt **ret_stmt, const char *sql,
+		    const char *types, ...);
+/* Runs one statement that returns no rows; *ret_changes (may be NULL) gets
+ * the number of rows it changed. */
+int store_run(chsm_store *s, int *ret_changes, const char *sql, const char *types, ...);
+/* Runs a query whose first row's first column is a count (SELECT count(*)
+ * ...) into *ret_count. The caller holds the mutex. */
+int store_count(chsm_store *s, size_t *ret_count, const char *sql, const char *types, ...);
+/* Zeroises rows: runs zero_sql (which overwrites their sealed column with
+ * zeros of the same length), then delete_sql, both with the same bound
+ * values. *ret_count (may be NULL) gets the number of rows deleted; when it
+ * is not 0 the WAL is checkpointed at the end of the write. */
+int store_zeroise(chsm_store *s, int *ret_count, const char *zero_sql, const char *delete_sql,
+		  const char *types, ...);
+
+/* Steps st: 1 when a row is ready, 0 when done, or a negative errno. */
+int store_step(sqlite3_stmt *st);
+/* Copies text column col into dst (cap bytes with the NUL); -EIO when it does
+ * not fit (the database holds what the code never writes). NULL gives "". */
+int store_col_copy(sqlite3_stmt *st, int col, char *dst, size_t cap);
+/* A malloc'ed copy of text column col, NULL when the column is NULL. */
+int store_col_dup(sqlite3_stmt *st, int col, char **ret);
+/* Integer column col that must fit an int; -EIO when it does not. */
+int store_col_int(sqlite3_stmt *st, int col, int *ret);
+
+/* True when s is NUL-terminated within cap bytes. */
+bool store_fits(const char *s, size_t cap);
+/* True when s is a non-empty string shorter than cap bytes. */
+bool store_nonempty_fits(const char *s, size_t cap);
+
+/* Associated data binding a sealed value to its row: tag, then each of the
+ * NULL-terminated list of strings, every one followed by a NUL byte.
+ * -EINVAL when it would exceed cap. */
+int store_aad(char *buf, size_t cap, size_t *ret_len, const char *tag, ...);
+/* crypto_seal / crypto_unseal under the store's sealing key. */
+int store_seal(chsm_store *s, const char *aad, size_t aadlen, const void *plain, size_t len,
+	       uint8_t **ret_sealed, size_t *ret_len);
+int store_unseal(chsm_store *s, const char *aad, size_t aadlen, const void *sealed, size_t len,
+		 uint8_t **ret_plain, size_t *ret_len);
+
+#endif

@@ -1,0 +1,364 @@
+/*
+ * store_sql.c: the store's plumbing: error mapping, locking, write
+ * transactions (BEGIN IMMEDIATE, or a savepoint inside store_begin),
+ * statements with typed bound parameters, zeroising deletes, column copies
+ * and sealing under the store's key with row-bound associated data.
+ *
+ * Guarantees: values reach SQLite only as bound parameters; a write helper
+ * either commits all it did or rolls all of it back; after a committed
+ * zeroising delete the WAL is checkpointed and truncated, so the old page
+ * images holding the sealed values leave the state directory.
+ */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+int store_sqlite_err(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_ROW:
+	case SQLITE_DONE:
+		return 0;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_CONSTRAINT:
+		return rc == SQLITE_CONSTRAINT_FOREIGNKEY ? -ENOENT : -EEXIST;
+	default:
+		return -EIO;
+	}
+}
+
+void store_lock(chsm_store *s)
+{
+	pthread_mutex_lock(&s->lock);
+}
+
+void store_unlock(chsm_store *s)
+{
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Runs one fixed statement without parameters or rows (transaction
+ * control, PRAGMAs without a result). */
+static int exec_fixed(chsm_store *s, const char *sql)
+{
+	return store_run(s, NULL, sql, "");
+}
+
+int store_checkpoint_pending(chsm_store *s)
+{
+	if (!s->need_checkpoint || s->in_tx)
+		return 0;
+	int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return store_sqlite_err(rc);
+	s->need_checkpoint = false;
+	return 0;
+}
+
+int store_write_begin(chsm_store *s)
+{
+	int r;
+	store_lock(s);
+	if (s->in_tx) {
+		/* A failure that SQLite answers by rolling the whole transaction
+		 * back leaves autocommit on: nothing more may run in it. */
+		if (sqlite3_get_autocommit(s->db)) {
+			r = -EIO;
+			goto out;
+		}
+		r = exec_fixed(s, "SAVEPOINT store_op");
+	} else {
+		r = exec_fixed(s, "BEGIN IMMEDIATE");
+	}
+out:
+	if (r < 0)
+		store_unlock(s);
+	return r;
+}
+
+int store_write_end(chsm_store *s, int r)
+{
+	if (s->in_tx) {
+		if (r < 0) {
+			(void)exec_fixed(s, "ROLLBACK TO store_op");
+			(void)exec_fixed(s, "RELEASE store_op");
+		} else {
+			r = exec_fixed(s, "RELEASE store_op");
+		}
+		goto out;
+	}
+	if (r < 0) {
+		if (!sqlite3_get_autocommit(s->db))
+			(void)exec_fixed(s, "ROLLBACK");
+		goto out;
+	}
+	r = exec_fixed(s, "COMMIT");
+	if (r < 0) {
+		if (!sqlite3_get_autocommit(s->db))
+			(void)exec_fixed(s, "ROLLBACK");
+		goto out;
+	}
+	r = store_checkpoint_pending(s);
+out:
+	store_unlock(s);
+	return r;
+}
+
+int store_prepare_v(chsm_store *s, sqlite3_stmt **ret_stmt, const char *sql, const char *types,
+		    va_list ap)
+{
+	sqlite3_stmt *st = NULL;
+	int r = store_sqlite_err(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL));
+	if (r < 0)
+		goto out;
+	if (!st) {               /* empty SQL: a programming error */
+		r = -EINVAL;
+		goto out;
+	}
+	for (int i = 0; types[i]; i++) {
+		int rc;
+		switch (types[i]) {
+		case 't':
+			rc = sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1,
+					       SQLITE_STATIC);
+			break;
+		case 'i':
+			rc = sqlite3_bind_int(st, i + 1, va_arg(ap, int));
+			break;
+		case 'I':
+			rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+			break;
+		case 'b': {
+			const void *p = va_arg(ap, const void *);
+			size_t len = va_arg(ap, size_t);
+			/* SQLite binds a NULL pointer as SQL NULL; an empty
+			 * blob is still a blob. */
+			rc = sqlite3_bind_blob64(st, i + 1, p ? p : "", len, SQLITE_STATIC);
+			break;
+		}
+		default:
+			rc = SQLITE_MISUSE;
+			break;
+		}
+		r = store_sqlite_err(rc);
+		if (r < 0)
+			goto out;
+	}
+	*ret_stmt = st;
+	st = NULL;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+int store_prepare(chsm_store *s, sqlite3_stmt **ret_stmt, const char *sql, const char *types,
+		  ...)
+{
+	va_list ap;
+	va_start(ap, types);
+	int r = store_prepare_v(s, ret_stmt, sql, types, ap);
+	va_end(ap);
+	return r;
+}
+
+/* store_query_row with a va_list. */
+static int query_row_v(chsm_store *s, sqlite3_stmt **ret_stmt, const char *sql,
+		       const char *types, va_list ap)
+{
+	sqlite3_stmt *st = NULL;
+	int r = store_prepare_v(s, &st, sql, types, ap);
+	if (r >= 0)
+		r = store_step(st);
+	if (r == 0)
+		r = -ENOENT;
+	if (r < 0) {
+		sqlite3_finalize(st);
+		return r;
+	}
+	*ret_stmt = st;
+	return 0;
+}
+
+int store_query_row(chsm_store *s, sqlite3_stmt **ret_stmt, const char *sql,
+		    const char *types, ...)
+{
+	va_list ap;
+	va_start(ap, types);
+	int r = query_row_v(s, ret_stmt, sql, types, ap);
+	va_end(ap);
+	return r;
+}
+
+/* store_run with a va_list. */
+static int run_v(chsm_store *s, int *ret_changes, const char *sql, const char *types,
+		 va_list ap)
+{
+	sqlite3_stmt *st = NULL;
+	int r = store_prepare_v(s, &st, sql, types, ap);
+	if (r < 0)
+		goto out;
+	r = store_step(st);
+	if (r < 0)
+		goto out;
+	if (ret_changes)
+		*ret_changes = sqlite3_changes(s->db);
+	r = 0;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+int store_run(chsm_store *s, int *ret_changes, const char *sql, const char *types, ...)
+{
+	va_list ap;
+	va_start(ap, types);
+	int r = run_v(s, ret_changes, sql, types, ap);
+	va_end(ap);
+	return r;
+}
+
+int store_count(chsm_store *s, size_t *ret_count, const char *sql, const char *types, ...)
+{
+	sqlite3_stmt *st = NULL;
+	va_list ap;
+	va_start(ap, types);
+	int r = query_row_v(s, &st, sql, types, ap);
+	va_end(ap);
+	if (r == -ENOENT)         /* a count always has a row */
+		r = -EIO;
+	if (r >= 0) {
+		int64_t n = sqlite3_column_int64(st, 0);
+		r = n < 0 ? -EIO : 0;
+		if (r == 0)
+			*ret_count = (size_t)n;
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+int store_zeroise(chsm_store *s, int *ret_count, const char *zero_sql, const char *delete_sql,
+		  const char *types, ...)
+{
+	va_list ap, ap2;
+	int deleted = 0;
+	va_start(ap, types);
+	va_copy(ap2, ap);
+	int r = run_v(s, NULL, zero_sql, types, ap);
+	if (r < 0)
+		goto out;
+	r = run_v(s, &deleted, delete_sql, types, ap2);
+	if (r < 0)
+		goto out;
+	if (deleted > 0)
+		s->need_checkpoint = true;
+	if (ret_count)
+		*ret_count = deleted;
+out:
+	va_end(ap2);
+	va_end(ap);
+	return r;
+}
+
+int store_step(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	int r = store_sqlite_err(rc);
+	return r < 0 ? r : -EIO;
+}
+
+int store_col_copy(sqlite3_stmt *st, int col, char *dst, size_t cap)
+{
+	const unsigned char *text = sqlite3_column_text(st, col);
+	size_t len = (size_t)sqlite3_column_bytes(st, col);
+	if (!text) {
+		if (sqlite3_column_type(st, col) != SQLITE_NULL)
+			return -ENOMEM;
+		dst[0] = '\0';
+		return 0;
+	}
+	if (len >= cap || memchr(text, '\0', len))
+		return -EIO;
+	memcpy(dst, text, len + 1);
+	return 0;
+}
+
+int store_col_dup(sqlite3_stmt *st, int col, char **ret)
+{
+	if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+		*ret = NULL;
+		return 0;
+	}
+	const unsigned char *text = sqlite3_column_text(st, col);
+	if (!text)
+		return -ENOMEM;
+	size_t len = (size_t)sqlite3_column_bytes(st, col);
+	char *copy = malloc(len + 1);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, text, len + 1);
+	*ret = copy;
+	return 0;
+}
+
+int store_col_int(sqlite3_stmt *st, int col, int *ret)
+{
+	int64_t v = sqlite3_column_int64(st, col);
+	if (v < INT_MIN || v > INT_MAX)
+		return -EIO;
+	*ret = (int)v;
+	return 0;
+}
+
+bool store_fits(const char *s, size_t cap)
+{
+	return s && memchr(s, '\0', cap) != NULL;
+}
+
+bool store_nonempty_fits(const char *s, size_t cap)
+{
+	return store_fits(s, cap) && s[0] != '\0';
+}
+
+int store_aad(char *buf, size_t cap, size_t *ret_len, const char *tag, ...)
+{
+	va_list ap;
+	size_t len = 0;
+	int r = 0;
+	va_start(ap, tag);
+	for (const char *part = tag; part; part = va_arg(ap, const char *)) {
+		size_t n = strlen(part) + 1;
+		if (n > cap - len) {
+			r = -EINVAL;
+			goto out;
+		}
+		memcpy(buf + len, part, n);
+		len += n;
+	}
+	*ret_len = len;
+out:
+	va_end(ap);
+	return r;
+}
+
+int store_seal(chsm_store *s, const char *aad, size_t aadlen, const void *plain, size_t len,
+	       uint8_t **ret_sealed, size_t *ret_len)
+{
+	return crypto_seal(s->seal_key, aad, aadlen, plain, len, ret_sealed, ret_len);
+}
+
+int store_unseal(chsm_store *s, const char *aad, size_t aadlen, const void *sealed, size_t len,
+		 uint8_t **ret_plain, size_t *ret_len)
+{
+	return crypto_unseal(s->seal_key, aad, aadlen, sealed, len, ret_plain, ret_len);
+}

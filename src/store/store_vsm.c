@@ -1,0 +1,589 @@
+/*
+ * store_vsm.c: VSM rows, their tokens and their keys, and the VSM state
+ * digest.
+ *
+ * Guarantees: token secrets and key material exist in the database only
+ * sealed, each bound by its associated data to its row (VSM id, token id,
+ * key type and index), so a sealed value moved to another row does not open.
+ * A token or key that is replaced or destroyed is zeroised (overwritten with
+ * zeros, deleted, WAL checkpointed). Every change of a token or a key adds
+ * one to the VSM's state_version in the same transaction. Plaintexts read
+ * for the digest are wiped as soon as they are hashed.
+ */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+/* The columns row_to_vsm reads, in its order. */
+#define VSM_SELECT                                                                     \
+	"SELECT v.id, v.name, v.state, v.version, v.created_at, v.updated_at,"         \
+	" v.state_version, v.max_keys, v.max_sessions, v.memory_mib,"                 \
+	" v.net_configured, v.net_ip, v.net_prefix, v.net_gateway, v.net_port,"       \
+	" v.last_error, v.desired_running, v.started_at, t.token_id, t.updated_at"    \
+	" FROM vsms v LEFT JOIN vsm_tokens t ON t.vsm_id = v.id"
+
+static const char key_zero_sql[] =
+	"UPDATE vsm_keys SET sealed = zeroblob(length(sealed))"
+	" WHERE vsm_id = ?1 AND (?2 IS NULL OR (type = ?2 AND idx = ?3))";
+static const char key_delete_sql[] =
+	"DELETE FROM vsm_keys WHERE vsm_id = ?1 AND (?2 IS NULL OR (type = ?2 AND idx = ?3))";
+
+static bool id_valid(const char *id)
+{
+	return store_nonempty_fits(id, CHSM_VSM_ID_MAX_LEN + 1);
+}
+
+/* True when every string field of v is NUL-terminated inside its array. */
+static bool vsm_valid(const struct store_vsm *v)
+{
+	return v && id_valid(v->id) && store_fits(v->name, sizeof(v->name)) &&
+	       store_fits(v->state, sizeof(v->state)) &&
+	       store_fits(v->version, sizeof(v->version)) &&
+	       store_fits(v->network.ip_address, sizeof(v->network.ip_address)) &&
+	       store_fits(v->network.gateway, sizeof(v->network.gateway)) &&
+	       store_fits(v->last_error, sizeof(v->last_error));
+}
+
+/* Runs sql (an INSERT or UPDATE with ?1..?18 in the column order of the
+ * vsms table) with the fields of v. */
+static int vsm_write(chsm_store *s, const char *sql, const struct store_vsm *v, int *ret_changes)
+{
+	return store_run(s, ret_changes, sql, "tttt" "III" "iiii" "titi" "tiI",
+			 v->id, v->name, v->state, v->version,
+			 (int64_t)v->created_at, (int64_t)v->updated_at, (int64_t)v->state_version,
+			 v->max_keys, v->max_sessions, v->memory_mib, v->network.configured ? 1 : 0,
+			 v->network.ip_address, v->network.prefix_length, v->network.gateway,
+			 v->network.port, v->last_error, v->desired_running ? 1 : 0,
+			 (int64_t)v->started_at);
+}
+
+/* Fills *ret from a row of VSM_SELECT. */
+static int row_to_vsm(sqlite3_stmt *st, struct store_vsm *ret)
+{
+	struct store_vsm v;
+	int configured = 0, desired = 0;
+	memset(&v, 0, sizeof(v));
+	int r = store_col_copy(st, 0, v.id, sizeof(v.id));
+	if (r >= 0)
+		r = store_col_copy(st, 1, v.name, sizeof(v.name));
+	if (r >= 0)
+		r = store_col_copy(st, 2, v.state, sizeof(v.state));
+	if (r >= 0)
+		r = store_col_copy(st, 3, v.version, sizeof(v.version));
+	if (r >= 0)
+		r = store_col_int(st, 7, &v.max_keys);
+	if (r >= 0)
+		r = store_col_int(st, 8, &v.max_sessions);
+	if (r >= 0)
+		r = store_col_int(st, 9, &v.memory_mib);
+	if (r >= 0)
+		r = store_col_int(st, 10, &configured);
+	if (r >= 0)
+		r = store_col_copy(st, 11, v.network.ip_address, sizeof(v.network.ip_address));
+	if (r >= 0)
+		r = store_col_int(st, 12, &v.network.prefix_length);
+	if (r >= 0)
+		r = store_col_copy(st, 13, v.network.gateway, sizeof(v.network.gateway));
+	if (r >= 0)
+		r = store_col_int(st, 14, &v.network.port);
+	if (r >= 0)
+		r = store_col_copy(st, 15, v.last_error, sizeof(v.last_error));
+	if (r >= 0)
+		r = store_col_int(st, 16, &desired);
+	if (r >= 0)
+		r = store_col_copy(st, 18, v.token_id, sizeof(v.token_id));
+	if (r < 0)
+		return r;
+	v.created_at = sqlite3_column_int64(st, 4);
+	v.updated_at = sqlite3_column_int64(st, 5);
+	v.state_version = sqlite3_column_int64(st, 6);
+	v.network.configured = configured != 0;
+	v.desired_running = desired != 0;
+	v.started_at = sqlite3_column_int64(st, 17);
+	v.token_configured = sqlite3_column_type(st, 18) != SQLITE_NULL;
+	v.token_updated_at = sqlite3_column_int64(st, 19);
+	*ret = v;
+	return 0;
+}
+
+/* 0 when VSM id exists, -ENOENT when not. The caller holds the mutex. */
+static int vsm_exists(chsm_store *s, const char *id)
+{
+	sqlite3_stmt *st = NULL;
+	int r = store_query_row(s, &st, "SELECT 1 FROM vsms WHERE id = ?", "t", id);
+	sqlite3_finalize(st);
+	return r < 0 ? r : 0;
+}
+
+/* Adds one to the VSM's state_version; -ENOENT when there is no such VSM. */
+static int bump_state_version(chsm_store *s, const char *id)
+{
+	int changes = 0;
+	int r = store_run(s, &changes,
+			  "UPDATE vsms SET state_version = state_version + 1 WHERE id = ?", "t", id);
+	if (r >= 0 && changes == 0)
+		r = -ENOENT;
+	return r;
+}
+
+/* Zeroises the token of VSM id; *ret_count gets 1 when there was one. */
+static int token_zeroise(chsm_store *s, const char *id, int *ret_count)
+{
+	return store_zeroise(s, ret_count,
+			     "UPDATE vsm_tokens SET sealed = zeroblob(length(sealed)) WHERE vsm_id = ?",
+			     "DELETE FROM vsm_tokens WHERE vsm_id = ?", "t", id);
+}
+
+/* ---- VSM rows ---- */
+
+int store_vsm_insert(chsm_store *s, const struct store_vsm *v)
+{
+	if (!s || !vsm_valid(v))
+		return -EINVAL;
+	int r = store_write_begin(s);
+	if (r < 0)
+		return r;
+	r = vsm_write(s,
+		      "INSERT INTO vsms(id, name, state, version, created_at, updated_at,"
+		      " state_version, max_keys, max_sessions, memory_mib, net_configured,"
+		      " net_ip, net_prefix, net_gateway, net_port, last_error,"
+		      " desired_running, started_at)"
+		      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+		      " ?15, ?16, ?17, ?18)",
+		      v, NULL);
+	return store_write_end(s, r);
+}
+
+int store_vsm_update(chsm_store *s, const struct store_vsm *v)
+{
+	int changes = 0;
+	if (!s || !vsm_valid(v))
+		return -EINVAL;
+	int r = store_write_begin(s);
+	if (r < 0)
+		return r;
+	r = vsm_write(s,
+		      "UPDATE vsms SET name = ?2, state = ?3, version = ?4, created_at = ?5,"
+		      " updated_at = ?6, state_version = ?7, max_keys = ?8, max_sessions = ?9,"
+		      " memory_mib = ?10, net_configured = ?11, net_ip = ?12, net_prefix = ?13,"
+		      " net_gateway = ?14, net_port = ?15, last_error = ?16,"
+		      " desired_running = ?17, started_at = ?18 WHERE id = ?1",
+		      v, &changes);
+	if (r >= 0 && changes == 0)
+		r = -ENOENT;
+	return store_write_end(s, r);
+}
+
+int store_vsm_get(chsm_store *s, const char *id, struct store_vsm *ret)
+{
+	sqlite3_stmt *st = NULL;
+	if (!s || !id_valid(id) || !ret)
+		return -EINVAL;
+	store_lock(s);
+	int r = store_query_row(s, &st, VSM_SELECT " WHERE v.id = ?", "t", id);
+	if (r >= 0)
+		r = row_to_vsm(st, ret);
+	sqlite3_finalize(st);
+	store_unlock(s);
+	return r;
+}
+
+int store_vsm_list(chsm_store *s, struct store_vsm **ret_vsms, size_t *ret_count)
+{
+	sqlite3_stmt *st = NULL;
+	struct store_vsm *vsms = NULL;
+	size_t count = 0, cap = 0;
+	int r;
+	if (!s || !ret_vsms || !ret_count)
+		return -EINVAL;
+	store_lock(s);
+	r = store_prepare(s, &st, VSM_SELECT " ORDER BY v.id", "");
+	if (r < 0)
+		goto out;
+	while ((r = store_step(st)) == 1) {
+		if (count == cap) {
+			size_t ncap = cap ? 2 * cap : 16;
+			struct store_vsm *n = realloc(vsms, ncap * sizeof(*n));
+			if (!n) {
+				r = -ENOMEM;
+				goto out;
+			}
+			vsms = n;
+			cap = ncap;
+		}
+		r = row_to_vsm(st, &vsms[count]);
+		if (r < 0)
+			goto out;
+		count++;
+	}
+	if (r < 0)
+		goto out;
+	*ret_vsms = vsms;
+	*ret_count = count;
+	vsms = NULL;
+out:
+	free(vsms);
+	sqlite3_finalize(st);
+	store_unlock(s);
+	return r;
+}
+
+int store_vsm_count(chsm_store *s, size_t *ret_count)
+{
+	if (!s || !ret_count)
+		return -EINVAL;
+	store_lock(s);
+	int r = store_count(s, ret_count, "SELECT count(*) FROM vsms", "");
+	store_unlock(s);
+	return r;
+}
+
+int store_vsm_delete(chsm_store *s, const char *id)
+{
+	int changes = 0;
+	if (!s || !id_valid(id))
+		return -EINVAL;
+	int r = store_write_begin(s);
+	if (r < 0)
+		return r;
+	r = token_zeroise(s, id, NULL);
+	if (r >= 0)
+		r = store_zeroise(s, NULL, key_zero_sql, key_delete_sql, "tti", id,
+				  (const char *)NULL, 0);
+	if (r >= 0)
+		r = store_run(s, &changes, "DELETE FROM vsms WHERE id = ?", "t", id);
+	if (r >= 0 && changes == 0)
+		r = -ENOENT;
+	return store_write_end(s, r);
+}
+
+int store_vsm_find_endpoint(chsm_store *s, const char *ip_address, int port,
+			    const char *exclude_id, char ret_id[CHSM_VSM_ID_MAX_LEN + 1])
+{
+	sqlite3_stmt *st = NULL;
+	if (!s || !ip_address || !ret_id)
+		return -EINVAL;
+	store_lock(s);
+	int r = store_query_row(s, &st,
+				"SELECT id FROM vsms WHERE net_configured = 1 AND net_ip = ?1"
+				" AND net_port = ?2 AND (?3 IS NULL OR id <> ?3) ORDER BY id LIMIT 1",
+				"tit", ip_address, port, exclude_id);
+	if (r >= 0)
+		r = store_col_copy(st, 0, ret_id, CHSM_VSM_ID_MAX_LEN + 1);
+	sqlite3_finalize(st);
+	store_unlock(s);
+	return r;
+}
+
+/* ---- tokens ---- */
+
+static int token_aad(const char *id, const char *token_id, char aad[STORE_AAD_MAX],
+		     size_t *ret_len)
+{
+	return store_aad(aad, STORE_AAD_MAX, ret_len, "token", id, token_id, NULL);
+}
+
+int store_vsm_token_set(chsm_store *s, const char *id, const char *token_id,
+			const uint8_t *secret, size_t secret_len, int64_t now_ms)
+{
+	uint8_t *sealed = NULL;
+	size_t sealed_len = 0, aad_len = 0;
+	char aad[STORE_AAD_MAX];
+	int r;
+	if (!s || !id_valid(id) || !store_nonempty_fits(token_id, CHSM_VSM_NAME_MAX_LEN + 1) ||
+	    !secret || secret_len == 0 || secret_len > STORE_VALUE_MAX_LEN)
+		return -EINVAL;
+	r = token_aad(id, token_id, aad, &aad_len);
+	if (r >= 0)
+		r = store_seal(s, aad, aad_len, secret, secret_len, &sealed, &sealed_len);
+	if (r < 0)
+		return r;
+	r = store_write_begin(s);
+	if (r < 0)
+		goto out;
+	r = bump_state_version(s, id);
+	if (r >= 0)
+		r = token_zeroise(s, id, NULL);
+	if (r >= 0)
+		r = store_run(s, NULL,
+			      "INSERT INTO vsm_tokens(vsm_id, token_id, sealed, updated_at)"
+			      " VALUES(?, ?, ?, ?)",
+			      "ttbI", id, token_id, sealed, sealed_len,
+			      (int64_t)now_ms);
+	r = store_write_end(s, r);
+out:
+	free(sealed);
+	return r;
+}
+
+/* Reads and opens the token of VSM id: its id into token_id and its secret
+ * (malloc'ed, secret). -ENOENT when there is none. The caller holds the
+ * mutex. */
+static int token_read(chsm_store *s, const char *id, char token_id[CHSM_VSM_NAME_MAX_LEN + 1],
+		      uint8_t **ret_secret, size_t *ret_len)
+{
+	sqlite3_stmt *st = NULL;
+	char aad[STORE_AAD_MAX];
+	size_t aad_len = 0;
+	int r = store_query_row(s, &st, "SELECT token_id, sealed FROM vsm_tokens WHERE vsm_id = ?",
+				"t", id);
+	if (r >= 0)
+		r = store_col_copy(st, 0, token_id, CHSM_VSM_NAME_MAX_LEN + 1);
+	if (r >= 0)
+		r = token_aad(id, token_id, aad, &aad_len);
+	if (r >= 0)
+		r = store_unseal(s, aad, aad_len, sqlite3_column_blob(st, 1),
+				 (size_t)sqlite3_column_bytes(st, 1), ret_secret, ret_len);
+	sqlite3_finalize(st);
+	return r;
+}
+
+int store_vsm_token_get(chsm_store *s, const char *id, uint8_t **ret_secret, size_t *ret_len)
+{
+	char token_id[CHSM_VSM_NAME_MAX_LEN + 1];
+	if (!s || !id_valid(id) || !ret_secret || !ret_len)
+		return -EINVAL;
+	store_lock(s);
+	int r = token_read(s, id, token_id, ret_secret, ret_len);
+	store_unlock(s);
+	return r;
+}
+
+/* Zeroises the token (keys false) or every key (keys true) of VSM id, and
+ * counts the change in its state_version if anything was destroyed. */
+static int vsm_destroy(chsm_store *s, const char *id, bool keys)
+{
+	int count = 0;
+	if (!s || !id_valid(id))
+		return -EINVAL;
+	int r = store_write_begin(s);
+	if (r < 0)
+		return r;
+	r = vsm_exists(s, id);
+	if (r >= 0 && keys)
+		r = store_zeroise(s, &count, key_zero_sql, key_delete_sql, "tti", id,
+				  (const char *)NULL, 0);
+	else if (r >= 0)
+		r = token_zeroise(s, id, &count);
+	if (r >= 0 && count > 0)
+		r = bump_state_version(s, id);
+	return store_write_end(s, r);
+}
+
+int store_vsm_token_clear(chsm_store *s, const char *id)
+{
+	return vsm_destroy(s, id, false);
+}
+
+/* ---- keys ---- */
+
+static int key_aad(const char *id, const char *type, int index, char aad[STORE_AAD_MAX],
+		   size_t *ret_len)
+{
+	char idx[16];
+	snprintf(idx, sizeof(idx), "%d", index);
+	return store_aad(aad, STORE_AAD_MAX, ret_len, "key", id, type, idx, NULL);
+}
+
+static bool key_args_valid(const char *id, const char *type, int index)
+{
+	return id_valid(id) && store_nonempty_fits(type, STORE_KEY_TYPE_MAX_LEN + 1) && index >= 0;
+}
+
+int store_vsm_key_put(chsm_store *s, const char *id, const char *type, int index,
+		      const uint8_t *material, size_t len)
+{
+	uint8_t *sealed = NULL;
+	size_t sealed_len = 0, aad_len = 0;
+	char aad[STORE_AAD_MAX];
+	int r;
+	if (!s || !key_args_valid(id, type, index) || !material || len == 0 ||
+	    len > STORE_VALUE_MAX_LEN)
+		return -EINVAL;
+	r = key_aad(id, type, index, aad, &aad_len);
+	if (r >= 0)
+		r = store_seal(s, aad, aad_len, material, len, &sealed, &sealed_len);
+	if (r < 0)
+		return r;
+	r = store_write_begin(s);
+	if (r < 0)
+		goto out;
+	r = bump_state_version(s, id);
+	if (r >= 0)
+		r = store_zeroise(s, NULL, key_zero_sql, key_delete_sql, "tti", id, type, index);
+	if (r >= 0)
+		r = store_run(s, NULL,
+			      "INSERT INTO vsm_keys(vsm_id, type, idx, sealed) VALUES(?, ?, ?, ?)",
+			      "ttib", id, type, index, sealed, sealed_len);
+	r = store_write_end(s, r);
+out:
+	free(sealed);
+	return r;
+}
+
+int store_vsm_key_get(chsm_store *s, const char *id, const char *type, int index,
+		      uint8_t **ret_material, size_t *ret_len)
+{
+	sqlite3_stmt *st = NULL;
+	char aad[STORE_AAD_MAX];
+	size_t aad_len = 0;
+	int r;
+	if (!s || !key_args_valid(id, type, index) || !ret_material || !ret_len)
+		return -EINVAL;
+	r = key_aad(id, type, index, aad, &aad_len);
+	if (r < 0)
+		return r;
+	store_lock(s);
+	r = store_query_row(s, &st,
+			    "SELECT sealed FROM vsm_keys WHERE vsm_id = ? AND type = ? AND idx = ?",
+			    "tti", id, type, index);
+	if (r >= 0)
+		r = store_unseal(s, aad, aad_len, sqlite3_column_blob(st, 0),
+				 (size_t)sqlite3_column_bytes(st, 0), ret_material, ret_len);
+	sqlite3_finalize(st);
+	store_unlock(s);
+	return r;
+}
+
+int store_vsm_key_delete(chsm_store *s, const char *id, const char *type, int index)
+{
+	int count = 0;
+	if (!s || !key_args_valid(id, type, index))
+		return -EINVAL;
+	int r = store_write_begin(s);
+	if (r < 0)
+		return r;
+	r = store_zeroise(s, &count, key_zero_sql, key_delete_sql, "tti", id, type, index);
+	if (r >= 0 && count == 0)
+		r = -ENOENT;
+	if (r >= 0)
+		r = bump_state_version(s, id);
+	return store_write_end(s, r);
+}
+
+int store_vsm_key_count(chsm_store *s, const char *id, size_t *ret_count)
+{
+	if (!s || !id_valid(id) || !ret_count)
+		return -EINVAL;
+	store_lock(s);
+	int r = vsm_exists(s, id);
+	if (r >= 0)
+		r = store_count(s, ret_count, "SELECT count(*) FROM vsm_keys WHERE vsm_id = ?", "t",
+				id);
+	store_unlock(s);
+	return r;
+}
+
+int store_vsm_keys_clear(chsm_store *s, const char *id)
+{
+	return vsm_destroy(s, id, true);
+}
+
+/* ---- state digest ---- */
+
+/* Hashes a 4-byte big-endian v. */
+static int sm3_be32(crypto_sm3_ctx *ctx, uint32_t v)
+{
+	uint8_t b[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+	return crypto_sm3_update(ctx, b, sizeof(b));
+}
+
+/* Hashes every key of VSM id in (type, index) order, as store.h lays out. */
+static int digest_keys(chsm_store *s, const char *id, crypto_sm3_ctx *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	uint8_t *plain = NULL;
+	size_t plain_len = 0;
+	int r = store_prepare(s, &st,
+			      "SELECT type, idx, sealed FROM vsm_keys WHERE vsm_id = ?"
+			      " ORDER BY type, idx",
+			      "t", id);
+	if (r < 0)
+		goto out;
+	while ((r = store_step(st)) == 1) {
+		char type[STORE_KEY_TYPE_MAX_LEN + 1], aad[STORE_AAD_MAX];
+		size_t aad_len = 0;
+		int index = 0;
+		r = store_col_copy(st, 0, type, sizeof(type));
+		if (r >= 0)
+			r = store_col_int(st, 1, &index);
+		if (r >= 0 && index < 0)
+			r = -EIO;
+		if (r >= 0)
+			r = key_aad(id, type, index, aad, &aad_len);
+		if (r >= 0)
+			r = store_unseal(s, aad, aad_len, sqlite3_column_blob(st, 2),
+					 (size_t)sqlite3_column_bytes(st, 2), &plain, &plain_len);
+		if (r < 0)
+			goto out;
+		r = crypto_sm3_update(ctx, type, strlen(type) + 1);
+		if (r >= 0)
+			r = sm3_be32(ctx, (uint32_t)index);
+		if (r >= 0)
+			r = sm3_be32(ctx, (uint32_t)plain_len);
+		if (r >= 0)
+			r = crypto_sm3_update(ctx, plain, plain_len);
+		crypto_free_secret(plain, plain_len);
+		plain = NULL;
+		if (r < 0)
+			goto out;
+	}
+out:
+	crypto_free_secret(plain, plain_len);
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* Hashes the token of VSM id, or "notoken" and a NUL. */
+static int digest_token(chsm_store *s, const char *id, crypto_sm3_ctx *ctx)
+{
+	uint8_t *secret = NULL;
+	size_t secret_len = 0;
+	char token_id[CHSM_VSM_NAME_MAX_LEN + 1];
+	int r = token_read(s, id, token_id, &secret, &secret_len);
+	if (r == -ENOENT) {
+		r = crypto_sm3_update(ctx, "notoken", sizeof("notoken"));
+		goto out;
+	}
+	if (r < 0)
+		goto out;
+	r = crypto_sm3_update(ctx, "token", sizeof("token"));
+	if (r >= 0)
+		r = crypto_sm3_update(ctx, token_id, strlen(token_id) + 1);
+	if (r >= 0)
+		r = sm3_be32(ctx, (uint32_t)secret_len);
+	if (r >= 0)
+		r = crypto_sm3_update(ctx, secret, secret_len);
+out:
+	crypto_free_secret(secret, secret_len);
+	return r;
+}
+
+int store_vsm_state_digest(chsm_store *s, const char *id, char out[65])
+{
+	crypto_sm3_ctx *ctx = NULL;
+	uint8_t md[CRYPTO_SM3_LEN];
+	int r;
+	if (!s || !id_valid(id) || !out)
+		return -EINVAL;
+	store_lock(s);
+	r = vsm_exists(s, id);
+	if (r >= 0)
+		r = crypto_sm3_new(&ctx);
+	if (r >= 0)
+		r = digest_keys(s, id, ctx);
+	if (r >= 0)
+		r = digest_token(s, id, ctx);
+	if (r >= 0)
+		r = crypto_sm3_final(ctx, md);
+	if (r >= 0)
+		chsm_hex_encode(md, sizeof(md), out);
+	crypto_sm3_free(ctx);
+	store_unlock(s);
+	return r < 0 ? r : 0;
+}
