@@ -1,0 +1,253 @@
+/*
+ * sm2.c: SM2 signatures (GB/T 32918.2) and public-key encryption
+ * (GB/T 32918.4), the Z value, through OpenSSL's "SM2" provider algorithms.
+ *
+ * The signer ID is always set explicitly (OpenSSL 3.0's own default is the
+ * empty ID); NULL means CRYPTO_SM2_DEFAULT_ID. Signatures are DER
+ * SEQUENCE { r, s }; ciphertexts GM/T 0009 DER. Any verification or
+ * decryption failure, including malformed input, is -EBADMSG.
+ */
+#include "crypto/crypto.h"
+#include "crypto/crypto_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ENTL is the ID's length in bits on 16 bits; OpenSSL refuses 8191 bytes
+ * too, so the limit is 8190 bytes. */
+#define SM2_ID_MAX (0xffff / 8 - 1)
+
+/* a, b, xG, yG of the SM2 curve (GB/T 32918.5), in the order Z hashes them. */
+static const uint8_t sm2_curve_abg[4 * 32] = {
+	/* a */
+	0xff, 0xff, 0xff, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfc,
+	/* b */
+	0x28, 0xe9, 0xfa, 0x9e, 0x9d, 0x9f, 0x5e, 0x34, 0x4d, 0x5a, 0x9e, 0x4b, 0xcf, 0x65, 0x09, 0xa7,
+	0xf3, 0x97, 0x89, 0xf5, 0x15, 0xab, 0x8f, 0x92, 0xdd, 0xbc, 0xbd, 0x41, 0x4d, 0x94, 0x0e, 0x93,
+	/* xG */
+	0x32, 0xc4, 0xae, 0x2c, 0x1f, 0x19, 0x81, 0x19, 0x5f, 0x99, 0x04, 0x46, 0x6a, 0x39, 0xc9, 0x94,
+	0x8f, 0xe3, 0x0b, 0xbf, 0xf2, 0x66, 0x0b, 0xe1, 0x71, 0x5a, 0x45, 0x89, 0x33, 0x4c, 0x74, 0xc7,
+	/* yG */
+	0xbc, 0x37, 0x36, 0xa2, 0xf4, 0xf6, 0x77, 0x9c, 0x59, 0xbd, 0xce, 0xe3, 0x6b, 0x69, 0x21, 0x53,
+	0xd0, 0xa9, 0x87, 0x7c, 0xc6, 0x2a, 0x47, 0x40, 0x02, 0xdf, 0x32, 0xe5, 0x21, 0x39, 0xf0, 0xa0,
+};
+
+/* Resolves a caller's ID (NULL: the default) and checks its length. */
+static int sm2_id(const char *id, size_t *ret_len, const char **ret_id)
+{
+	if (id == NULL)
+		id = CRYPTO_SM2_DEFAULT_ID;
+	size_t len = strlen(id);
+	if (len > SM2_ID_MAX)
+		return -EINVAL;
+	*ret_id = id;
+	*ret_len = len;
+	return 0;
+}
+
+int crypto_sm2_z(const crypto_sm2_key *key, const char *id, uint8_t out[CRYPTO_SM3_LEN])
+{
+	size_t idlen = 0;
+	uint8_t point[CRYPTO_SM2_POINT_LEN];
+	int r;
+	if (key == NULL || out == NULL)
+		return -EINVAL;
+	if ((r = sm2_id(id, &idlen, &id)) < 0 || (r = crypto_sm2_public_point(key, point)) < 0)
+		return r;
+	const uint8_t entl[2] = {(uint8_t)((idlen * 8) >> 8), (uint8_t)(idlen * 8)};
+	crypto_sm3_ctx *ctx = NULL;
+	if ((r = crypto_sm3_new(&ctx)) < 0)
+		return r;
+	if ((r = crypto_sm3_update(ctx, entl, sizeof(entl))) == 0 &&
+	    (r = crypto_sm3_update(ctx, id, idlen)) == 0 &&
+	    (r = crypto_sm3_update(ctx, sm2_curve_abg, sizeof(sm2_curve_abg))) == 0 &&
+	    (r = crypto_sm3_update(ctx, point + 1, sizeof(point) - 1)) == 0)
+		r = crypto_sm3_final(ctx, out);
+	crypto_sm3_free(ctx);
+	return r;
+}
+
+/* A digest-sign or digest-verify context over SM3 with the signer ID set. */
+static int sm2_md_init(const crypto_sm2_key *key, const char *id, bool sign,
+		       EVP_MD_CTX **ret_mctx)
+{
+	size_t idlen = 0;
+	int r = sm2_id(id, &idlen, &id);
+	if (r < 0)
+		return r;
+	EVP_MD_CTX *mctx = EVP_MD_CTX_new();
+	if (mctx == NULL)
+		return crypto_fail(-ENOMEM);
+	EVP_PKEY_CTX *pctx = NULL; /* owned by mctx */
+	int ok = sign ? EVP_DigestSignInit_ex(mctx, &pctx, "SM3", NULL, NULL, key->pkey, NULL)
+		      : EVP_DigestVerifyInit_ex(mctx, &pctx, "SM3", NULL, NULL, key->pkey, NULL);
+	if (ok != 1 || EVP_PKEY_CTX_set1_id(pctx, id, (int)idlen) != 1) {
+		EVP_MD_CTX_free(mctx);
+		return crypto_fail(-EIO);
+	}
+	*ret_mctx = mctx;
+	return 0;
+}
+
+int crypto_sm2_sign(const crypto_sm2_key *key, const char *id, const void *msg, size_t len,
+		    uint8_t sig[CRYPTO_SM2_SIG_DER_MAX], size_t *ret_siglen)
+{
+	if (key == NULL || !key->has_private || (msg == NULL && len > 0) || sig == NULL ||
+	    ret_siglen == NULL)
+		return -EINVAL;
+	EVP_MD_CTX *mctx = NULL;
+	int r = sm2_md_init(key, id, true, &mctx);
+	if (r < 0)
+		return r;
+	uint8_t buf[CRYPTO_SM2_SIG_DER_MAX];
+	size_t buflen = sizeof(buf);
+	if (EVP_DigestSignUpdate(mctx, len > 0 ? msg : "", len) != 1 ||
+	    EVP_DigestSignFinal(mctx, buf, &buflen) != 1)
+		r = crypto_fail(-EIO);
+	EVP_MD_CTX_free(mctx);
+	if (r < 0)
+		return r;
+	memcpy(sig, buf, buflen);
+	*ret_siglen = buflen;
+	return 0;
+}
+
+int crypto_sm2_verify(const crypto_sm2_key *key, const char *id, const void *msg, size_t len,
+		      const uint8_t *sig, size_t siglen)
+{
+	if (key == NULL || (msg == NULL && len > 0) || (sig == NULL && siglen > 0))
+		return -EINVAL;
+	if (siglen == 0 || siglen > CRYPTO_SM2_SIG_DER_MAX)
+		return -EBADMSG;
+	EVP_MD_CTX *mctx = NULL;
+	int r = sm2_md_init(key, id, false, &mctx);
+	if (r < 0)
+		return r;
+	if (EVP_DigestVerifyUpdate(mctx, len > 0 ? msg : "", len) != 1)
+		r = crypto_fail(-EIO);
+	else if (EVP_DigestVerifyFinal(mctx, sig, siglen) != 1)
+		r = crypto_fail(-EBADMSG);
+	EVP_MD_CTX_free(mctx);
+	return r;
+}
+
+/* A pkey context for the raw (digest-free) SM2 operations. */
+static EVP_PKEY_CTX *sm2_pkey_ctx(const crypto_sm2_key *key)
+{
+	return EVP_PKEY_CTX_new_from_pkey(NULL, key->pkey, NULL);
+}
+
+int crypto_sm2_sign_digest(const crypto_sm2_key *key, const uint8_t e[CRYPTO_SM3_LEN],
+			   uint8_t sig[CRYPTO_SM2_SIG_DER_MAX], size_t *ret_siglen)
+{
+	if (key == NULL || !key->has_private || e == NULL || sig == NULL || ret_siglen == NULL)
+		return -EINVAL;
+	EVP_PKEY_CTX *ctx = sm2_pkey_ctx(key);
+	if (ctx == NULL)
+		return crypto_fail(-ENOMEM);
+	uint8_t buf[CRYPTO_SM2_SIG_DER_MAX];
+	size_t buflen = sizeof(buf);
+	int r = 0;
+	if (EVP_PKEY_sign_init(ctx) != 1 ||
+	    EVP_PKEY_sign(ctx, buf, &buflen, e, CRYPTO_SM3_LEN) != 1)
+		r = crypto_fail(-EIO);
+	EVP_PKEY_CTX_free(ctx);
+	if (r < 0)
+		return r;
+	memcpy(sig, buf, buflen);
+	*ret_siglen = buflen;
+	return 0;
+}
+
+int crypto_sm2_verify_digest(const crypto_sm2_key *key, const uint8_t e[CRYPTO_SM3_LEN],
+			     const uint8_t *sig, size_t siglen)
+{
+	if (key == NULL || e == NULL || (sig == NULL && siglen > 0))
+		return -EINVAL;
+	if (siglen == 0 || siglen > CRYPTO_SM2_SIG_DER_MAX)
+		return -EBADMSG;
+	EVP_PKEY_CTX *ctx = sm2_pkey_ctx(key);
+	if (ctx == NULL)
+		return crypto_fail(-ENOMEM);
+	int r = 0;
+	if (EVP_PKEY_verify_init(ctx) != 1)
+		r = crypto_fail(-EIO);
+	else if (EVP_PKEY_verify(ctx, sig, siglen, e, CRYPTO_SM3_LEN) != 1)
+		r = crypto_fail(-EBADMSG);
+	EVP_PKEY_CTX_free(ctx);
+	return r;
+}
+
+int crypto_sm2_encrypt(const crypto_sm2_key *key, const void *plain, size_t len,
+		       uint8_t **ret_der, size_t *ret_len)
+{
+	if (key == NULL || plain == NULL || len == 0 || ret_der == NULL || ret_len == NULL)
+		return -EINVAL;
+	EVP_PKEY_CTX *ctx = sm2_pkey_ctx(key);
+	if (ctx == NULL)
+		return crypto_fail(-ENOMEM);
+	uint8_t *out = NULL;
+	size_t outlen = 0;
+	int r = -EIO;
+	if (EVP_PKEY_encrypt_init(ctx) != 1 ||
+	    EVP_PKEY_encrypt(ctx, NULL, &outlen, plain, len) != 1)
+		goto out;
+	out = malloc(outlen);
+	if (out == NULL) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (EVP_PKEY_encrypt(ctx, out, &outlen, plain, len) != 1)
+		goto out;
+	r = 0;
+out:
+	EVP_PKEY_CTX_free(ctx);
+	if (r < 0) {
+		free(out);
+		return crypto_fail(r);
+	}
+	*ret_der = out;
+	*ret_len = outlen;
+	return 0;
+}
+
+int crypto_sm2_decrypt(const crypto_sm2_key *key, const uint8_t *der, size_t derlen,
+		       uint8_t **ret_plain, size_t *ret_len)
+{
+	if (key == NULL || !key->has_private || (der == NULL && derlen > 0) ||
+	    ret_plain == NULL || ret_len == NULL)
+		return -EINVAL;
+	EVP_PKEY_CTX *ctx = sm2_pkey_ctx(key);
+	if (ctx == NULL)
+		return crypto_fail(-ENOMEM);
+	uint8_t *out = NULL;
+	size_t cap = 0, outlen = 0;
+	int r = -EIO;
+	if (EVP_PKEY_decrypt_init(ctx) != 1)
+		goto out;
+	/* From here on every failure is the ciphertext's: malformed DER, a
+	 * point off the curve, or a C3 that does not match. */
+	r = -EBADMSG;
+	if (derlen == 0 || EVP_PKEY_decrypt(ctx, NULL, &cap, der, derlen) != 1 || cap == 0)
+		goto out;
+	out = malloc(cap);
+	if (out == NULL) {
+		r = -ENOMEM;
+		goto out;
+	}
+	outlen = cap;
+	if (EVP_PKEY_decrypt(ctx, out, &outlen, der, derlen) != 1 || outlen > cap)
+		goto out;
+	r = 0;
+out:
+	EVP_PKEY_CTX_free(ctx);
+	if (r < 0) {
+		crypto_free_secret(out, cap);
+		return crypto_fail(r);
+	}
+	*ret_plain = out;
+	*ret_len = outlen;
+	return 0;
+}

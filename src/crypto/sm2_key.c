@@ -1,0 +1,329 @@
+/*
+ * sm2_key.c: SM2 keys: generation, PEM import and export, raw public points
+ * and private scalars, fingerprints.
+ *
+ * Every key this file hands out is an OpenSSL "SM2" key on the SM2 curve
+ * with its public point present. Keys from outside (PEM, points, scalars)
+ * are validated before use: a public point must lie on the curve, a private
+ * key must match its public point and have d in [1, n-2]. Keys of any other
+ * type or curve are refused with -EINVAL. Encrypted PEM is refused (there is
+ * no passphrase prompt).
+ */
+#include "crypto/crypto.h"
+#include "crypto/crypto_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/obj_mac.h>
+#include <openssl/param_build.h>
+#include <openssl/pem.h>
+
+/* Builds an "SM2" key from OSSL_PARAMs (selection: EVP_PKEY_PUBLIC_KEY or
+ * EVP_PKEY_KEYPAIR). */
+static int sm2_fromdata(OSSL_PARAM *params, int selection, EVP_PKEY **ret_pkey)
+{
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "SM2", NULL);
+	EVP_PKEY *pkey = NULL;
+	if (ctx == NULL)
+		return crypto_fail(-EIO);
+	int ok = EVP_PKEY_fromdata_init(ctx) == 1 &&
+		 EVP_PKEY_fromdata(ctx, &pkey, selection, params) == 1;
+	EVP_PKEY_CTX_free(ctx);
+	if (!ok)
+		return crypto_fail(-EINVAL);
+	*ret_pkey = pkey;
+	return 0;
+}
+
+static bool pkey_has_private(EVP_PKEY *pkey)
+{
+	BIGNUM *d = NULL;
+	bool has = EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_PRIV_KEY, &d) == 1;
+	BN_clear_free(d);
+	ERR_clear_error();
+	return has;
+}
+
+static bool pkey_on_sm2_curve(EVP_PKEY *pkey)
+{
+	char group[32];
+	size_t len = 0;
+	if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group,
+					   sizeof(group), &len) != 1) {
+		ERR_clear_error();
+		return false;
+	}
+	return strcmp(group, "SM2") == 0;
+}
+
+/* Builds an "SM2" key from the public point and, when d is not NULL, the
+ * private scalar. */
+static int sm2_build(const uint8_t point[CRYPTO_SM2_POINT_LEN], const BIGNUM *d,
+		     EVP_PKEY **ret_pkey)
+{
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	OSSL_PARAM *params = NULL;
+	int r = -ENOMEM;
+	if (bld == NULL)
+		goto out;
+	if (OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "SM2", 0) != 1 ||
+	    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point,
+					     CRYPTO_SM2_POINT_LEN) != 1 ||
+	    (d != NULL && OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, d) != 1) ||
+	    (params = OSSL_PARAM_BLD_to_param(bld)) == NULL) {
+		r = crypto_fail(-EIO);
+		goto out;
+	}
+	r = sm2_fromdata(params, d != NULL ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY, ret_pkey);
+out:
+	/* A secure BIGNUM d lands in the secure part, which is cleared. */
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	return r;
+}
+
+/* Takes ownership of pkey (freeing it on failure) and makes a key of it.
+ * check: run OpenSSL's key validation (for keys from outside). */
+static int sm2_key_adopt(EVP_PKEY *pkey, bool check, crypto_sm2_key **ret_key)
+{
+	int r = -EINVAL;
+	/* OpenSSL 3.0 decodes every key on the SM2 curve as "SM2" (PKCS#8,
+	 * SEC1 "SM2/EC PRIVATE KEY", SPKI, named or explicit parameters);
+	 * an "EC" key is one on another curve, or one made the wrong way. */
+	if (!EVP_PKEY_is_a(pkey, "SM2") || !pkey_on_sm2_curve(pkey))
+		goto fail;
+	bool priv = pkey_has_private(pkey);
+	if (check) {
+		EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+		if (ctx == NULL) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		int ok = priv ? EVP_PKEY_check(ctx) : EVP_PKEY_public_check(ctx);
+		EVP_PKEY_CTX_free(ctx);
+		if (ok != 1) {
+			r = -EINVAL;
+			goto fail;
+		}
+	}
+	crypto_sm2_key *key = calloc(1, sizeof(*key));
+	if (key == NULL) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	key->pkey = pkey;
+	key->has_private = priv;
+	*ret_key = key;
+	return 0;
+fail:
+	EVP_PKEY_free(pkey);
+	return crypto_fail(r);
+}
+
+int crypto_sm2_generate(crypto_sm2_key **ret_key)
+{
+	if (ret_key == NULL)
+		return -EINVAL;
+	EVP_PKEY *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "SM2");
+	if (pkey == NULL)
+		return crypto_fail(-EIO);
+	return sm2_key_adopt(pkey, false, ret_key);
+}
+
+void crypto_sm2_key_free(crypto_sm2_key *key)
+{
+	if (key == NULL)
+		return;
+	EVP_PKEY_free(key->pkey); /* OpenSSL clears the private scalar */
+	free(key);
+}
+
+bool crypto_sm2_key_has_private(const crypto_sm2_key *key)
+{
+	return key != NULL && key->has_private;
+}
+
+/* Never prompts: an encrypted PEM fails to load. */
+static int no_password(char *buf, int size, int rwflag, void *u)
+{
+	return -1;
+}
+
+int crypto_sm2_load_private_pem(const char *pem, size_t len, crypto_sm2_key **ret_key)
+{
+	if (pem == NULL || len == 0 || len > INT_MAX)
+		return -EINVAL;
+	BIO *bio = BIO_new_mem_buf(pem, (int)len);
+	if (bio == NULL)
+		return crypto_fail(-ENOMEM);
+	EVP_PKEY *pkey = PEM_read_bio_PrivateKey_ex(bio, NULL, no_password, NULL, NULL, NULL);
+	BIO_free(bio);
+	if (pkey == NULL)
+		return crypto_fail(-EINVAL);
+	if (!pkey_has_private(pkey)) {
+		EVP_PKEY_free(pkey);
+		return -EINVAL;
+	}
+	return sm2_key_adopt(pkey, true, ret_key);
+}
+
+int crypto_sm2_load_public_pem(const char *pem, size_t len, crypto_sm2_key **ret_key)
+{
+	if (pem == NULL || len == 0 || len > INT_MAX)
+		return -EINVAL;
+	BIO *bio = BIO_new_mem_buf(pem, (int)len);
+	if (bio == NULL)
+		return crypto_fail(-ENOMEM);
+	EVP_PKEY *pkey = PEM_read_bio_PUBKEY_ex(bio, NULL, no_password, NULL, NULL, NULL);
+	BIO_free(bio);
+	if (pkey == NULL)
+		return crypto_fail(-EINVAL);
+	return sm2_key_adopt(pkey, true, ret_key);
+}
+
+/* Copies a memory BIO's contents into a NUL-terminated malloc'ed string. */
+static int bio_to_string(BIO *bio, char **ret_str, size_t *ret_len)
+{
+	char *data = NULL;
+	long n = BIO_get_mem_data(bio, &data);
+	if (n <= 0 || data == NULL)
+		return -EIO;
+	char *s = malloc((size_t)n + 1);
+	if (s == NULL)
+		return -ENOMEM;
+	memcpy(s, data, (size_t)n);
+	s[n] = '\0';
+	*ret_str = s;
+	*ret_len = (size_t)n;
+	return 0;
+}
+
+int crypto_sm2_private_pem(const crypto_sm2_key *key, char **ret_pem, size_t *ret_len)
+{
+	if (key == NULL || !key->has_private)
+		return -EINVAL;
+	/* A secure-memory BIO wipes its buffer when it grows and when freed. */
+	BIO *bio = BIO_new(BIO_s_secmem());
+	if (bio == NULL)
+		return crypto_fail(-ENOMEM);
+	int r = -EIO;
+	if (PEM_write_bio_PrivateKey(bio, key->pkey, NULL, NULL, 0, NULL, NULL) == 1)
+		r = bio_to_string(bio, ret_pem, ret_len);
+	BIO_free(bio);
+	return r < 0 ? crypto_fail(r) : 0;
+}
+
+int crypto_sm2_public_pem(const crypto_sm2_key *key, char **ret_pem, size_t *ret_len)
+{
+	if (key == NULL)
+		return -EINVAL;
+	BIO *bio = BIO_new(BIO_s_mem());
+	if (bio == NULL)
+		return crypto_fail(-ENOMEM);
+	int r = -EIO;
+	if (PEM_write_bio_PUBKEY(bio, key->pkey) == 1)
+		r = bio_to_string(bio, ret_pem, ret_len);
+	BIO_free(bio);
+	return r < 0 ? crypto_fail(r) : 0;
+}
+
+int crypto_sm2_public_point(const crypto_sm2_key *key, uint8_t out[CRYPTO_SM2_POINT_LEN])
+{
+	if (key == NULL || out == NULL)
+		return -EINVAL;
+	/* The coordinates rather than the encoded point: the result does not
+	 * depend on the point conversion form the key was loaded with. */
+	BIGNUM *x = NULL, *y = NULL;
+	int r = -EIO;
+	if (EVP_PKEY_get_bn_param(key->pkey, OSSL_PKEY_PARAM_EC_PUB_X, &x) == 1 &&
+	    EVP_PKEY_get_bn_param(key->pkey, OSSL_PKEY_PARAM_EC_PUB_Y, &y) == 1 &&
+	    BN_bn2binpad(x, out + 1, 32) == 32 && BN_bn2binpad(y, out + 33, 32) == 32) {
+		out[0] = 0x04;
+		r = 0;
+	}
+	BN_free(x);
+	BN_free(y);
+	return r < 0 ? crypto_fail(r) : 0;
+}
+
+int crypto_sm2_from_public_point(const uint8_t point[CRYPTO_SM2_POINT_LEN],
+				 crypto_sm2_key **ret_key)
+{
+	if (point == NULL || point[0] != 0x04 || ret_key == NULL)
+		return -EINVAL;
+	EVP_PKEY *pkey = NULL;
+	int r = sm2_build(point, NULL, &pkey);
+	if (r < 0)
+		return r;
+	return sm2_key_adopt(pkey, true, ret_key);
+}
+
+int crypto_sm2_private_scalar(const crypto_sm2_key *key, uint8_t out[CRYPTO_SM2_SCALAR_LEN])
+{
+	if (key == NULL || !key->has_private || out == NULL)
+		return -EINVAL;
+	BIGNUM *d = NULL;
+	int r = -EIO;
+	if (EVP_PKEY_get_bn_param(key->pkey, OSSL_PKEY_PARAM_PRIV_KEY, &d) == 1 &&
+	    BN_bn2binpad(d, out, CRYPTO_SM2_SCALAR_LEN) == CRYPTO_SM2_SCALAR_LEN)
+		r = 0;
+	BN_clear_free(d);
+	return r < 0 ? crypto_fail(r) : 0;
+}
+
+int crypto_sm2_from_private_scalar(const uint8_t d_bytes[CRYPTO_SM2_SCALAR_LEN],
+				   crypto_sm2_key **ret_key)
+{
+	if (d_bytes == NULL || ret_key == NULL)
+		return -EINVAL;
+	EC_GROUP *group = EC_GROUP_new_by_curve_name(NID_sm2);
+	BN_CTX *bnctx = BN_CTX_secure_new();
+	BIGNUM *d = BN_secure_new(), *limit = BN_new();
+	EC_POINT *pub = group != NULL ? EC_POINT_new(group) : NULL;
+	EVP_PKEY *pkey = NULL;
+	uint8_t point[CRYPTO_SM2_POINT_LEN];
+	int r = -ENOMEM;
+	if (group == NULL || bnctx == NULL || d == NULL || limit == NULL || pub == NULL)
+		goto out;
+	r = -EIO;
+	/* GB/T 32918.1: d in [1, n-2]. */
+	if (BN_bin2bn(d_bytes, CRYPTO_SM2_SCALAR_LEN, d) == NULL ||
+	    BN_copy(limit, EC_GROUP_get0_order(group)) == NULL || BN_sub_word(limit, 1) != 1)
+		goto out;
+	if (BN_is_zero(d) || BN_cmp(d, limit) >= 0) {
+		r = -EINVAL;
+		goto out;
+	}
+	BN_set_flags(d, BN_FLG_CONSTTIME);
+	if (EC_POINT_mul(group, pub, d, NULL, NULL, bnctx) != 1 ||
+	    EC_POINT_point2oct(group, pub, POINT_CONVERSION_UNCOMPRESSED, point, sizeof(point),
+			       bnctx) != sizeof(point))
+		goto out;
+	r = sm2_build(point, d, &pkey);
+out:
+	EC_POINT_free(pub);
+	BN_clear_free(d);
+	BN_free(limit);
+	BN_CTX_free(bnctx);
+	EC_GROUP_free(group);
+	if (r < 0)
+		return crypto_fail(r);
+	return sm2_key_adopt(pkey, false, ret_key);
+}
+
+int crypto_sm2_fingerprint(const crypto_sm2_key *key, char out[CRYPTO_SM3_HEX_LEN + 1])
+{
+	uint8_t point[CRYPTO_SM2_POINT_LEN];
+	int r = crypto_sm2_public_point(key, point);
+	if (r < 0)
+		return r;
+	return crypto_sm3_hex(point, sizeof(point), out);
+}
