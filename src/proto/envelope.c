@@ -1,0 +1,132 @@
+/*
+ * envelope.c: the response body of PROFILE.md §6 and request/task IDs.
+ *
+ * Guarantees: gmt_envelope always writes the members in the order code,
+ * message, requestId, data, as compact JSON; it never puts data into an
+ * error envelope. gmt_envelope_parse accepts only a well-typed envelope and
+ * rejects duplicate keys. IDs carry 96 random bits.
+ */
+#include "proto/envelope.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "crypto/crypto.h"
+#include "proto/codes.h"
+
+#define ID_RANDOM_BYTES 12
+
+static int new_id(const char *prefix, char out[GMT_ID_SIZE])
+{
+	uint8_t rnd[ID_RANDOM_BYTES];
+	size_t plen = strlen(prefix);
+	if (plen + 2 * sizeof(rnd) + 1 > GMT_ID_SIZE)
+		return -EINVAL;
+	int r = crypto_random(rnd, sizeof(rnd));
+	if (r < 0)
+		return r;
+	memcpy(out, prefix, plen);
+	chsm_hex_encode(rnd, sizeof(rnd), out + plen);
+	return 0;
+}
+
+int gmt_new_request_id(char out[GMT_ID_SIZE])
+{
+	return new_id("req-", out);
+}
+
+int gmt_new_task_id(char out[GMT_ID_SIZE])
+{
+	return new_id("task-", out);
+}
+
+/* Adds value (stolen, may be NULL after a failed constructor) to obj. */
+static int add_member(json_t *obj, const char *key, json_t *value, int err_if_null)
+{
+	if (!value)
+		return err_if_null;
+	return json_object_set_new(obj, key, value) < 0 ? -ENOMEM : 0;
+}
+
+int gmt_envelope(int code, const char *message, const char *request_id, const json_t *data,
+		 char **ret_body, size_t *ret_len)
+{
+	json_t *obj = NULL;
+	char *s = NULL;
+	int r = -EINVAL;
+	if (code < 0 || !request_id || !ret_body || !ret_len ||
+	    (data && (code != GMT_OK || !json_is_object(data))))
+		goto out;
+	if (!message)
+		message = gmt_code_message(code);
+	obj = json_object();
+	if (!obj) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/* json_string fails on invalid UTF-8 (or on memory): report -EINVAL. */
+	r = add_member(obj, "code", json_integer(code), -ENOMEM);
+	if (r == 0)
+		r = add_member(obj, "message", json_string(message), -EINVAL);
+	if (r == 0)
+		r = add_member(obj, "requestId", json_string(request_id), -EINVAL);
+	if (r == 0 && data)
+		r = add_member(obj, "data", json_deep_copy(data), -ENOMEM);
+	if (r < 0)
+		goto out;
+	s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (!s) {
+		r = -ENOMEM;
+		goto out;
+	}
+	*ret_len = strlen(s);
+	*ret_body = s;
+out:
+	json_decref(obj);
+	return r;
+}
+
+int gmt_envelope_parse(const char *body, size_t len, int *ret_code, char **ret_message,
+		       json_t **ret_data)
+{
+	json_error_t jerr;
+	json_t *root = NULL;
+	char *msg = NULL;
+	int r = -EINVAL;
+	if (!body || !ret_code)
+		goto out;
+	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(root))
+		goto out;
+	json_t *code = json_object_get(root, "code");
+	json_t *message = json_object_get(root, "message");
+	json_t *request_id = json_object_get(root, "requestId");
+	json_t *data = json_object_get(root, "data");
+	if (!json_is_integer(code) || json_integer_value(code) < 0 ||
+	    json_integer_value(code) > INT_MAX)
+		goto out;
+	if (!json_is_string(message) ||
+	    strlen(json_string_value(message)) != json_string_length(message))
+		goto out;
+	if ((request_id && !json_is_string(request_id)) || (data && !json_is_object(data)))
+		goto out;
+	if (ret_message) {
+		msg = strdup(json_string_value(message));
+		if (!msg) {
+			r = -ENOMEM;
+			goto out;
+		}
+		*ret_message = msg;
+	}
+	if (ret_data)
+		*ret_data = data ? json_incref(data) : NULL;
+	*ret_code = (int)json_integer_value(code);
+	r = 0;
+out:
+	json_decref(root);
+	return r;
+}
