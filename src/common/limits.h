@@ -61,6 +61,8 @@
 #define CHSM_CALLBACK_RETRY_MS         (15LL * 60 * 1000)
 /* Seconds to wait for a VSM process to exit after SIGTERM before SIGKILL. */
 #define CHSM_VSM_STOP_GRACE_SECONDS    5
+/* Seconds a new VSM process has to report READY before it is killed. */
+#define CHSM_VSM_READY_TIMEOUT_SECONDS 5
 /* Token secret, decoded bytes (PROFILE.md 7.3.4). */
 #define CHSM_TOKEN_SECRET_MIN          16
 #define CHSM_TOKEN_SECRET_MAX          64

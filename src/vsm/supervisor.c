@@ -1,0 +1,762 @@
+/*
+ * supervisor.c: see supervisor.h.
+ *
+ * Each VSM is a vsm_proc on one list, guarded by s->lock, in one of three
+ * states, and whoever owns a state is the only one to wait for its exit:
+ *  - SPAWN_PENDING: start() asked the monitor thread to fork it;
+ *  - STARTING: forked, start() reads its readiness pipe and, on failure,
+ *    kills and reaps it itself;
+ *  - RUNNING: up; the monitor thread polls its pidfd and reaps it when it
+ *    exits on its own, unless `stopping` is set, in which case stop() reaps.
+ * A pidfd is closed only by its reaper; stop() first waits for the monitor
+ * to rebuild its poll set without it, so the monitor never polls a closed
+ * (and possibly reused) descriptor number.
+ */
+/* For pipe2(): the pipe must be close-on-exec from birth, or another
+ * thread's fork+exec (popen) could inherit it. */
+#define _GNU_SOURCE
+#include "vsm/supervisor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/limits.h"
+#include "common/util.h"
+#include "vsm/endpoint.h"
+#include "vsm/ready.h"
+
+/* The descriptor number chsm-vsmd receives its readiness pipe on. */
+#define READY_FD 3
+#define READY_FD_TEXT "3"
+/* How long a process that reported ERROR or closed its pipe gets to exit. */
+#define FAILED_EXIT_GRACE_MS 1000
+/* Exits reported per round of the monitor loop; the rest wait a round. */
+#define MAX_EXITS_PER_ROUND 16
+/* Longest exit description, e.g. "killed by signal 11 (core dumped)". */
+#define REASON_MAX 64
+
+enum proc_state { PROC_SPAWN_PENDING, PROC_STARTING, PROC_RUNNING };
+
+struct vsm_proc {
+	struct vsm_proc *next;
+	char id[CHSM_VSM_ID_MAX_LEN + 1];
+	char endpoint[VSM_ENDPOINT_MAX_LEN];
+	enum proc_state state;
+	bool stopping;
+	uint64_t serial;
+	int spawn_err;
+	pid_t pid;
+	int pidfd;
+	int ready_fd;
+	int64_t started_ms;
+	/* CPU accounting for vsm_supervisor_stats. */
+	uint64_t prev_ticks;
+	int64_t prev_mono_ms;
+};
+
+struct exit_event {
+	char id[CHSM_VSM_ID_MAX_LEN + 1];
+	char reason[REASON_MAX];
+};
+
+struct vsm_supervisor {
+	char *vsmd_path;
+	vsm_exit_fn on_exit;
+	void *ctx;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct vsm_proc *procs;
+	size_t nprocs;
+	uint64_t next_serial;
+	/* Bumped each time the monitor rebuilds its poll set. */
+	uint64_t poll_gen;
+	int wake_fd;
+	bool quit;
+	bool monitor_started;
+	pthread_t monitor;
+	long clk_tck;
+	long page_size;
+	int max_fd;
+	/* The monitor thread's poll set: wake_fd, then one pidfd per VSM. */
+	struct pollfd *pfds;
+	pid_t *pfd_pids;
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (!err || errlen == 0)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static int sys_pidfd_open(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static int pidfd_signal(int pidfd, int sig)
+{
+	return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+static bool in_monitor(vsm_supervisor *s)
+{
+	return s->monitor_started && pthread_equal(pthread_self(), s->monitor);
+}
+
+static void wake_monitor(vsm_supervisor *s)
+{
+	uint64_t one = 1;
+	while (write(s->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+}
+
+static struct vsm_proc *find_id(vsm_supervisor *s, const char *id)
+{
+	for (struct vsm_proc *p = s->procs; p; p = p->next)
+		if (strcmp(p->id, id) == 0)
+			return p;
+	return NULL;
+}
+
+static struct vsm_proc *find_pid(vsm_supervisor *s, pid_t pid)
+{
+	for (struct vsm_proc *p = s->procs; p; p = p->next)
+		if (p->pid == pid)
+			return p;
+	return NULL;
+}
+
+static void unlink_proc(vsm_supervisor *s, struct vsm_proc *p)
+{
+	for (struct vsm_proc **pp = &s->procs; *pp; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			s->nprocs--;
+			return;
+		}
+	}
+}
+
+static void free_proc(struct vsm_proc *p)
+{
+	if (!p)
+		return;
+	if (p->pidfd >= 0)
+		close(p->pidfd);
+	if (p->ready_fd >= 0)
+		close(p->ready_fd);
+	free(p);
+}
+
+static void describe_exit(const siginfo_t *info, char *buf, size_t len)
+{
+	if (info->si_code == CLD_EXITED)
+		snprintf(buf, len, "exited with status %d", info->si_status);
+	else if (info->si_code == CLD_DUMPED)
+		snprintf(buf, len, "killed by signal %d (core dumped)", info->si_status);
+	else
+		snprintf(buf, len, "killed by signal %d", info->si_status);
+}
+
+/* Waits up to timeout_ms for fd to become readable; true when it did. */
+static bool wait_readable(int fd, int64_t timeout_ms)
+{
+	int64_t deadline = chsm_monotonic_ms() + timeout_ms;
+	for (;;) {
+		int64_t left = deadline - chsm_monotonic_ms();
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int rc = poll(&pfd, 1, left > 0 ? (int)left : 0);
+		if (rc > 0)
+			return true;
+		if (rc == 0 || (rc < 0 && errno != EINTR))
+			return false;
+	}
+}
+
+/* Sends sig (0: none), gives the process grace_ms to exit, then SIGKILL,
+ * and reaps it. Returns 0 with *ret_info, or -errno from waitid. */
+static int terminate_and_reap(int pidfd, int sig, int64_t grace_ms, siginfo_t *ret_info)
+{
+	siginfo_t info;
+	if (sig)
+		pidfd_signal(pidfd, sig);
+	if (sig != SIGKILL && !wait_readable(pidfd, grace_ms))
+		pidfd_signal(pidfd, SIGKILL);
+	memset(&info, 0, sizeof(info));
+	while (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED) < 0)
+		if (errno != EINTR)
+			return -errno;
+	*ret_info = info;
+	return 0;
+}
+
+/* The forked child: keeps stdio and the readiness pipe (as READY_FD),
+ * closes everything else, resets signals, ties its life to the parent's,
+ * and execs. Only async-signal-safe calls: the parent has threads. */
+static void child_exec(const char *path, char *const argv[], int ready_fd, pid_t parent,
+		       int max_fd, const char *exec_text)
+{
+	char line[VSM_READY_LINE_MAX];
+	sigset_t none;
+	struct sigaction dfl;
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	for (int sig = 1; sig < NSIG; sig++)
+		sigaction(sig, &dfl, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
+		_exit(127);
+	setpgid(0, 0);
+	if (ready_fd == READY_FD) {
+		if (fcntl(READY_FD, F_SETFD, 0) < 0)
+			_exit(127);
+	} else if (dup2(ready_fd, READY_FD) < 0) {
+		_exit(127);
+	}
+	if (syscall(SYS_close_range, READY_FD + 1, ~0U, 0) < 0)
+		for (int fd = READY_FD + 1; fd < max_fd; fd++)
+			close(fd);
+	execv(path, argv);
+	size_t n = vsm_ready_error_line(errno, exec_text, line, sizeof(line));
+	ssize_t w = write(READY_FD, line, n);
+	(void)w;
+	_exit(127);
+}
+
+/* Forks and execs p's process; called with s->lock held. Returns 0 with
+ * p->pid, p->pidfd and p->ready_fd set, or -errno. */
+static int spawn(vsm_supervisor *s, struct vsm_proc *p)
+{
+	char exec_text[VSM_READY_LINE_MAX];
+	char *argv[] = { s->vsmd_path, "--vsm-id", p->id, "--listen", p->endpoint,
+			 "--ready-fd", READY_FD_TEXT, NULL };
+	int pipefd[2], r;
+	snprintf(exec_text, sizeof(exec_text), "cannot execute %s", s->vsmd_path);
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return -errno;
+	pid_t parent = getpid();
+	p->prev_mono_ms = chsm_monotonic_ms();
+	pid_t pid = fork();
+	if (pid == 0)
+		child_exec(s->vsmd_path, argv, pipefd[1], parent, s->max_fd, exec_text);
+	if (pid < 0) {
+		r = -errno;
+		goto fail;
+	}
+	close(pipefd[1]);
+	pipefd[1] = -1;
+	int pidfd = sys_pidfd_open(pid);
+	if (pidfd < 0) {
+		r = -errno;
+		kill(pid, SIGKILL);
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		goto fail;
+	}
+	p->pid = pid;
+	p->pidfd = pidfd;
+	p->ready_fd = pipefd[0];
+	return 0;
+fail:
+	close(pipefd[0]);
+	if (pipefd[1] >= 0)
+		close(pipefd[1]);
+	return r;
+}
+
+/* Reads the readiness line of a STARTING process (no lock held). On
+ * anything but READY the process is killed and reaped. Returns 0 or the
+ * error documented for vsm_supervisor_start. */
+static int await_ready(struct vsm_proc *p, char *err, size_t errlen)
+{
+	char buf[VSM_READY_LINE_MAX];
+	size_t len = 0;
+	bool eof = false, timed_out = false;
+	int64_t deadline = chsm_monotonic_ms() + CHSM_VSM_READY_TIMEOUT_SECONDS * 1000LL;
+	char *nl = NULL;
+	while (!nl && !eof && len < sizeof(buf) - 1) {
+		int64_t left = deadline - chsm_monotonic_ms();
+		if (left <= 0 || !wait_readable(p->ready_fd, left)) {
+			timed_out = true;
+			break;
+		}
+		ssize_t n = read(p->ready_fd, buf + len, sizeof(buf) - 1 - len);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0) {
+			eof = true;
+			break;
+		}
+		len += (size_t)n;
+		buf[len] = '\0';
+		nl = memchr(buf, '\n', len);
+	}
+	close(p->ready_fd);
+	p->ready_fd = -1;
+
+	int code = 0, r;
+	const char *text = "";
+	siginfo_t info;
+	char reason[REASON_MAX];
+	/* A full buffer without a newline is as malformed as a bad line. */
+	bool malformed = !nl && !eof && !timed_out;
+	if (nl) {
+		*nl = '\0';
+		if (vsm_ready_parse(buf, &code, &text) < 0)
+			malformed = true;
+		else if (code == 0)
+			return 0;
+	}
+	if (timed_out) {
+		r = terminate_and_reap(p->pidfd, SIGKILL, 0, &info);
+		set_err(err, errlen, "VSM process not ready within %d s; killed",
+			CHSM_VSM_READY_TIMEOUT_SECONDS);
+		return r < 0 ? r : -ETIMEDOUT;
+	}
+	if (malformed) {
+		r = terminate_and_reap(p->pidfd, SIGKILL, 0, &info);
+		set_err(err, errlen, "VSM process sent a malformed readiness line; killed");
+		return r < 0 ? r : -EPROTO;
+	}
+	r = terminate_and_reap(p->pidfd, 0, FAILED_EXIT_GRACE_MS, &info);
+	if (r < 0) {
+		set_err(err, errlen, "cannot reap VSM process: %s", strerror(-r));
+		return r;
+	}
+	if (nl) {
+		set_err(err, errlen, "%s: %s", text, strerror(-code));
+		return code;
+	}
+	describe_exit(&info, reason, sizeof(reason));
+	set_err(err, errlen, "VSM process %s before it was ready", reason);
+	return -EIO;
+}
+
+/* Spawns every pending process; called with s->lock held. */
+static void spawn_pending(vsm_supervisor *s)
+{
+	bool any = false;
+	for (struct vsm_proc *p = s->procs; p; p = p->next) {
+		if (p->state != PROC_SPAWN_PENDING)
+			continue;
+		p->spawn_err = spawn(s, p);
+		p->state = PROC_STARTING;
+		any = true;
+	}
+	if (any)
+		pthread_cond_broadcast(&s->cond);
+}
+
+/* Reaps the running processes whose pidfd fired and were not asked to
+ * stop; called with s->lock held. Returns how many events it filled. */
+static size_t collect_exits(vsm_supervisor *s, size_t npfds, struct exit_event *events)
+{
+	size_t nevents = 0;
+	for (size_t i = 1; i < npfds && nevents < MAX_EXITS_PER_ROUND; i++) {
+		if (!s->pfds[i].revents)
+			continue;
+		struct vsm_proc *p = find_pid(s, s->pfd_pids[i]);
+		if (!p || p->state != PROC_RUNNING || p->stopping)
+			continue;
+		siginfo_t info;
+		memset(&info, 0, sizeof(info));
+		if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &info, WEXITED | WNOHANG) < 0 ||
+		    info.si_pid == 0)
+			continue;
+		memcpy(events[nevents].id, p->id, sizeof(p->id));
+		describe_exit(&info, events[nevents].reason, sizeof(events[nevents].reason));
+		nevents++;
+		unlink_proc(s, p);
+		free_proc(p);
+	}
+	return nevents;
+}
+
+static void *monitor_main(void *arg)
+{
+	vsm_supervisor *s = arg;
+	struct exit_event events[MAX_EXITS_PER_ROUND];
+	sigset_t all;
+	/* Signals are the daemon's business, not this thread's. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		spawn_pending(s);
+		if (s->quit)
+			break;
+		size_t n = 1;
+		s->pfds[0] = (struct pollfd){ .fd = s->wake_fd, .events = POLLIN };
+		for (struct vsm_proc *p = s->procs; p; p = p->next) {
+			if (p->state != PROC_RUNNING || p->stopping)
+				continue;
+			s->pfds[n] = (struct pollfd){ .fd = p->pidfd, .events = POLLIN };
+			s->pfd_pids[n] = p->pid;
+			n++;
+		}
+		s->poll_gen++;
+		pthread_cond_broadcast(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+
+		int rc = poll(s->pfds, n, -1);
+		if (rc > 0 && s->pfds[0].revents) {
+			uint64_t count;
+			ssize_t got = read(s->wake_fd, &count, sizeof(count));
+			(void)got;
+		}
+
+		pthread_mutex_lock(&s->lock);
+		size_t nevents = rc > 0 ? collect_exits(s, n, events) : 0;
+		if (nevents && s->on_exit) {
+			pthread_mutex_unlock(&s->lock);
+			for (size_t i = 0; i < nevents; i++)
+				s->on_exit(s->ctx, events[i].id, events[i].reason);
+			pthread_mutex_lock(&s->lock);
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+int vsm_supervisor_new(const char *vsmd_path, vsm_exit_fn on_unexpected_exit, void *ctx,
+		       vsm_supervisor **ret_sup)
+{
+	if (!vsmd_path || !*vsmd_path)
+		return -EINVAL;
+	int r = -ENOMEM;
+	vsm_supervisor *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	s->wake_fd = -1;
+	s->on_exit = on_unexpected_exit;
+	s->ctx = ctx;
+	s->clk_tck = sysconf(_SC_CLK_TCK);
+	s->page_size = sysconf(_SC_PAGESIZE);
+	struct rlimit rl;
+	s->max_fd = 65536;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)s->max_fd)
+		s->max_fd = (int)rl.rlim_cur;
+	s->vsmd_path = strdup(vsmd_path);
+	s->pfds = calloc(CHSM_MAX_VSMS_CEILING + 1, sizeof(*s->pfds));
+	s->pfd_pids = calloc(CHSM_MAX_VSMS_CEILING + 1, sizeof(*s->pfd_pids));
+	if (!s->vsmd_path || !s->pfds || !s->pfd_pids)
+		goto fail;
+	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->wake_fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = -pthread_create(&s->monitor, NULL, monitor_main, s);
+	if (r < 0)
+		goto fail;
+	s->monitor_started = true;
+	*ret_sup = s;
+	return 0;
+fail:
+	vsm_supervisor_free(s);
+	return r;
+}
+
+int vsm_supervisor_start(vsm_supervisor *s, const char *vsm_id, const char *ip, int port,
+			 char *err, size_t errlen)
+{
+	char endpoint[VSM_ENDPOINT_MAX_LEN];
+	int r;
+	if (!vsm_id_valid(vsm_id)) {
+		set_err(err, errlen, "invalid VSM id");
+		return -EINVAL;
+	}
+	if (vsm_endpoint_format(ip, port, endpoint, sizeof(endpoint)) < 0) {
+		set_err(err, errlen, "invalid address or port");
+		return -EINVAL;
+	}
+
+	pthread_mutex_lock(&s->lock);
+	struct vsm_proc *p = find_id(s, vsm_id);
+	if (p) {
+		r = p->state == PROC_RUNNING && !p->stopping ? -EALREADY : -EBUSY;
+		pthread_mutex_unlock(&s->lock);
+		set_err(err, errlen, r == -EALREADY ? "VSM %s already runs" :
+			"VSM %s is being started or stopped", vsm_id);
+		return r;
+	}
+	if (s->nprocs >= CHSM_MAX_VSMS_CEILING) {
+		pthread_mutex_unlock(&s->lock);
+		set_err(err, errlen, "too many VSM processes");
+		return -ENOSPC;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		pthread_mutex_unlock(&s->lock);
+		set_err(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	strcpy(p->id, vsm_id);
+	strcpy(p->endpoint, endpoint);
+	p->state = PROC_SPAWN_PENDING;
+	p->pidfd = p->ready_fd = -1;
+	p->pid = -1;
+	p->serial = ++s->next_serial;
+	p->next = s->procs;
+	s->procs = p;
+	s->nprocs++;
+	if (in_monitor(s)) {
+		spawn_pending(s);
+	} else {
+		wake_monitor(s);
+		while (p->state == PROC_SPAWN_PENDING)
+			pthread_cond_wait(&s->cond, &s->lock);
+	}
+	r = p->spawn_err;
+	pthread_mutex_unlock(&s->lock);
+
+	if (r < 0)
+		set_err(err, errlen, "cannot start VSM process: %s", strerror(-r));
+	else
+		r = await_ready(p, err, errlen);
+
+	pthread_mutex_lock(&s->lock);
+	if (r == 0) {
+		p->state = PROC_RUNNING;
+		p->started_ms = chsm_now_ms();
+		wake_monitor(s);
+		p = NULL;
+	} else {
+		unlink_proc(s, p);
+	}
+	pthread_mutex_unlock(&s->lock);
+	free_proc(p);
+	return r;
+}
+
+int vsm_supervisor_stop(vsm_supervisor *s, const char *vsm_id)
+{
+	int r;
+	if (!vsm_id)
+		return -EINVAL;
+	pthread_mutex_lock(&s->lock);
+	struct vsm_proc *p = find_id(s, vsm_id);
+	if (!p || p->state != PROC_RUNNING) {
+		r = p ? -EBUSY : -ENOENT;
+		goto out;
+	}
+	if (p->stopping) {
+		/* Another call stops it: wait until it is gone. */
+		uint64_t serial = p->serial;
+		while ((p = find_id(s, vsm_id)) && p->serial == serial)
+			pthread_cond_wait(&s->cond, &s->lock);
+		r = 0;
+		goto out;
+	}
+	p->stopping = true;
+	uint64_t gen = s->poll_gen;
+	wake_monitor(s);
+	pthread_mutex_unlock(&s->lock);
+
+	siginfo_t info;
+	r = terminate_and_reap(p->pidfd, SIGTERM, CHSM_VSM_STOP_GRACE_SECONDS * 1000LL, &info);
+
+	pthread_mutex_lock(&s->lock);
+	/* The monitor must stop polling the pidfd before it is closed. */
+	if (!in_monitor(s))
+		while (s->poll_gen == gen)
+			pthread_cond_wait(&s->cond, &s->lock);
+	unlink_proc(s, p);
+	free_proc(p);
+	pthread_cond_broadcast(&s->cond);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+bool vsm_supervisor_running(vsm_supervisor *s, const char *vsm_id, int *ret_pid,
+			    int64_t *ret_started_ms)
+{
+	if (!vsm_id)
+		return false;
+	pthread_mutex_lock(&s->lock);
+	struct vsm_proc *p = find_id(s, vsm_id);
+	bool running = p && p->state == PROC_RUNNING && !p->stopping;
+	if (running) {
+		if (ret_pid)
+			*ret_pid = p->pid;
+		if (ret_started_ms)
+			*ret_started_ms = p->started_ms;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return running;
+}
+
+/* Reads /proc/<pid>/<name> into buf (NUL-terminated). Returns 0 or -errno. */
+static int read_proc(pid_t pid, const char *name, char *buf, size_t cap)
+{
+	char path[64];
+	size_t len = 0;
+	int r = 0;
+	snprintf(path, sizeof(path), "/proc/%ld/%s", (long)pid, name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	while (len < cap - 1) {
+		ssize_t n = read(fd, buf + len, cap - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			r = -errno;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	close(fd);
+	return r;
+}
+
+/* Parses the idx-th (from 0) space-separated field of s as a number.
+ * Returns 0 or -EIO. */
+static int field_u64(const char *s, int idx, uint64_t *ret)
+{
+	char tok[32];
+	for (int i = 0;; i++) {
+		while (*s == ' ' || *s == '\t')
+			s++;
+		size_t n = strcspn(s, " \t\n");
+		if (n == 0)
+			return -EIO;
+		if (i == idx) {
+			if (n >= sizeof(tok))
+				return -EIO;
+			memcpy(tok, s, n);
+			tok[n] = '\0';
+			return chsm_parse_u64(tok, UINT64_MAX, ret) < 0 ? -EIO : 0;
+		}
+		s += n;
+	}
+}
+
+/* Reads the process's CPU ticks (user + system), RSS and PSS. */
+static int read_proc_figures(vsm_supervisor *s, pid_t pid, uint64_t *ret_ticks,
+			     uint64_t *ret_rss, uint64_t *ret_pss)
+{
+	char buf[4096];
+	uint64_t utime, stime, resident, pss = 0;
+	int r = read_proc(pid, "stat", buf, sizeof(buf));
+	if (r < 0)
+		return r;
+	/* Fields after the command name, which may itself hold ") ": state is
+	 * field 0 here, utime 11 and stime 12 (proc(5) fields 14 and 15). */
+	const char *rest = strrchr(buf, ')');
+	if (!rest || field_u64(rest + 1, 11, &utime) < 0 || field_u64(rest + 1, 12, &stime) < 0)
+		return -EIO;
+	r = read_proc(pid, "statm", buf, sizeof(buf));
+	if (r < 0)
+		return r;
+	if (field_u64(buf, 1, &resident) < 0)
+		return -EIO;
+	if (read_proc(pid, "smaps_rollup", buf, sizeof(buf)) == 0) {
+		const char *line = strstr(buf, "\nPss:");
+		if (!line || field_u64(line + 5, 0, &pss) < 0)
+			pss = 0;
+	}
+	*ret_ticks = utime + stime;
+	*ret_rss = resident * (uint64_t)s->page_size;
+	*ret_pss = pss * 1024;
+	return 0;
+}
+
+int vsm_supervisor_stats(vsm_supervisor *s, const char *vsm_id, struct vsm_proc_stats *ret)
+{
+	uint64_t ticks, rss, pss;
+	int r;
+	if (!vsm_id)
+		return -EINVAL;
+	pthread_mutex_lock(&s->lock);
+	struct vsm_proc *p = find_id(s, vsm_id);
+	/* Only the monitor reaps a RUNNING, non-stopping process, and it needs
+	 * the lock to: the pid cannot be recycled while this reads /proc. */
+	if (!p || p->state != PROC_RUNNING || p->stopping) {
+		r = -ENOENT;
+		goto out;
+	}
+	r = read_proc_figures(s, p->pid, &ticks, &rss, &pss);
+	if (r < 0)
+		goto out;
+	int64_t now = chsm_monotonic_ms();
+	int64_t interval = now - p->prev_mono_ms;
+	double cpu = 0.0;
+	if (interval > 0 && ticks >= p->prev_ticks && s->clk_tck > 0)
+		cpu = (double)(ticks - p->prev_ticks) * 1000.0 / (double)s->clk_tck /
+		      (double)interval * 100.0;
+	p->prev_ticks = ticks;
+	p->prev_mono_ms = now;
+	ret->cpu_percent = cpu;
+	ret->rss_bytes = rss;
+	ret->pss_bytes = pss;
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+void vsm_supervisor_free(vsm_supervisor *s)
+{
+	if (!s)
+		return;
+	if (s->monitor_started) {
+		for (;;) {
+			char id[CHSM_VSM_ID_MAX_LEN + 1] = "";
+			pthread_mutex_lock(&s->lock);
+			for (struct vsm_proc *p = s->procs; p; p = p->next) {
+				if (p->state == PROC_RUNNING && !p->stopping) {
+					strcpy(id, p->id);
+					break;
+				}
+			}
+			pthread_mutex_unlock(&s->lock);
+			if (!id[0])
+				break;
+			vsm_supervisor_stop(s, id);
+		}
+		pthread_mutex_lock(&s->lock);
+		s->quit = true;
+		wake_monitor(s);
+		pthread_mutex_unlock(&s->lock);
+		pthread_join(s->monitor, NULL);
+	}
+	while (s->procs) {
+		struct vsm_proc *p = s->procs;
+		s->procs = p->next;
+		free_proc(p);
+	}
+	if (s->wake_fd >= 0)
+		close(s->wake_fd);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+	free(s->pfds);
+	free(s->pfd_pids);
+	free(s->vsmd_path);
+	free(s);
+}

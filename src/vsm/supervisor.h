@@ -1,0 +1,92 @@
+/*
+ * supervisor.h: runs one chsm-vsmd process per running VSM and watches them.
+ *
+ * Guarantees:
+ *  - A VSM process starts by fork+exec of vsmd_path with only stdin, stdout,
+ *    stderr and its readiness pipe (as fd 3); every other descriptor is
+ *    closed before exec. Its signal mask and ignored signals are reset, it
+ *    gets its own process group (terminal signals go to the daemon, which
+ *    stops VSMs in order), and PR_SET_PDEATHSIG(SIGTERM) is set before exec,
+ *    so it dies with the daemon. The fork happens on the supervisor's own
+ *    monitor thread: PDEATHSIG follows the forking *thread*, and that
+ *    thread lives as long as the supervisor.
+ *  - An exit that nobody asked for is reported through on_unexpected_exit
+ *    within milliseconds (the monitor thread polls a pidfd per VSM), from
+ *    the monitor thread, without any supervisor lock held. By then the VSM
+ *    no longer counts as running, so the callback may call
+ *    vsm_supervisor_start() (and any other function here). It is never
+ *    called for a VSM stopped through vsm_supervisor_stop() or
+ *    vsm_supervisor_free(). Keep it short: while it runs, no other exit is
+ *    noticed and no VSM can be spawned.
+ *  - Only the supervisor's own children are reaped (waitid on their pidfd),
+ *    so the daemon may have other children. Signals go through pidfds, so a
+ *    recycled pid is never signalled.
+ *  - All functions are thread-safe, except vsm_supervisor_free, which must
+ *    not race with other calls on the same supervisor.
+ *
+ * Requires Linux >= 5.4 (pidfd_open, waitid(P_PIDFD)), and that the daemon
+ * does not set SIGCHLD to SIG_IGN (its children would reap themselves).
+ * Never logs.
+ */
+#ifndef CHSM_VSM_SUPERVISOR_H
+#define CHSM_VSM_SUPERVISOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct vsm_supervisor vsm_supervisor;
+
+/* Called from the monitor thread when a VSM process exits without having
+ * been asked to stop. reason is a short text: "exited with status 3",
+ * "killed by signal 9" or "killed by signal 11 (core dumped)". */
+typedef void (*vsm_exit_fn)(void *ctx, const char *vsm_id, const char *reason);
+
+/* Creates a supervisor that runs vsmd_path (copied) and starts its monitor
+ * thread. on_unexpected_exit may be NULL. Returns 0, -EINVAL, -ENOMEM, or
+ * -errno from eventfd/pthread_create. */
+int vsm_supervisor_new(const char *vsmd_path, vsm_exit_fn on_unexpected_exit, void *ctx,
+		       vsm_supervisor **ret_sup);
+
+/* Starts the VSM's process listening on ip:port (ip an IPv4 or IPv6
+ * literal) and waits up to CHSM_VSM_READY_TIMEOUT_SECONDS for READY.
+ * Returns 0; -EINVAL for a bad id, ip or port; -EALREADY if it runs;
+ * -EBUSY while another call starts or stops it; -ENOSPC beyond
+ * CHSM_MAX_VSMS_CEILING processes; the bind error the process reported
+ * (-EADDRINUSE, -EADDRNOTAVAIL, -EACCES, ...); the exec error (-ENOENT,
+ * -EACCES, ...); -ETIMEDOUT (the process was killed); -EPROTO if it wrote
+ * anything but a readiness line (it is killed); -EIO if it exited
+ * without a word; or another -errno. On failure no process is left and err
+ * (may be NULL) receives a short human message; err is untouched on
+ * success. */
+int vsm_supervisor_start(vsm_supervisor *s, const char *vsm_id, const char *ip, int port,
+			 char *err, size_t errlen);
+
+/* Stops the VSM's process: SIGTERM, up to CHSM_VSM_STOP_GRACE_SECONDS for
+ * it to exit, then SIGKILL, and waits for the exit. Not reported to
+ * on_unexpected_exit. Returns 0 (also when another call was already
+ * stopping it and it has now exited), -ENOENT if it does not run, -EBUSY
+ * while it is still starting, or -errno. */
+int vsm_supervisor_stop(vsm_supervisor *s, const char *vsm_id);
+
+/* True when the VSM's process is up (READY seen) and not being stopped;
+ * then sets *ret_pid and *ret_started_ms (Unix ms of READY) if non-NULL. */
+bool vsm_supervisor_running(vsm_supervisor *s, const char *vsm_id, int *ret_pid,
+			    int64_t *ret_started_ms);
+
+struct vsm_proc_stats {
+	double cpu_percent; /* of one core, since the previous call (or start) */
+	uint64_t rss_bytes; /* resident set */
+	uint64_t pss_bytes; /* proportional set; 0 when smaps_rollup is unreadable */
+};
+
+/* Reads the running VSM's figures from /proc and sets *ret. Each call
+ * restarts the CPU measurement interval. Returns 0, -ENOENT if it does not
+ * run, or -EIO/-errno when /proc could not be read. */
+int vsm_supervisor_stats(vsm_supervisor *s, const char *vsm_id, struct vsm_proc_stats *ret);
+
+/* Stops every VSM (as vsm_supervisor_stop), joins the monitor thread and
+ * frees everything. Accepts NULL. */
+void vsm_supervisor_free(vsm_supervisor *s);
+
+#endif

@@ -1,0 +1,222 @@
+/*
+ * vsmd_main.c: chsm-vsmd, the process of one running VSM.
+ *
+ *     chsm-vsmd --vsm-id ID --listen IP:PORT [--ready-fd N]
+ *
+ * It listens on the VSM's service endpoint and serves it until SIGTERM or
+ * SIGINT. Guarantees:
+ *  - it never outlives the process that started it: PR_SET_PDEATHSIG sends
+ *    it SIGTERM when that parent dies, and it exits at once if the parent
+ *    was already gone before the request took effect;
+ *  - the ready fd receives exactly one line, "READY" once the socket
+ *    listens, or "ERROR <ERRNO-NAME> <text>" if it could not (see ready.h),
+ *    and is then closed;
+ *  - one structured line goes to stderr when it starts listening and one
+ *    when it stops; nothing secret is ever printed.
+ * Exit status: 0 after SIGTERM/SIGINT, 1 bad arguments or parent gone,
+ * 2 bind or listen failed, 3 the service could not start or failed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "vsm/endpoint.h"
+#include "vsm/ready.h"
+#include "vsm/service.h"
+
+enum {
+	EXIT_STOPPED = 0,
+	EXIT_USAGE = 1,
+	EXIT_BIND = 2,
+	EXIT_SERVICE = 3,
+};
+
+struct options {
+	const char *vsm_id;
+	const char *listen;
+	int ready_fd;
+};
+
+static void usage(FILE *f)
+{
+	fputs("usage: chsm-vsmd --vsm-id ID --listen IP:PORT [--ready-fd N]\n"
+	      "  ID       [A-Za-z0-9][A-Za-z0-9_.-]{0,63}\n"
+	      "  IP:PORT  an IPv4 literal and port, or [IPv6]:PORT; port 1-65535\n"
+	      "  N        a descriptor (>= 3) that receives READY or ERROR, then is closed\n",
+	      f);
+}
+
+static int parse_options(int argc, char **argv, struct options *ret_opts)
+{
+	static const struct option longopts[] = {
+		{ "vsm-id", required_argument, NULL, 'i' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "ready-fd", required_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct options o = { .ready_fd = -1 };
+	const char *ready_text = NULL;
+	int c;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+		const char **slot = c == 'i' ? &o.vsm_id : c == 'l' ? &o.listen :
+				    c == 'r' ? &ready_text : NULL;
+		if (c == 'h') {
+			usage(stdout);
+			return 1;
+		}
+		if (!slot || *slot) {
+			fprintf(stderr, "chsm-vsmd: unknown or repeated option\n");
+			return -EINVAL;
+		}
+		*slot = optarg;
+	}
+	if (optind != argc || !o.vsm_id || !o.listen) {
+		fprintf(stderr, "chsm-vsmd: --vsm-id and --listen are required, nothing else\n");
+		return -EINVAL;
+	}
+	if (!vsm_id_valid(o.vsm_id)) {
+		fprintf(stderr, "chsm-vsmd: invalid --vsm-id\n");
+		return -EINVAL;
+	}
+	if (ready_text) {
+		uint64_t fd;
+		if (chsm_parse_u64(ready_text, INT_MAX, &fd) < 0 || fd < 3 ||
+		    fcntl((int)fd, F_GETFD) < 0) {
+			fprintf(stderr, "chsm-vsmd: --ready-fd must be an open descriptor >= 3\n");
+			return -EINVAL;
+		}
+		o.ready_fd = (int)fd;
+	}
+	*ret_opts = o;
+	return 0;
+}
+
+/* Writes line to the ready fd, if any, and closes it. */
+static void send_ready(int *fd, const char *line)
+{
+	if (*fd < 0)
+		return;
+	size_t len = strlen(line), done = 0;
+	while (done < len) {
+		ssize_t n = write(*fd, line + done, len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		done += (size_t)n;
+	}
+	close(*fd);
+	*fd = -1;
+}
+
+/* Makes the listening socket. Returns it, or a negative errno with *ret_op
+ * naming the step that failed. */
+static int open_listener(const struct sockaddr_storage *addr, socklen_t len,
+			 const char **ret_op)
+{
+	int one = 1, r;
+	int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		*ret_op = "socket";
+		return -errno;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    (addr->ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)) {
+		*ret_op = "setsockopt";
+		goto fail;
+	}
+	if (bind(fd, (const struct sockaddr *)addr, len) < 0) {
+		*ret_op = "bind";
+		goto fail;
+	}
+	if (listen(fd, SOMAXCONN) < 0) {
+		*ret_op = "listen";
+		goto fail;
+	}
+	return fd;
+fail:
+	r = -errno;
+	close(fd);
+	return r;
+}
+
+int main(int argc, char **argv)
+{
+	struct options opts;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	char line[VSM_READY_LINE_MAX], text[VSM_READY_LINE_MAX];
+	vsm_service *svc = NULL;
+	const char *op = "";
+	int status = EXIT_SERVICE, sig = 0;
+
+	pid_t parent = getppid();
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
+		return EXIT_USAGE;
+
+	int r = parse_options(argc, argv, &opts);
+	if (r != 0) {
+		if (r < 0)
+			usage(stderr);
+		return r < 0 ? EXIT_USAGE : EXIT_STOPPED;
+	}
+	if (opts.ready_fd >= 0)
+		fcntl(opts.ready_fd, F_SETFD, FD_CLOEXEC);
+	if (vsm_endpoint_parse(opts.listen, &addr, &addrlen) < 0) {
+		fprintf(stderr, "chsm-vsmd: invalid --listen (IPv4:PORT or [IPv6]:PORT, port 1-65535)\n");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	/* The canonical form of the address, for the log. */
+	char endpoint[VSM_ENDPOINT_MAX_LEN];
+	vsm_endpoint_from_sockaddr((const struct sockaddr *)&addr, endpoint, sizeof(endpoint));
+	signal(SIGPIPE, SIG_IGN);
+
+	int fd = open_listener(&addr, addrlen, &op);
+	if (fd < 0) {
+		fprintf(stderr, "vsm=%s event=error op=%s addr=%s error=%s\n", opts.vsm_id, op,
+			endpoint, vsm_errno_name(-fd));
+		snprintf(text, sizeof(text), "cannot %s %s", op, endpoint);
+		vsm_ready_error_line(-fd, text, line, sizeof(line));
+		send_ready(&opts.ready_fd, line);
+		return EXIT_BIND;
+	}
+	r = vsm_service_new(fd, &svc);
+	if (r < 0) {
+		fprintf(stderr, "vsm=%s event=error op=service error=%s\n", opts.vsm_id,
+			vsm_errno_name(-r));
+		vsm_ready_error_line(-r, "service setup failed", line, sizeof(line));
+		send_ready(&opts.ready_fd, line);
+		goto out;
+	}
+	fprintf(stderr, "vsm=%s event=listening addr=%s pid=%ld\n", opts.vsm_id, endpoint,
+		(long)getpid());
+	send_ready(&opts.ready_fd, "READY\n");
+
+	r = vsm_service_run(svc, &sig);
+	if (r < 0) {
+		fprintf(stderr, "vsm=%s event=stopped reason=failure accepted=%llu\n", opts.vsm_id,
+			(unsigned long long)vsm_service_accepted(svc));
+		goto out;
+	}
+	fprintf(stderr, "vsm=%s event=stopped reason=%s accepted=%llu\n", opts.vsm_id,
+		sig == SIGTERM ? "SIGTERM" : "SIGINT",
+		(unsigned long long)vsm_service_accepted(svc));
+	status = EXIT_STOPPED;
+out:
+	vsm_service_free(svc);
+	return status;
+}

@@ -1,0 +1,281 @@
+/*
+ * test_vsmd.c: chsm-vsmd run directly: argument validation (a table of bad
+ * command lines, each must exit non-zero without listening or reporting
+ * READY), the readiness line, serving and stopping on SIGTERM/SIGINT.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/util.h"
+#include "vsm_test_util.h"
+
+#define MAX_ARGS 12
+
+/* Runs chsm-vsmd with args (NULL-terminated) and a pipe on fd 3.
+ * Returns its pid; *ret_ready is the pipe's read end. */
+static pid_t run_vsmd(const char *const *args, int *ret_ready)
+{
+	const char *argv[MAX_ARGS + 2] = { VSMD_PATH };
+	int pipefd[2];
+	size_t n = 0;
+	while (args[n] && n < MAX_ARGS) {
+		argv[n + 1] = args[n];
+		n++;
+	}
+	argv[n + 1] = NULL;
+	assert_int_equal(pipe(pipefd), 0);
+	fcntl(pipefd[0], F_SETFD, FD_CLOEXEC);
+	fcntl(pipefd[1], F_SETFD, FD_CLOEXEC);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* Only the write end survives exec, as fd 3. */
+		if (pipefd[1] == 3)
+			fcntl(3, F_SETFD, 0);
+		else
+			dup2(pipefd[1], 3);
+		execv(VSMD_PATH, (char *const *)argv);
+		_exit(126);
+	}
+	close(pipefd[1]);
+	*ret_ready = pipefd[0];
+	return pid;
+}
+
+/* Reads what chsm-vsmd wrote to the ready pipe until EOF or a newline
+ * (up to 10 s). */
+static void read_ready(int fd, char *buf, size_t len)
+{
+	size_t got = 0;
+	int64_t deadline = chsm_monotonic_ms() + 10000;
+	buf[0] = '\0';
+	while (got < len - 1 && !strchr(buf, '\n')) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int64_t left = deadline - chsm_monotonic_ms();
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+			break;
+		ssize_t n = read(fd, buf + got, len - 1 - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		buf[got] = '\0';
+	}
+}
+
+/* Waits for pid to exit (up to 10 s, then kills it); returns the raw
+ * wait status. */
+static int wait_exit(pid_t pid)
+{
+	int status = 0;
+	int64_t deadline = chsm_monotonic_ms() + 10000;
+	while (waitpid(pid, &status, WNOHANG) == 0) {
+		if (chsm_monotonic_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			fail_msg("chsm-vsmd did not exit");
+		}
+		usleep(10000);
+	}
+	return status;
+}
+
+static void test_bad_command_lines(void **state)
+{
+	struct test_endpoint ep;
+	char buf[256], port_text[16], long_id[70];
+	test_pick_endpoint(&ep);
+	snprintf(port_text, sizeof(port_text), "%d", ep.port);
+	memset(long_id, 'a', 65);
+	long_id[65] = '\0';
+	char ip_only[64], ip_colon[64], v4_leading0[64], plus_port[64], v6_colon[64];
+	snprintf(ip_only, sizeof(ip_only), "%s", ep.ip);
+	snprintf(ip_colon, sizeof(ip_colon), "%s:", ep.ip);
+	snprintf(v4_leading0, sizeof(v4_leading0), "%s:0%d", ep.ip, ep.port);
+	snprintf(plus_port, sizeof(plus_port), "%s:+%d", ep.ip, ep.port);
+	snprintf(v6_colon, sizeof(v6_colon), "::1:%d", ep.port);
+	const char *const L = ep.text;
+	const char *cases[][MAX_ARGS + 1] = {
+		/* bad ids */
+		{ "--vsm-id", "-lead", "--listen", L, "--ready-fd", "3" },
+		{ "--vsm-id", "", "--listen", L, "--ready-fd", "3" },
+		{ "--vsm-id", "a b", "--listen", L, "--ready-fd", "3" },
+		{ "--vsm-id", "a/b", "--listen", L, "--ready-fd", "3" },
+		{ "--vsm-id", "caf\xc3\xa9", "--listen", L, "--ready-fd", "3" },
+		{ "--vsm-id", long_id, "--listen", L, "--ready-fd", "3" },
+		/* bad addresses */
+		{ "--vsm-id", "v", "--listen", ip_only, "--ready-fd", "3" },
+		{ "--vsm-id", "v", "--listen", ip_colon, "--ready-fd", "3" },
+		{ "--vsm-id", "v", "--listen", "localhost:5000", "--ready-fd", "3" },
+		{ "--vsm-id", "v", "--listen", "1.2.3:5000", "--ready-fd", "3" },
+		{ "--vsm-id", "v", "--listen", "256.1.1.1:5000", "--ready-fd", "3" },
+		{ "--vsm-id", "v", "--listen", v6_colon, "--ready-fd", "3" },
+		{ "--vsm-id", "v", "--listen", "[::1]5000", "--ready-fd", "3" },
+		{ "--vsm-id", "v", "--listen", "[fe80::1%lo]:5000", "--ready-fd", "3" },
+		{ "--vsm-id", "v", "--listen", "[]:5000", "--ready-fd", "3" },
+		{ "--vsm-id", "v", "--listen", "[127.0.0.1]:5000", "--ready-fd", "3" },
+		/* bad ports */
+		{ "--vsm-id", "v", "--listen", "127.0.0.1:0", "--ready-fd", "3" },
+		{ "--vsm-id", "v", "--listen", "127.0.0.1:65536", "--ready-fd", "3" },
+		{ "--vsm-id", "v", "--listen", "127.0.0.1:99999999999999999999999", "--ready-fd", "3" },
+		{ "--vsm-id", "v", "--listen", "127.0.0.1:abc", "--ready-fd", "3" },
+		{ "--vsm-id", "v", "--listen", "127.0.0.1:-1", "--ready-fd", "3" },
+		{ "--vsm-id", "v", "--listen", v4_leading0, "--ready-fd", "3" },
+		{ "--vsm-id", "v", "--listen", plus_port, "--ready-fd", "3" },
+		/* bad ready fds */
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "x" },
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "2" },
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "-3" },
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "900" },
+		/* bad shapes */
+		{ "--vsm-id", "v", "--ready-fd", "3" },
+		{ "--listen", L, "--ready-fd", "3" },
+		{ "--vsm-id", "v", "--vsm-id", "w", "--listen", L, "--ready-fd", "3" },
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "3", "extra" },
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "3", "--bogus" },
+		{ "--vsm-id", "v", "--listen" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int ready;
+		pid_t pid = run_vsmd(cases[i], &ready);
+		int status = wait_exit(pid);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 1)
+			fail_msg("case %zu: status %#x, want exit 1", i, status);
+		read_ready(ready, buf, sizeof(buf));
+		close(ready);
+		if (buf[0] != '\0')
+			fail_msg("case %zu: ready pipe got \"%s\"", i, buf);
+		assert_int_equal(test_connect(ep.ip, ep.port), -ECONNREFUSED);
+	}
+}
+
+static void test_serves_until_sigterm(void **state)
+{
+	struct test_endpoint ep;
+	char buf[256];
+	int ready;
+	test_pick_endpoint(&ep);
+	const char *args[] = { "--vsm-id", "Good_1.v-2", "--listen", ep.text, "--ready-fd", "3",
+			       NULL };
+	pid_t pid = run_vsmd(args, &ready);
+	read_ready(ready, buf, sizeof(buf));
+	assert_string_equal(buf, "READY\n");
+	/* Then the pipe is closed. */
+	assert_int_equal(read(ready, buf, sizeof(buf)), 0);
+	close(ready);
+	for (int i = 0; i < 3; i++)
+		assert_true(test_connect_and_see_close(ep.ip, ep.port));
+	assert_int_equal(kill(pid, SIGTERM), 0);
+	int status = wait_exit(pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(test_connect(ep.ip, ep.port), -ECONNREFUSED);
+}
+
+static void test_sigint_and_no_ready_fd(void **state)
+{
+	struct test_endpoint ep;
+	int ready;
+	test_pick_endpoint(&ep);
+	const char *args[] = { "--vsm-id", "v", "--listen", ep.text, NULL };
+	pid_t pid = run_vsmd(args, &ready);
+	close(ready);
+	/* No readiness pipe: poll the port instead (generous bound). */
+	int64_t deadline = chsm_monotonic_ms() + 10000;
+	while (!test_connect_and_see_close(ep.ip, ep.port)) {
+		assert_true(chsm_monotonic_ms() < deadline);
+		usleep(20000);
+	}
+	assert_int_equal(kill(pid, SIGINT), 0);
+	int status = wait_exit(pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void test_ipv6(void **state)
+{
+	char text[64], buf[256];
+	int ready;
+	int probe = test_connect("::1", 1);
+	if (probe == -EADDRNOTAVAIL || probe == -EAFNOSUPPORT || probe == -ENETUNREACH)
+		skip();
+	if (probe >= 0)
+		close(probe);
+	struct test_endpoint ep;
+	test_pick_endpoint(&ep); /* a port free on IPv4; try it on ::1 */
+	snprintf(text, sizeof(text), "[::1]:%d", ep.port);
+	const char *args[] = { "--vsm-id", "v6", "--listen", text, "--ready-fd", "3", NULL };
+	pid_t pid = run_vsmd(args, &ready);
+	read_ready(ready, buf, sizeof(buf));
+	close(ready);
+	if (strncmp(buf, "ERROR EADDRINUSE", 16) == 0) {
+		wait_exit(pid);
+		skip();
+	}
+	assert_string_equal(buf, "READY\n");
+	assert_true(test_connect_and_see_close("::1", ep.port));
+	kill(pid, SIGTERM);
+	int status = wait_exit(pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void test_address_in_use(void **state)
+{
+	struct test_endpoint ep;
+	char buf[256], want[128];
+	int ready;
+	test_pick_endpoint(&ep);
+	int lfd = test_listen(&ep);
+	assert_true(lfd >= 0);
+	const char *args[] = { "--vsm-id", "v", "--listen", ep.text, "--ready-fd", "3", NULL };
+	pid_t pid = run_vsmd(args, &ready);
+	read_ready(ready, buf, sizeof(buf));
+	close(ready);
+	snprintf(want, sizeof(want), "ERROR EADDRINUSE cannot bind %s\n", ep.text);
+	assert_string_equal(buf, want);
+	int status = wait_exit(pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 2);
+	close(lfd);
+}
+
+static void test_address_not_available(void **state)
+{
+	char buf[256];
+	int ready;
+	/* TEST-NET-1: not configured on this machine. */
+	const char *args[] = { "--vsm-id", "v", "--listen", "192.0.2.1:5000", "--ready-fd", "3",
+			       NULL };
+	pid_t pid = run_vsmd(args, &ready);
+	read_ready(ready, buf, sizeof(buf));
+	close(ready);
+	assert_string_equal(buf, "ERROR EADDRNOTAVAIL cannot bind 192.0.2.1:5000\n");
+	int status = wait_exit(pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bad_command_lines),
+		cmocka_unit_test(test_serves_until_sigterm),
+		cmocka_unit_test(test_sigint_and_no_ready_fd),
+		cmocka_unit_test(test_ipv6),
+		cmocka_unit_test(test_address_in_use),
+		cmocka_unit_test(test_address_not_available),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
