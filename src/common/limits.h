@@ -67,4 +67,11 @@
 #define CHSM_TOKEN_SECRET_MIN          16
 #define CHSM_TOKEN_SECRET_MAX          64
 
+/* --- Platform client (libopenchsm-client, chsmctl) --- */
+/* Response body the client accepts: status-all of the largest CHSM
+ * (CHSM_MAX_VSMS_CEILING VSMs at a few KiB each) stays far below it. */
+#define CHSM_CLIENT_MAX_RESPONSE_BYTES (64 * 1024 * 1024)
+/* PEM key files the client reads: an SM2 key is < 1 KiB. */
+#define CHSM_CLIENT_MAX_KEY_FILE       (64 * 1024)
+
 #endif
