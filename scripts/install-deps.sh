@@ -11,7 +11,7 @@ PACKAGES=(
   libsqlite3-dev sqlite3        # durable state
   libcurl4-openssl-dev curl     # outgoing transfers; curl drives tests
   libcmocka-dev                 # unit tests
-  python3                       # integration test helpers (callback receiver)
+  python3 jq                    # integration tests: callback receiver, JSON checks
   procps psmisc iproute2        # ps, fuser, ss for tests
 )
 

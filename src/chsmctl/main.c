@@ -28,7 +28,7 @@ static void print_json(FILE *f, const char *text)
 {
 	json_t *j = json_loads(text, JSON_DECODE_ANY, NULL);
 	if (j) {
-		json_dumpf(j, f, JSON_INDENT(2) | JSON_ENCODE_ANY);
+		json_dumpf(j, f, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(12));
 		fputc('\n', f);
 		json_decref(j);
 	} else {

@@ -319,7 +319,7 @@ static int parse_reply(struct chsm_client *cl, const struct client_reply *reply,
 	const char *rid = json_string_value(json_object_get(root, "requestId"));
 	if (rid && !(resp.request_id = strdup(rid)))
 		goto out;
-	if (data && !(resp.data = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY)))
+	if (data && !(resp.data = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(12))))
 		goto out;
 	if (!(resp.body = malloc(reply->body_len + 1)))
 		goto out;

@@ -78,7 +78,7 @@ int gmt_envelope(int code, const char *message, const char *request_id, const js
 		r = add_member(obj, "data", json_deep_copy(data), -ENOMEM);
 	if (r < 0)
 		goto out;
-	s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
 	if (!s) {
 		r = -ENOMEM;
 		goto out;

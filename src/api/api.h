@@ -1,0 +1,95 @@
+/*
+ * api.h: the management interface of PROFILE.md §3-§9, between the HTTP
+ * server and the CHSM's state.
+ *
+ * api_handle() is the server's request handler. For every request it runs,
+ * once and in this order: route lookup (1004/1005), authentication (§5),
+ * idempotency (§5), content type and body checks (1006/1007/1001), the
+ * handler of the interface, the envelope (§6), the response signature, the
+ * request log line and the metrics. Handlers only validate their fields and
+ * do their work.
+ */
+#ifndef CHSM_API_H
+#define CHSM_API_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "crypto/crypto.h"
+#include "http/server.h"
+#include "store/store.h"
+#include "task/task.h"
+#include "vsm/supervisor.h"
+
+struct api_metrics;
+
+/* Everything the interfaces act on; owned by chsmd. */
+struct api_ctx {
+	chsm_store *store;
+	crypto_sm2_key *device_key;
+	char device_fp[CRYPTO_SM3_HEX_LEN + 1];
+	char *device_public_pem;
+	char device_id[CHSM_VSM_ID_MAX_LEN + 1];
+	char serial_number[64];
+	char domain_fp[CRYPTO_SM3_HEX_LEN + 1];
+	char state_dir[512];
+	int max_vsms;
+	int64_t boot_ms;
+	int64_t boot_mono_ms;
+	vsm_supervisor *supervisor;
+	task_engine *tasks;
+	struct api_metrics *metrics;
+	atomic_int chsm_state;          /* enum api_chsm_state */
+
+	/* The platform key, cached from the store; guarded by auth_lock. */
+	pthread_mutex_t auth_lock;
+	crypto_sm2_key *platform_key;
+	char platform_fp[CRYPTO_SM3_HEX_LEN + 1];
+	int64_t platform_configured_at;
+
+	/* Serialises requests that carry an idempotency key. */
+	pthread_mutex_t idem_lock;
+};
+
+enum api_chsm_state {
+	CHSM_STATE_INITIALIZING,
+	CHSM_STATE_RUNNING,
+	CHSM_STATE_UPGRADING,
+	CHSM_STATE_RESTORING,
+	CHSM_STATE_IMPORTING,
+	CHSM_STATE_EXPORTING,
+	CHSM_STATE_REBOOTING,
+	CHSM_STATE_FAULT,
+};
+const char *api_chsm_state_name(int state);
+
+/* Sets up ctx's locks and metrics and loads the platform key from the
+ * store. The other fields are filled by the caller first. */
+int api_init(struct api_ctx *ctx);
+void api_fini(struct api_ctx *ctx);
+
+/* The HTTP handler (ctx is a struct api_ctx *). */
+void api_handle(void *ctx, const struct http_request *req, struct http_response *resp);
+/* Handler for the optional unauthenticated metrics listener: serves only
+ * GET /metrics, unsigned. */
+void api_handle_metrics_only(void *ctx, const struct http_request *req,
+			     struct http_response *resp);
+
+/* Task executor and interruption hook for the task engine (ctx: api_ctx). */
+int api_run_task(void *ctx, const struct store_task *t, json_t **ret_result, char *msg,
+		 size_t msglen);
+void api_task_interrupted(void *ctx, const struct store_task *t);
+
+/* Supervisor callback: a VSM process died without being asked to. */
+void api_vsm_died(void *ctx, const char *vsm_id, const char *reason);
+
+/* At start: runs again the VSMs that were running (desired_running), and
+ * settles VSMs left in a transitional state. */
+void api_resume_vsms(struct api_ctx *ctx);
+
+/* Reloads the platform key from the store into the cache. */
+int api_reload_platform_key(struct api_ctx *ctx);
+
+#endif

@@ -1,0 +1,485 @@
+/*
+ * h_chsm.c: the CHSM configuration interfaces 7.2.1-7.2.13.
+ *
+ * Configuration changes (7.2.4-7.2.7) are validated completely, then stored
+ * in one write; upload addresses, whose headers may carry credentials, are
+ * sealed at rest and shown only without credentials. The image, backup,
+ * upgrade and reboot interfaces validate and authorise completely, then
+ * answer 5000 until their implementation lands (docs/api.md says so).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include "api/internal.h"
+#include "common/log.h"
+#include "common/util.h"
+
+static const char *const upload_schemes[] = {"https", "http", "file", NULL};
+static const char *const download_schemes[] = {"https", "http", "file", NULL};
+static const char *const log_schemes[] = {"syslog+udp", "syslog+tcp", "https", "http", NULL};
+
+const char *api_chsm_state_name(int state)
+{
+	static const char *const names[] = {"initializing", "running", "upgrading", "restoring",
+					    "importing", "exporting", "rebooting", "fault"};
+	return state >= 0 && state < 8 ? names[state] : "fault";
+}
+
+/* ---- 7.2.1 ---- */
+
+void h_chsm_info(struct api_call *c)
+{
+	struct api_ctx *ctx = c->ctx;
+	size_t nvsm = 0;
+	if (store_vsm_count(ctx->store, &nvsm) < 0) {
+		api_fail(c, GMT_E_STORAGE, NULL);
+		return;
+	}
+	struct sysinfo si;
+	uint64_t mem_mib = sysinfo(&si) == 0 ? (uint64_t)si.totalram * si.mem_unit / (1024 * 1024) : 0;
+	json_t *d = json_object();
+	json_object_set_new(d, "deviceId", json_string(ctx->device_id));
+	json_object_set_new(d, "vendor", json_string("OpenCHSM"));
+	json_object_set_new(d, "model", json_string("OpenCHSM software CHSM"));
+	json_object_set_new(d, "serialNumber", json_string(ctx->serial_number));
+	json_object_set_new(d, "firmwareVersion", json_string(OPENCHSM_VERSION));
+	json_object_set_new(d, "apiVersion", json_string("v1"));
+	json_object_set_new(d, "deviceKeyFingerprint", json_string(ctx->device_fp));
+	json_object_set_new(d, "devicePublicKey", json_string(ctx->device_public_pem));
+	json_object_set_new(d, "domainFingerprint", json_string(ctx->domain_fp));
+	json_object_set_new(d, "algorithms", json_pack("[sss]", "SM2", "SM3", "SM4"));
+	json_object_set_new(d, "capacity", json_pack("{s:i,s:i,s:I}", "maxVsms", ctx->max_vsms,
+						     "cpuCores", (int)sysconf(_SC_NPROCESSORS_ONLN),
+						     "memoryMiB", (json_int_t)mem_mib));
+	json_object_set_new(d, "vsmCount", json_integer((json_int_t)nvsm));
+	json_object_set_new(d, "bootTime", json_integer(ctx->boot_ms));
+	json_object_set_new(d, "time", json_integer(chsm_now_ms()));
+	api_ok(c, d);
+}
+
+/* ---- 7.2.2 / 7.2.3 ---- */
+
+/* System-wide CPU use since the previous call, in percent. */
+static double cpu_percent(void)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static unsigned long long prev_total, prev_idle;
+	unsigned long long v[8] = {0};
+	FILE *f = fopen("/proc/stat", "re");
+	if (!f)
+		return 0;
+	int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+		       &v[4], &v[5], &v[6], &v[7]);
+	fclose(f);
+	if (n < 4)
+		return 0;
+	unsigned long long total = 0, idle = v[3] + v[4];
+	for (int i = 0; i < 8; i++)
+		total += v[i];
+	pthread_mutex_lock(&lock);
+	double pct = 0;
+	if (prev_total && total > prev_total)
+		pct = 100.0 * (double)((total - prev_total) - (idle - prev_idle)) /
+		      (double)(total - prev_total);
+	prev_total = total;
+	prev_idle = idle;
+	pthread_mutex_unlock(&lock);
+	return pct < 0 ? 0 : pct;
+}
+
+static void meminfo(uint64_t *total_mib, uint64_t *used_mib)
+{
+	unsigned long long total = 0, avail = 0, val;
+	char key[64];
+	*total_mib = *used_mib = 0;
+	FILE *f = fopen("/proc/meminfo", "re");
+	if (!f)
+		return;
+	while (fscanf(f, "%63s %llu kB\n", key, &val) == 2) {
+		if (strcmp(key, "MemTotal:") == 0)
+			total = val;
+		else if (strcmp(key, "MemAvailable:") == 0)
+			avail = val;
+	}
+	fclose(f);
+	*total_mib = total / 1024;
+	*used_mib = (total > avail ? total - avail : 0) / 1024;
+}
+
+static json_t *ntp_status(struct api_ctx *ctx)
+{
+	char *cfg = NULL;
+	json_t *o = json_object();
+	json_object_set_new(o, "synced", json_false());
+	json_object_set_new(o, "offsetMs", json_null());
+	json_object_set_new(o, "server", json_null());
+	if (store_setting_get(ctx->store, "config.ntp", &cfg) == 0)
+		free(cfg);
+	return o;
+}
+
+json_t *api_chsm_status(struct api_ctx *ctx)
+{
+	struct store_vsm *v = NULL;
+	size_t n = 0, running = 0, fault = 0;
+	if (store_vsm_list(ctx->store, &v, &n) < 0)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		running += strcmp(v[i].state, "running") == 0;
+		fault += strcmp(v[i].state, "fault") == 0;
+	}
+	free(v);
+	uint64_t mt, mu;
+	meminfo(&mt, &mu);
+	struct statvfs sv;
+	uint64_t dt = 0, du = 0;
+	if (statvfs(ctx->state_dir, &sv) == 0) {
+		dt = (uint64_t)sv.f_blocks * sv.f_frsize / (1024 * 1024);
+		du = (uint64_t)(sv.f_blocks - sv.f_bfree) * sv.f_frsize / (1024 * 1024);
+	}
+	json_t *o = json_object();
+	json_object_set_new(o, "state", json_string(api_chsm_state_name(atomic_load(&ctx->chsm_state))));
+	json_object_set_new(o, "uptimeSeconds", json_integer((chsm_monotonic_ms() - ctx->boot_mono_ms) / 1000));
+	json_object_set_new(o, "time", json_integer(chsm_now_ms()));
+	json_object_set_new(o, "cpuPercent", json_real((double)(int)(cpu_percent() * 10) / 10));
+	json_object_set_new(o, "memoryUsedMiB", json_integer((json_int_t)mu));
+	json_object_set_new(o, "memoryTotalMiB", json_integer((json_int_t)mt));
+	json_object_set_new(o, "diskUsedMiB", json_integer((json_int_t)du));
+	json_object_set_new(o, "diskTotalMiB", json_integer((json_int_t)dt));
+	json_object_set_new(o, "vsms", json_pack("{s:I,s:I,s:I}", "total", (json_int_t)n, "running",
+						 (json_int_t)running, "fault", (json_int_t)fault));
+	json_object_set_new(o, "tasksRunning", json_integer(task_engine_running(ctx->tasks)));
+	json_object_set_new(o, "ntp", ntp_status(ctx));
+	return o;
+}
+
+void h_chsm_status(struct api_call *c)
+{
+	json_t *o = api_chsm_status(c->ctx);
+	if (!o)
+		api_fail(c, GMT_E_STORAGE, NULL);
+	else
+		api_ok(c, o);
+}
+
+/* An upload address without its credentials: URL without userinfo or
+ * query, and only the names of its headers. */
+static json_t *upload_address_view(struct api_ctx *ctx, const char *name, const char *extra)
+{
+	uint8_t *raw = NULL;
+	size_t len = 0;
+	if (store_secret_get(ctx->store, name, &raw, &len) < 0)
+		return json_null();
+	json_t *cfg = json_loadb((const char *)raw, len, 0, NULL);
+	crypto_free_secret(raw, len);
+	json_t *o = json_object();
+	const char *url = json_string_value(json_object_get(cfg, "url"));
+	char *red = url ? api_url_redacted(url) : NULL;
+	json_object_set_new(o, "url", red ? json_string(red) : json_null());
+	free(red);
+	json_t *names = json_array();
+	const char *k;
+	json_t *val;
+	json_object_foreach(json_object_get(cfg, "headers"), k, val)
+		json_array_append_new(names, json_string(k));
+	json_object_set_new(o, "headerNames", names);
+	if (extra && json_object_get(cfg, extra))
+		json_object_set(o, extra, json_object_get(cfg, extra));
+	json_decref(cfg);
+	return o;
+}
+
+static json_t *setting_json(struct api_ctx *ctx, const char *name)
+{
+	char *s = NULL;
+	if (store_setting_get(ctx->store, name, &s) < 0)
+		return json_null();
+	json_t *v = json_loads(s, 0, NULL);
+	free(s);
+	return v ? v : json_null();
+}
+
+void h_chsm_status_all(struct api_call *c)
+{
+	struct api_ctx *ctx = c->ctx;
+	json_t *chsm = api_chsm_status(ctx);
+	struct store_vsm *v = NULL;
+	size_t n = 0;
+	if (!chsm || store_vsm_list(ctx->store, &v, &n) < 0) {
+		json_decref(chsm);
+		api_fail(c, GMT_E_STORAGE, NULL);
+		return;
+	}
+	json_t *vsms = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(vsms, api_vsm_status(ctx, &v[i]));
+	free(v);
+	json_t *cfg = json_object();
+	json_object_set_new(cfg, "network", setting_json(ctx, "config.network"));
+	json_object_set_new(cfg, "ntp", setting_json(ctx, "config.ntp"));
+	json_object_set_new(cfg, "imageUploadAddress", upload_address_view(ctx, "config.image_upload", NULL));
+	json_object_set_new(cfg, "logUploadAddress", upload_address_view(ctx, "config.log_upload", "level"));
+	pthread_mutex_lock(&ctx->auth_lock);
+	json_object_set_new(cfg, "platformKeyFingerprint",
+			    ctx->platform_key ? json_string(ctx->platform_fp) : json_null());
+	pthread_mutex_unlock(&ctx->auth_lock);
+	json_t *d = json_object();
+	json_object_set_new(d, "chsm", chsm);
+	json_object_set_new(d, "vsms", vsms);
+	json_object_set_new(d, "config", cfg);
+	api_ok(c, d);
+}
+
+/* ---- 7.2.4 - 7.2.7 ---- */
+
+/* Stores a plain configuration document and answers with it. */
+static void store_config(struct api_call *c, const char *name, const char *event)
+{
+	char *text = json_dumps(c->body, JSON_COMPACT | JSON_SORT_KEYS);
+	int r = text ? store_setting_set(c->ctx->store, name, text) : -ENOMEM;
+	free(text);
+	if (r < 0) {
+		api_fail(c, GMT_E_STORAGE, NULL);
+		return;
+	}
+	chsm_log(CHSM_LOG_INFO, event, "request_id", c->request_id, NULL);
+	api_ok(c, json_deep_copy(c->body));
+}
+
+void h_chsm_network(struct api_call *c)
+{
+	static const struct api_field fields[] = {
+		{"hostname", API_STRING, true}, {"interfaces", API_ARRAY, true},
+		{"dns", API_ARRAY, false}, {NULL}};
+	static const struct api_field iface_fields[] = {
+		{"name", API_STRING, true}, {"address", API_STRING, true},
+		{"gateway", API_STRING, false}, {NULL}};
+	if (!api_fields(c, fields))
+		return;
+	if (!api_valid_hostname(json_string_value(json_object_get(c->body, "hostname")))) {
+		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: hostname");
+		return;
+	}
+	json_t *ifs = json_object_get(c->body, "interfaces");
+	if (json_array_size(ifs) < 1 || json_array_size(ifs) > CHSM_MAX_NETWORK_INTERFACES) {
+		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: interfaces");
+		return;
+	}
+	size_t i, j;
+	json_t *it, *other;
+	json_array_foreach(ifs, i, it) {
+		const char *field = NULL;
+		int code = json_is_object(it) ? api_check_fields(it, iface_fields, &field) : GMT_E_PARAM_INVALID;
+		if (code != GMT_OK) {
+			api_fail(c, code, "%s: interfaces[%zu]",
+				 code == GMT_E_PARAM_MISSING ? "required parameter missing" : "parameter invalid", i);
+			return;
+		}
+		const char *name = json_string_value(json_object_get(it, "name"));
+		const char *gw = json_string_value(json_object_get(it, "gateway"));
+		bool ok = strlen(name) >= 1 && strlen(name) <= 15 && chsm_str_charset(name, strlen(name), "_.-") &&
+			  api_valid_cidr(json_string_value(json_object_get(it, "address"))) &&
+			  (!gw || api_valid_ip(gw, NULL));
+		json_array_foreach(ifs, j, other) {
+			if (j < i && strcmp(name, json_string_value(json_object_get(other, "name"))) == 0)
+				ok = false;
+		}
+		if (!ok) {
+			api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: interfaces[%zu]", i);
+			return;
+		}
+	}
+	json_t *dns = json_object_get(c->body, "dns");
+	if (dns) {
+		if (json_array_size(dns) > CHSM_MAX_DNS_SERVERS) {
+			api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: dns");
+			return;
+		}
+		json_array_foreach(dns, i, it) {
+			if (!json_is_string(it) || !api_valid_ip(json_string_value(it), NULL)) {
+				api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: dns[%zu]", i);
+				return;
+			}
+		}
+	}
+	store_config(c, "config.network", "config.network");
+}
+
+void h_chsm_ntp(struct api_call *c)
+{
+	static const struct api_field fields[] = {
+		{"servers", API_ARRAY, true}, {"enabled", API_BOOL, false}, {NULL}};
+	if (!api_fields(c, fields))
+		return;
+	json_t *servers = json_object_get(c->body, "servers");
+	size_t n = json_array_size(servers), i;
+	json_t *it;
+	if (n < 1 || n > CHSM_MAX_NTP_SERVERS) {
+		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: servers (1 to %d)", CHSM_MAX_NTP_SERVERS);
+		return;
+	}
+	json_array_foreach(servers, i, it) {
+		const char *s = json_string_value(it);
+		if (!s || !(api_valid_ip(s, NULL) || api_valid_hostname(s))) {
+			api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: servers[%zu]", i);
+			return;
+		}
+	}
+	if (!json_object_get(c->body, "enabled"))
+		json_object_set_new(c->body, "enabled", json_true());
+	store_config(c, "config.ntp", "config.ntp");
+}
+
+/* Validates {url, headers?, level?} and stores it sealed under name. */
+static void upload_address(struct api_call *c, const char *name, const char *const *schemes,
+			   bool with_level)
+{
+	static const struct api_field image_fields[] = {
+		{"url", API_STRING, true}, {"headers", API_OBJECT, false}, {NULL}};
+	static const struct api_field log_fields[] = {
+		{"url", API_STRING, true}, {"level", API_STRING, true},
+		{"headers", API_OBJECT, false}, {NULL}};
+	if (!api_fields(c, with_level ? log_fields : image_fields))
+		return;
+	if (!api_valid_url(json_string_value(json_object_get(c->body, "url")), schemes)) {
+		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: url");
+		return;
+	}
+	if (with_level) {
+		const char *lvl = json_string_value(json_object_get(c->body, "level"));
+		if (strcmp(lvl, "error") && strcmp(lvl, "warning") && strcmp(lvl, "info")) {
+			api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: level");
+			return;
+		}
+	}
+	json_t *headers = json_object_get(c->body, "headers");
+	if (json_object_size(headers) > CHSM_MAX_UPLOAD_HEADERS) {
+		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: headers");
+		return;
+	}
+	const char *k;
+	json_t *v;
+	json_object_foreach(headers, k, v) {
+		if (!api_valid_header_name(k) || !json_is_string(v) ||
+		    !api_valid_header_value(json_string_value(v))) {
+			api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: headers");
+			return;
+		}
+	}
+	char *text = json_dumps(c->body, JSON_COMPACT | JSON_SORT_KEYS);
+	int r = text ? store_secret_set(c->ctx->store, name, text, strlen(text)) : -ENOMEM;
+	if (text)
+		crypto_free_secret(text, strlen(text));
+	if (r < 0) {
+		api_fail(c, GMT_E_STORAGE, NULL);
+		return;
+	}
+	chsm_log(CHSM_LOG_INFO, name, "request_id", c->request_id, NULL);
+	api_ok(c, upload_address_view(c->ctx, name, with_level ? "level" : NULL));
+}
+
+void h_chsm_image_upload(struct api_call *c)
+{
+	upload_address(c, "config.image_upload", upload_schemes, false);
+}
+
+void h_chsm_log_upload(struct api_call *c)
+{
+	upload_address(c, "config.log_upload", log_schemes, true);
+}
+
+/* ---- 7.2.8 - 7.2.13 ---- */
+
+/* Validates {url, sm3} of a download request. */
+static bool download_fields(struct api_call *c, const struct api_field *fields)
+{
+	if (!api_fields(c, fields))
+		return false;
+	if (!api_valid_url(json_string_value(json_object_get(c->body, "url")), download_schemes)) {
+		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: url");
+		return false;
+	}
+	if (!api_valid_sm3_hex(json_string_value(json_object_get(c->body, "sm3")))) {
+		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: sm3");
+		return false;
+	}
+	const char *cb;
+	return api_callback_url(c, &cb);
+}
+
+static bool upload_configured(struct api_call *c)
+{
+	uint8_t *raw = NULL;
+	size_t len = 0;
+	int r = store_secret_get(c->ctx->store, "config.image_upload", &raw, &len);
+	crypto_free_secret(raw, len);
+	if (r == -ENOENT) {
+		api_fail(c, GMT_E_NO_UPLOAD_ADDRESS, NULL);
+		return false;
+	}
+	if (r < 0) {
+		api_fail(c, GMT_E_STORAGE, NULL);
+		return false;
+	}
+	return true;
+}
+
+static void not_yet(struct api_call *c, const char *operation)
+{
+	api_fail(c, GMT_E_INTERNAL, "%s is not implemented in this release", operation);
+}
+
+static const struct api_field callback_only[] = {{"callbackUrl", API_STRING, false}, {NULL}};
+
+void h_chsm_image_export(struct api_call *c)
+{
+	const char *cb;
+	if (api_fields(c, callback_only) && api_callback_url(c, &cb) && upload_configured(c))
+		not_yet(c, "chsm.image.export");
+}
+
+void h_chsm_image_import(struct api_call *c)
+{
+	static const struct api_field fields[] = {
+		{"url", API_STRING, true}, {"sm3", API_STRING, true},
+		{"replaceExisting", API_BOOL, false}, {"callbackUrl", API_STRING, false}, {NULL}};
+	if (download_fields(c, fields))
+		not_yet(c, "chsm.image.import");
+}
+
+void h_chsm_upgrade(struct api_call *c)
+{
+	static const struct api_field fields[] = {
+		{"url", API_STRING, true}, {"sm3", API_STRING, true},
+		{"callbackUrl", API_STRING, false}, {NULL}};
+	if (download_fields(c, fields))
+		not_yet(c, "chsm.upgrade");
+}
+
+void h_chsm_reboot(struct api_call *c)
+{
+	const char *cb;
+	if (api_fields(c, callback_only) && api_callback_url(c, &cb))
+		not_yet(c, "chsm.reboot");
+}
+
+void h_chsm_backup(struct api_call *c)
+{
+	const char *cb;
+	if (api_fields(c, callback_only) && api_callback_url(c, &cb) && upload_configured(c))
+		not_yet(c, "chsm.backup");
+}
+
+void h_chsm_restore(struct api_call *c)
+{
+	static const struct api_field fields[] = {
+		{"url", API_STRING, true}, {"sm3", API_STRING, true},
+		{"allowOtherDevice", API_BOOL, false}, {"callbackUrl", API_STRING, false}, {NULL}};
+	if (download_fields(c, fields))
+		not_yet(c, "chsm.restore");
+}

@@ -1,0 +1,613 @@
+/*
+ * h_vsm.c: the VSM interfaces 7.3.1-7.3.13 and the VSM list.
+ *
+ * Reads answer from the store and the supervisor. Changes that complete at
+ * once (network, token) are one store transaction. Lifecycle operations are
+ * tasks: the request checks existence (3001), the state table of
+ * PROFILE.md §8 (3003), admission (3005/3008), moves the VSM to its
+ * transitional state and records the task, all in one transaction; ops.c
+ * does the work.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/internal.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define DEFAULT_MAX_KEYS     1024
+#define DEFAULT_MAX_SESSIONS 256
+#define DEFAULT_MEMORY_MIB   64
+
+static bool state_in(const char *state, const char *const *allowed)
+{
+	for (; *allowed; allowed++)
+		if (strcmp(state, *allowed) == 0)
+			return true;
+	return false;
+}
+
+static json_t *network_json(const struct store_vsm_network *n)
+{
+	if (!n->configured)
+		return json_null();
+	json_t *o = json_object();
+	json_object_set_new(o, "ipAddress", json_string(n->ip_address));
+	json_object_set_new(o, "prefixLength", json_integer(n->prefix_length));
+	json_object_set_new(o, "gateway", n->gateway[0] ? json_string(n->gateway) : json_null());
+	json_object_set_new(o, "port", json_integer(n->port));
+	return o;
+}
+
+static json_t *endpoint_json(const struct store_vsm_network *n)
+{
+	if (!n->configured)
+		return json_null();
+	char buf[80];
+	if (strchr(n->ip_address, ':'))
+		snprintf(buf, sizeof(buf), "[%s]:%d", n->ip_address, n->port);
+	else
+		snprintf(buf, sizeof(buf), "%s:%d", n->ip_address, n->port);
+	return json_string(buf);
+}
+
+static json_t *token_json(const struct store_vsm *v)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "tokenId", v->token_id[0] ? json_string(v->token_id) : json_null());
+	json_object_set_new(o, "configured", json_boolean(v->token_configured));
+	json_object_set_new(o, "updatedAt", v->token_updated_at ? json_integer(v->token_updated_at) : json_null());
+	return o;
+}
+
+json_t *api_vsm_details(struct api_ctx *ctx, const struct store_vsm *v)
+{
+	size_t keys = 0;
+	(void)store_vsm_key_count(ctx->store, v->id, &keys);
+	json_t *o = json_object();
+	json_object_set_new(o, "vsmId", json_string(v->id));
+	json_object_set_new(o, "name", json_string(v->name));
+	json_object_set_new(o, "state", json_string(v->state));
+	json_object_set_new(o, "version", json_string(v->version));
+	json_object_set_new(o, "createdAt", json_integer(v->created_at));
+	json_object_set_new(o, "updatedAt", json_integer(v->updated_at));
+	json_object_set_new(o, "stateVersion", json_integer(v->state_version));
+	json_object_set_new(o, "resources", json_pack("{s:i,s:i,s:i}", "maxKeys", v->max_keys,
+						      "maxSessions", v->max_sessions, "memoryMiB",
+						      v->memory_mib));
+	json_object_set_new(o, "network", network_json(&v->network));
+	json_object_set_new(o, "token", token_json(v));
+	json_object_set_new(o, "keyCount", json_integer((json_int_t)keys));
+	json_object_set_new(o, "serviceEndpoint", endpoint_json(&v->network));
+	return o;
+}
+
+json_t *api_vsm_status(struct api_ctx *ctx, const struct store_vsm *v)
+{
+	char digest[65] = "";
+	(void)store_vsm_state_digest(ctx->store, v->id, digest);
+	struct vsm_proc_stats st = {0};
+	int pid = 0;
+	int64_t started = 0;
+	bool running = vsm_supervisor_running(ctx->supervisor, v->id, &pid, &started);
+	if (running)
+		(void)vsm_supervisor_stats(ctx->supervisor, v->id, &st);
+	json_t *o = json_object();
+	json_object_set_new(o, "vsmId", json_string(v->id));
+	json_object_set_new(o, "state", json_string(v->state));
+	json_object_set_new(o, "uptimeSeconds",
+			    json_integer(running ? (chsm_now_ms() - started) / 1000 : 0));
+	json_object_set_new(o, "sessions", json_integer(0));
+	json_object_set_new(o, "opsTotal", json_integer(0));
+	json_object_set_new(o, "ops", json_object());
+	json_object_set_new(o, "cpuPercent", json_real((double)(int)(st.cpu_percent * 10) / 10));
+	json_object_set_new(o, "memoryMiB", json_real((double)(int)(st.rss_bytes * 10 / (1024 * 1024)) / 10));
+	json_object_set_new(o, "stateVersion", json_integer(v->state_version));
+	json_object_set_new(o, "stateDigest", json_string(digest));
+	json_object_set_new(o, "lastError", v->last_error[0] ? json_string(v->last_error) : json_null());
+	return o;
+}
+
+/* Loads the VSM named in the path; sets 3001/5001 on failure. */
+static bool load_vsm(struct api_call *c, struct store_vsm *v)
+{
+	int r = store_vsm_get(c->ctx->store, c->param, v);
+	if (r == 0)
+		return true;
+	api_fail(c, r == -ENOENT ? GMT_E_VSM_NOT_FOUND : GMT_E_STORAGE, NULL);
+	return false;
+}
+
+void h_vsm_list(struct api_call *c)
+{
+	struct store_vsm *v = NULL;
+	size_t n = 0;
+	if (store_vsm_list(c->ctx->store, &v, &n) < 0) {
+		api_fail(c, GMT_E_STORAGE, NULL);
+		return;
+	}
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, api_vsm_details(c->ctx, &v[i]));
+	free(v);
+	api_ok(c, json_pack("{s:o}", "vsms", arr));
+}
+
+void h_vsm_info(struct api_call *c)
+{
+	struct store_vsm v;
+	if (load_vsm(c, &v))
+		api_ok(c, api_vsm_details(c->ctx, &v));
+}
+
+void h_vsm_status(struct api_call *c)
+{
+	struct store_vsm v;
+	if (load_vsm(c, &v))
+		api_ok(c, api_vsm_status(c->ctx, &v));
+}
+
+/* ---- network and token ---- */
+
+/* Validates a network object into ret; sets c's error and returns false. */
+static bool parse_network(struct api_call *c, const json_t *obj, struct store_vsm_network *ret)
+{
+	static const struct api_field fields[] = {
+		{"ipAddress", API_STRING, true}, {"prefixLength", API_INT, true},
+		{"gateway", API_STRING, false}, {"port", API_INT, true}, {NULL}};
+	const char *field = NULL;
+	int code = api_check_fields(obj, fields, &field);
+	if (code != GMT_OK) {
+		api_fail(c, code, "%s: network", code == GMT_E_PARAM_MISSING ? "required parameter missing"
+									  : "parameter invalid");
+		return false;
+	}
+	const char *ip = json_string_value(json_object_get(obj, "ipAddress"));
+	const char *gw = json_string_value(json_object_get(obj, "gateway"));
+	json_int_t prefix = json_integer_value(json_object_get(obj, "prefixLength"));
+	json_int_t port = json_integer_value(json_object_get(obj, "port"));
+	int family = 0, gw_family = 0;
+	if (!api_valid_ip(ip, &family)) {
+		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: ipAddress");
+		return false;
+	}
+	if (prefix < 0 || prefix > (family == AF_INET ? 32 : 128)) {
+		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: prefixLength");
+		return false;
+	}
+	if (gw && (!api_valid_ip(gw, &gw_family) || gw_family != family)) {
+		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: gateway");
+		return false;
+	}
+	if (port < 1 || port > 65535) {
+		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: port");
+		return false;
+	}
+	/* Canonical text, so that uniqueness compares like with like. */
+	unsigned char bin[16];
+	memset(ret, 0, sizeof(*ret));
+	inet_pton(family, ip, bin);
+	inet_ntop(family, bin, ret->ip_address, sizeof(ret->ip_address));
+	if (gw) {
+		inet_pton(family, gw, bin);
+		inet_ntop(family, bin, ret->gateway, sizeof(ret->gateway));
+	}
+	ret->configured = true;
+	ret->prefix_length = (int)prefix;
+	ret->port = (int)port;
+	return true;
+}
+
+/* 3009 when another VSM has this endpoint. */
+static bool endpoint_free(struct api_call *c, const struct store_vsm_network *n, const char *self)
+{
+	char other[CHSM_VSM_ID_MAX_LEN + 1];
+	int r = store_vsm_find_endpoint(c->ctx->store, n->ip_address, n->port, self, other);
+	if (r == -ENOENT)
+		return true;
+	api_fail(c, r == 0 ? GMT_E_ADDRESS_IN_USE : GMT_E_STORAGE, NULL);
+	return false;
+}
+
+/* A token {tokenId, secret}: secret decoded into *ret_secret (secret). */
+static bool parse_token(struct api_call *c, const json_t *obj, const char **ret_id,
+			uint8_t **ret_secret, size_t *ret_len)
+{
+	static const struct api_field fields[] = {
+		{"tokenId", API_STRING, true}, {"secret", API_STRING, true}, {NULL}};
+	const char *field = NULL;
+	int code = api_check_fields(obj, fields, &field);
+	if (code != GMT_OK) {
+		api_fail(c, code, "%s: %s", code == GMT_E_PARAM_MISSING ? "required parameter missing"
+									: "parameter invalid",
+			 field && (!strcmp(field, "tokenId") || !strcmp(field, "secret")) ? field : "token");
+		return false;
+	}
+	const char *id = json_string_value(json_object_get(obj, "tokenId"));
+	if (strlen(id) < 1 || strlen(id) > 64 || !chsm_str_charset(id, strlen(id), "_.-")) {
+		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: tokenId");
+		return false;
+	}
+	const char *b64 = json_string_value(json_object_get(obj, "secret"));
+	uint8_t *sec = NULL;
+	size_t len = 0;
+	if (strlen(b64) > 128 || crypto_base64_decode(b64, strlen(b64), &sec, &len) < 0 ||
+	    len < CHSM_TOKEN_SECRET_MIN || len > CHSM_TOKEN_SECRET_MAX) {
+		crypto_free_secret(sec, len);
+		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: secret (base64 of %d to %d bytes)",
+			 CHSM_TOKEN_SECRET_MIN, CHSM_TOKEN_SECRET_MAX);
+		return false;
+	}
+	*ret_id = id;
+	*ret_secret = sec;
+	*ret_len = len;
+	return true;
+}
+
+static const char *const configurable_states[] = {"stopped", "running", NULL};
+
+/* The common frame of 7.3.3 and 7.3.4: load, check state, apply, bump the
+ * state version, commit, answer with the details and when it applies. */
+typedef bool (*vsm_change_fn)(struct api_call *c, struct store_vsm *v, void *arg);
+
+static void change_vsm(struct api_call *c, vsm_change_fn change, void *arg, const char *event)
+{
+	struct api_ctx *ctx = c->ctx;
+	struct store_vsm v;
+	if (store_begin(ctx->store) < 0) {
+		api_fail(c, GMT_E_STORAGE, NULL);
+		return;
+	}
+	if (!load_vsm(c, &v))
+		goto rollback;
+	char busy[32];
+	if (store_task_active_for_target(ctx->store, v.id, busy) == 0) {
+		api_fail(c, GMT_E_BUSY, NULL);
+		goto rollback;
+	}
+	if (!state_in(v.state, configurable_states)) {
+		api_fail(c, GMT_E_STATE, "not allowed in the current state: %s", v.state);
+		goto rollback;
+	}
+	if (!change(c, &v, arg))
+		goto rollback;
+	v.state_version++;
+	v.updated_at = chsm_now_ms();
+	if (store_vsm_update(ctx->store, &v) < 0 || store_commit(ctx->store) < 0) {
+		api_fail(c, GMT_E_STORAGE, NULL);
+		store_rollback(ctx->store);
+		return;
+	}
+	(void)store_vsm_get(ctx->store, v.id, &v);
+	chsm_log(CHSM_LOG_INFO, event, "vsm", v.id, "request_id", c->request_id, NULL);
+	json_t *d = api_vsm_details(ctx, &v);
+	json_object_set_new(d, "applied", json_string(strcmp(v.state, "running") == 0 ? "next-start" : "now"));
+	api_ok(c, d);
+	return;
+rollback:
+	store_rollback(ctx->store);
+}
+
+static bool apply_network(struct api_call *c, struct store_vsm *v, void *arg)
+{
+	const struct store_vsm_network *n = arg;
+	if (!endpoint_free(c, n, v->id))
+		return false;
+	v->network = *n;
+	return true;
+}
+
+void h_vsm_network(struct api_call *c)
+{
+	struct store_vsm_network n;
+	if (parse_network(c, c->body, &n))
+		change_vsm(c, apply_network, &n, "vsm.network");
+}
+
+struct token_arg {
+	const char *id;
+	uint8_t *secret;
+	size_t len;
+};
+
+static bool apply_token(struct api_call *c, struct store_vsm *v, void *arg)
+{
+	struct token_arg *t = arg;
+	if (store_vsm_token_set(c->ctx->store, v->id, t->id, t->secret, t->len, chsm_now_ms()) < 0) {
+		api_fail(c, GMT_E_STORAGE, NULL);
+		return false;
+	}
+	/* store_vsm_update ignores token fields; keep v's copy in step. */
+	return true;
+}
+
+void h_vsm_token(struct api_call *c)
+{
+	struct token_arg t = {0};
+	if (!parse_token(c, c->body, &t.id, &t.secret, &t.len))
+		return;
+	change_vsm(c, apply_token, &t, "vsm.token");
+	crypto_free_secret(t.secret, t.len);
+}
+
+/* ---- lifecycle tasks ---- */
+
+struct transition {
+	const char *const *allowed;   /* NULL: any state */
+	const char *next;             /* transitional state */
+	bool need_no_keys;
+};
+
+static int prepare_transition(struct api_call *c, void *arg)
+{
+	const struct transition *tr = arg;
+	struct store_vsm v;
+	if (!load_vsm(c, &v))
+		return c->code;
+	if (tr->allowed && !state_in(v.state, tr->allowed)) {
+		char busy[32];
+		/* A task in flight explains the state better than 3003. */
+		if (store_task_active_for_target(c->ctx->store, v.id, busy) == 0)
+			return GMT_E_BUSY;
+		api_fail(c, GMT_E_STATE, "not allowed in the current state: %s", v.state);
+		return GMT_E_STATE;
+	}
+	if (tr->need_no_keys) {
+		size_t keys = 0;
+		if (store_vsm_key_count(c->ctx->store, v.id, &keys) < 0)
+			return GMT_E_STORAGE;
+		if (keys > 0) {
+			api_fail(c, GMT_E_STATE, "not allowed: the VSM holds keys");
+			return GMT_E_STATE;
+		}
+	}
+	if (!tr->next)
+		return GMT_OK;
+	/* api_submit_task admits the task in this same transaction; a refusal
+	 * rolls this change back. */
+	snprintf(v.state, sizeof(v.state), "%s", tr->next);
+	v.updated_at = chsm_now_ms();
+	return store_vsm_update(c->ctx->store, &v) < 0 ? GMT_E_STORAGE : GMT_OK;
+}
+
+static void lifecycle(struct api_call *c, const char *operation, const struct transition *tr)
+{
+	static const struct api_field fields[] = {{"callbackUrl", API_STRING, false}, {NULL}};
+	if (api_fields(c, fields))
+		api_submit_task(c, operation, c->param, NULL, prepare_transition, (void *)tr);
+}
+
+static const char *const from_start[] = {"stopped", "fault", NULL};
+static const char *const from_stop[] = {"running", "fault", NULL};
+static const char *const from_reset[] = {"stopped", "running", "fault", NULL};
+static const char *const from_stopped_running[] = {"stopped", "running", NULL};
+static const char *const from_import[] = {"stopped", NULL};
+
+void h_vsm_start(struct api_call *c)
+{
+	static const struct transition tr = {from_start, "starting", false};
+	lifecycle(c, "vsm.start", &tr);
+}
+
+void h_vsm_stop(struct api_call *c)
+{
+	static const struct transition tr = {from_stop, "stopping", false};
+	lifecycle(c, "vsm.stop", &tr);
+}
+
+void h_vsm_restart(struct api_call *c)
+{
+	static const struct transition tr = {from_stop, "restarting", false};
+	lifecycle(c, "vsm.restart", &tr);
+}
+
+void h_vsm_reset(struct api_call *c)
+{
+	static const struct transition tr = {from_reset, "resetting", false};
+	lifecycle(c, "vsm.reset", &tr);
+}
+
+void h_vsm_delete(struct api_call *c)
+{
+	static const struct transition tr = {NULL, "deleting", false};
+	lifecycle(c, "vsm.delete", &tr);
+}
+
+/* Image and upgrade interfaces: full validation and state checks, then
+ * 5000 until images land. */
+static void not_yet(struct api_call *c, const char *operation, const struct transition *tr)
+{
+	struct transition check = {tr->allowed, NULL, tr->need_no_keys};
+	if (store_begin(c->ctx->store) < 0) {
+		api_fail(c, GMT_E_STORAGE, NULL);
+		return;
+	}
+	int code = prepare_transition(c, &check);
+	if (code == GMT_OK) {
+		char busy[32];
+		if (store_task_active_for_target(c->ctx->store, c->param, busy) == 0)
+			code = GMT_E_BUSY;
+	}
+	store_rollback(c->ctx->store);
+	if (code != GMT_OK) {
+		if (c->code != code)
+			api_fail(c, code, NULL);
+		return;
+	}
+	api_fail(c, GMT_E_INTERNAL, "%s is not implemented in this release", operation);
+}
+
+static bool download_request(struct api_call *c)
+{
+	static const char *const schemes[] = {"https", "http", "file", NULL};
+	static const struct api_field fields[] = {
+		{"url", API_STRING, true}, {"sm3", API_STRING, true},
+		{"callbackUrl", API_STRING, false}, {NULL}};
+	const char *cb;
+	if (!api_fields(c, fields) || !api_callback_url(c, &cb))
+		return false;
+	if (!api_valid_url(json_string_value(json_object_get(c->body, "url")), schemes)) {
+		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: url");
+		return false;
+	}
+	if (!api_valid_sm3_hex(json_string_value(json_object_get(c->body, "sm3")))) {
+		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: sm3");
+		return false;
+	}
+	return true;
+}
+
+void h_vsm_image_export(struct api_call *c)
+{
+	static const struct api_field fields[] = {{"callbackUrl", API_STRING, false}, {NULL}};
+	static const struct transition tr = {from_stopped_running, NULL, false};
+	const char *cb;
+	if (!api_fields(c, fields) || !api_callback_url(c, &cb))
+		return;
+	uint8_t *raw = NULL;
+	size_t len = 0;
+	int r = store_secret_get(c->ctx->store, "config.image_upload", &raw, &len);
+	crypto_free_secret(raw, len);
+	struct store_vsm v;
+	if (!load_vsm(c, &v))
+		return;
+	if (r == -ENOENT) {
+		api_fail(c, GMT_E_NO_UPLOAD_ADDRESS, NULL);
+		return;
+	}
+	not_yet(c, "vsm.image.export", &tr);
+}
+
+void h_vsm_image_import(struct api_call *c)
+{
+	static const struct transition tr = {from_import, NULL, true};
+	if (download_request(c))
+		not_yet(c, "vsm.image.import", &tr);
+}
+
+void h_vsm_upgrade(struct api_call *c)
+{
+	static const struct transition tr = {from_stopped_running, NULL, false};
+	if (download_request(c))
+		not_yet(c, "vsm.upgrade", &tr);
+}
+
+/* ---- create ---- */
+
+struct create_arg {
+	struct store_vsm v;
+	const char *token_id;
+	uint8_t *secret;
+	size_t secret_len;
+};
+
+static int prepare_create(struct api_call *c, void *varg)
+{
+	struct create_arg *a = varg;
+	struct api_ctx *ctx = c->ctx;
+	struct store_vsm existing;
+	if (store_vsm_get(ctx->store, a->v.id, &existing) == 0) {
+		api_fail(c, GMT_E_VSM_EXISTS, NULL);
+		return GMT_E_VSM_EXISTS;
+	}
+	size_t n = 0;
+	if (store_vsm_count(ctx->store, &n) < 0)
+		return GMT_E_STORAGE;
+	if ((int)n >= ctx->max_vsms)
+		return GMT_E_CAPACITY;
+	if (!endpoint_free(c, &a->v.network, a->v.id))
+		return c->code;
+	if (store_vsm_insert(ctx->store, &a->v) < 0)
+		return GMT_E_STORAGE;
+	if (a->secret && store_vsm_token_set(ctx->store, a->v.id, a->token_id, a->secret,
+					     a->secret_len, a->v.created_at) < 0)
+		return GMT_E_STORAGE;
+	return GMT_OK;
+}
+
+static bool parse_resources(struct api_call *c, const json_t *obj, struct store_vsm *v)
+{
+	static const struct api_field fields[] = {
+		{"maxKeys", API_INT, false}, {"maxSessions", API_INT, false},
+		{"memoryMiB", API_INT, false}, {NULL}};
+	static const struct {
+		const char *name;
+		json_int_t min, max;
+	} ranges[] = {{"maxKeys", 1, 1000000}, {"maxSessions", 1, 4096}, {"memoryMiB", 4, 65536}};
+	int *dest[] = {&v->max_keys, &v->max_sessions, &v->memory_mib};
+	v->max_keys = DEFAULT_MAX_KEYS;
+	v->max_sessions = DEFAULT_MAX_SESSIONS;
+	v->memory_mib = DEFAULT_MEMORY_MIB;
+	if (!obj)
+		return true;
+	const char *field = NULL;
+	if (api_check_fields(obj, fields, &field) != GMT_OK) {
+		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: resources");
+		return false;
+	}
+	for (size_t i = 0; i < 3; i++) {
+		json_t *val = json_object_get(obj, ranges[i].name);
+		if (!val)
+			continue;
+		json_int_t x = json_integer_value(val);
+		if (x < ranges[i].min || x > ranges[i].max) {
+			api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: resources.%s", ranges[i].name);
+			return false;
+		}
+		*dest[i] = (int)x;
+	}
+	return true;
+}
+
+void h_vsm_create(struct api_call *c)
+{
+	static const struct api_field fields[] = {
+		{"vsmId", API_STRING, false},  {"name", API_STRING, true},
+		{"resources", API_OBJECT, false}, {"network", API_OBJECT, true},
+		{"token", API_OBJECT, false},  {"start", API_BOOL, false},
+		{"callbackUrl", API_STRING, false}, {NULL}};
+	if (!api_fields(c, fields))
+		return;
+	struct create_arg a;
+	memset(&a, 0, sizeof(a));
+	const char *id = json_string_value(json_object_get(c->body, "vsmId"));
+	if (id && !api_valid_vsm_id(id)) {
+		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: vsmId");
+		return;
+	}
+	if (id) {
+		snprintf(a.v.id, sizeof(a.v.id), "%s", id);
+	} else {
+		uint8_t rnd[6];
+		char hex[13];
+		if (crypto_random(rnd, sizeof(rnd)) < 0) {
+			api_fail(c, GMT_E_CRYPTO, NULL);
+			return;
+		}
+		chsm_hex_encode(rnd, sizeof(rnd), hex);
+		snprintf(a.v.id, sizeof(a.v.id), "vsm-%s", hex);
+	}
+	const char *name = json_string_value(json_object_get(c->body, "name"));
+	if (!api_valid_text(name, CHSM_VSM_NAME_MAX_LEN)) {
+		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: name");
+		return;
+	}
+	snprintf(a.v.name, sizeof(a.v.name), "%s", name);
+	if (!parse_resources(c, json_object_get(c->body, "resources"), &a.v) ||
+	    !parse_network(c, json_object_get(c->body, "network"), &a.v.network))
+		return;
+	json_t *token = json_object_get(c->body, "token");
+	if (token && !parse_token(c, token, &a.token_id, &a.secret, &a.secret_len))
+		return;
+	snprintf(a.v.state, sizeof(a.v.state), "creating");
+	snprintf(a.v.version, sizeof(a.v.version), "%s", OPENCHSM_VERSION);
+	a.v.created_at = a.v.updated_at = chsm_now_ms();
+	a.v.state_version = 1;
+	json_t *params = json_pack("{s:b}", "start", json_is_true(json_object_get(c->body, "start")));
+	api_submit_task(c, "vsm.create", a.v.id, params, prepare_create, &a);
+	json_decref(params);
+	crypto_free_secret(a.secret, a.secret_len);
+}

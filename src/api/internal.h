@@ -1,0 +1,116 @@
+/*
+ * internal.h: what the API's router and its handlers share. Private to
+ * src/api.
+ */
+#ifndef CHSM_API_INTERNAL_H
+#define CHSM_API_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "api/api.h"
+#include "api/validate.h"
+#include "proto/codes.h"
+
+enum api_auth { API_AUTH_NONE, API_AUTH_PLATFORM, API_AUTH_ENROLL_OR_PLATFORM };
+
+struct api_call;
+typedef void (*api_handler_fn)(struct api_call *c);
+
+struct api_route {
+	const char *method;
+	const char *pattern;        /* under /gmt0088/v1; {vsmId} and {taskId} */
+	const char *interface;      /* "7.3.1", "vsm.list", ... for logs/metrics */
+	api_handler_fn handler;
+	enum api_auth auth;
+	bool async;
+};
+
+struct api_call {
+	struct api_ctx *ctx;
+	const struct http_request *req;
+	const struct api_route *route;
+	int route_index;
+	char request_id[32];
+	char key_id[CRYPTO_SM3_HEX_LEN + 1];
+	char param[CHSM_VSM_ID_MAX_LEN + 1];   /* {vsmId} or {taskId} */
+	bool enrollment;
+	json_t *body;                           /* the request object ({} if none) */
+	/* results */
+	int code;
+	char message[256];
+	json_t *data;
+	bool accepted;                          /* 202 */
+	char *raw_body;                         /* non-JSON answer (metrics) */
+	const char *raw_content_type;
+};
+
+/* Sets a failure; msg (may be NULL: the code's message) is printf-style and
+ * must never carry a secret. */
+void api_fail(struct api_call *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Sets success with data (stolen; may be NULL). */
+void api_ok(struct api_call *c, json_t *data);
+/* Field checks for c->body; on failure sets c's error and returns false. */
+bool api_fields(struct api_call *c, const struct api_field *fields);
+/* The optional "callbackUrl" of an async request, validated (NULL if absent).
+ * Returns false (with c's error set) when present and invalid. */
+bool api_callback_url(struct api_call *c, const char **ret_url);
+/* Admits, records and queues a task on target with params (may be NULL),
+ * applying prepare(ctx, arg) inside the same transaction; prepare returns a
+ * gmt_code (e.g. 3003) to refuse. On success answers 202 with the task. */
+typedef int (*api_prepare_fn)(struct api_call *c, void *arg);
+void api_submit_task(struct api_call *c, const char *operation, const char *target,
+		     const json_t *params, api_prepare_fn prepare, void *arg);
+
+/* Route table and its size (router.c). */
+extern const struct api_route api_routes[];
+extern const int api_route_count;
+
+/* Handlers. */
+void h_chsm_info(struct api_call *c);
+void h_chsm_status(struct api_call *c);
+void h_chsm_status_all(struct api_call *c);
+void h_chsm_network(struct api_call *c);
+void h_chsm_ntp(struct api_call *c);
+void h_chsm_image_upload(struct api_call *c);
+void h_chsm_log_upload(struct api_call *c);
+void h_chsm_image_export(struct api_call *c);
+void h_chsm_image_import(struct api_call *c);
+void h_chsm_upgrade(struct api_call *c);
+void h_chsm_reboot(struct api_call *c);
+void h_chsm_backup(struct api_call *c);
+void h_chsm_restore(struct api_call *c);
+void h_vsm_list(struct api_call *c);
+void h_vsm_info(struct api_call *c);
+void h_vsm_status(struct api_call *c);
+void h_vsm_network(struct api_call *c);
+void h_vsm_token(struct api_call *c);
+void h_vsm_image_export(struct api_call *c);
+void h_vsm_image_import(struct api_call *c);
+void h_vsm_start(struct api_call *c);
+void h_vsm_stop(struct api_call *c);
+void h_vsm_restart(struct api_call *c);
+void h_vsm_reset(struct api_call *c);
+void h_vsm_upgrade(struct api_call *c);
+void h_vsm_create(struct api_call *c);
+void h_vsm_delete(struct api_call *c);
+void h_auth_fingerprint(struct api_call *c);
+void h_auth_platform_key(struct api_call *c);
+void h_task_get(struct api_call *c);
+void h_metrics(struct api_call *c);
+
+/* VSM JSON views (h_vsm.c), used by status-all too. */
+json_t *api_vsm_details(struct api_ctx *ctx, const struct store_vsm *v);
+json_t *api_vsm_status(struct api_ctx *ctx, const struct store_vsm *v);
+/* CHSM running status object of 7.2.2 (h_chsm.c). */
+json_t *api_chsm_status(struct api_ctx *ctx);
+
+/* Metrics (metrics.c). */
+int api_metrics_new(struct api_metrics **ret);
+void api_metrics_free(struct api_metrics *m);
+void api_metrics_record(struct api_metrics *m, int route_index, int code, int64_t micros);
+/* Prometheus text of everything, malloc'ed. */
+char *api_metrics_render(struct api_ctx *ctx);
+
+#endif

@@ -1,0 +1,247 @@
+/*
+ * ops.c: the work behind the VSM lifecycle tasks, the supervisor's fault
+ * reports, and the settling of VSM states when chsmd starts.
+ *
+ * Each operation ends with the VSM in a stable state (stopped, running or
+ * fault) written in one store transaction; destructive steps (reset,
+ * delete) zeroise in the same transaction that changes the state, so a
+ * crash leaves either the old VSM or the new state, never half of each.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/internal.h"
+#include "common/log.h"
+#include "common/util.h"
+
+/* Writes state (and error) of VSM id in one transaction. */
+static int set_state(struct api_ctx *ctx, const char *id, const char *state, const char *error,
+		     int desired_running, bool started)
+{
+	struct store_vsm v;
+	int r = store_begin(ctx->store);
+	if (r < 0)
+		return r;
+	r = store_vsm_get(ctx->store, id, &v);
+	if (r < 0)
+		goto rollback;
+	snprintf(v.state, sizeof(v.state), "%s", state);
+	if (error)
+		snprintf(v.last_error, sizeof(v.last_error), "%s", error);
+	if (desired_running >= 0)
+		v.desired_running = desired_running;
+	v.started_at = started ? chsm_now_ms() : 0;
+	v.updated_at = chsm_now_ms();
+	r = store_vsm_update(ctx->store, &v);
+	if (r < 0)
+		goto rollback;
+	r = store_commit(ctx->store);
+	if (r == 0)
+		chsm_log(error && *error ? CHSM_LOG_WARNING : CHSM_LOG_INFO, "vsm.state", "vsm", id,
+			 "state", state, "error", error ? error : "", NULL);
+	return r;
+rollback:
+	store_rollback(ctx->store);
+	return r;
+}
+
+/* Starts the VSM process; ends running, or fault with the reason. */
+static int do_start(struct api_ctx *ctx, const char *id, char *msg, size_t msglen)
+{
+	struct store_vsm v;
+	if (store_vsm_get(ctx->store, id, &v) < 0)
+		return GMT_E_VSM_NOT_FOUND;
+	if (!v.network.configured) {
+		snprintf(msg, msglen, "the VSM has no network address");
+		set_state(ctx, id, "stopped", msg, 0, false);
+		return GMT_E_STATE;
+	}
+	char err[160] = "";
+	int r = vsm_supervisor_start(ctx->supervisor, id, v.network.ip_address, v.network.port, err,
+				     sizeof(err));
+	if (r == -EALREADY)
+		r = 0;
+	if (r < 0) {
+		snprintf(msg, msglen, "VSM service failed to start: %s", err[0] ? err : strerror(-r));
+		set_state(ctx, id, "fault", msg, 0, false);
+		return r == -EADDRINUSE ? GMT_E_ADDRESS_IN_USE : GMT_E_INTERNAL;
+	}
+	if (set_state(ctx, id, "running", "", 1, true) < 0)
+		return GMT_E_STORAGE;
+	return GMT_OK;
+}
+
+static int do_stop(struct api_ctx *ctx, const char *id)
+{
+	int r = vsm_supervisor_stop(ctx->supervisor, id);
+	if (r < 0 && r != -ENOENT)
+		return GMT_E_INTERNAL;
+	return set_state(ctx, id, "stopped", NULL, 0, false) < 0 ? GMT_E_STORAGE : GMT_OK;
+}
+
+/* Zeroises keys and token and ends stopped, in one transaction. */
+static int do_reset(struct api_ctx *ctx, const char *id)
+{
+	int r = vsm_supervisor_stop(ctx->supervisor, id);
+	if (r < 0 && r != -ENOENT)
+		return GMT_E_INTERNAL;
+	struct store_vsm v;
+	if (store_begin(ctx->store) < 0)
+		return GMT_E_STORAGE;
+	if (store_vsm_get(ctx->store, id, &v) < 0 || store_vsm_keys_clear(ctx->store, id) < 0 ||
+	    store_vsm_token_clear(ctx->store, id) < 0)
+		goto fail;
+	snprintf(v.state, sizeof(v.state), "stopped");
+	v.last_error[0] = '\0';
+	v.desired_running = false;
+	v.started_at = 0;
+	v.state_version++;
+	v.updated_at = chsm_now_ms();
+	if (store_vsm_update(ctx->store, &v) < 0 || store_commit(ctx->store) < 0)
+		goto fail;
+	chsm_log(CHSM_LOG_INFO, "vsm.reset", "vsm", id, NULL);
+	return GMT_OK;
+fail:
+	store_rollback(ctx->store);
+	return GMT_E_STORAGE;
+}
+
+static int do_delete(struct api_ctx *ctx, const char *id)
+{
+	int r = vsm_supervisor_stop(ctx->supervisor, id);
+	if (r < 0 && r != -ENOENT)
+		return GMT_E_INTERNAL;
+	if (store_vsm_delete(ctx->store, id) < 0)
+		return GMT_E_STORAGE;
+	chsm_log(CHSM_LOG_INFO, "vsm.deleted", "vsm", id, NULL);
+	return GMT_OK;
+}
+
+static json_t *details_of(struct api_ctx *ctx, const char *id)
+{
+	struct store_vsm v;
+	if (store_vsm_get(ctx->store, id, &v) < 0)
+		return NULL;
+	return api_vsm_details(ctx, &v);
+}
+
+int api_run_task(void *vctx, const struct store_task *t, json_t **ret_result, char *msg,
+		 size_t msglen)
+{
+	struct api_ctx *ctx = vctx;
+	const char *op = t->operation, *id = t->target;
+	int code;
+	if (strcmp(op, "vsm.create") == 0) {
+		json_t *params = t->params ? json_loads(t->params, 0, NULL) : NULL;
+		bool start = json_is_true(json_object_get(params, "start"));
+		json_decref(params);
+		code = set_state(ctx, id, "stopped", NULL, 0, false) < 0 ? GMT_E_STORAGE : GMT_OK;
+		if (code == GMT_OK && start)
+			code = do_start(ctx, id, msg, msglen);
+	} else if (strcmp(op, "vsm.start") == 0) {
+		code = do_start(ctx, id, msg, msglen);
+	} else if (strcmp(op, "vsm.stop") == 0) {
+		code = do_stop(ctx, id);
+	} else if (strcmp(op, "vsm.restart") == 0) {
+		code = do_stop(ctx, id);
+		if (code == GMT_OK)
+			code = do_start(ctx, id, msg, msglen);
+	} else if (strcmp(op, "vsm.reset") == 0) {
+		code = do_reset(ctx, id);
+		if (code == GMT_OK) {
+			*ret_result = json_pack("{s:s,s:s,s:b}", "vsmId", id, "state", "stopped", "zeroized", 1);
+			return GMT_OK;
+		}
+	} else if (strcmp(op, "vsm.delete") == 0) {
+		code = do_delete(ctx, id);
+		if (code == GMT_OK) {
+			*ret_result = json_pack("{s:s,s:b}", "vsmId", id, "zeroized", 1);
+			return GMT_OK;
+		}
+	} else {
+		snprintf(msg, msglen, "%s is not implemented in this release", op);
+		return GMT_E_INTERNAL;
+	}
+	if (code == GMT_OK)
+		*ret_result = details_of(ctx, id);
+	return code;
+}
+
+void api_task_interrupted(void *vctx, const struct store_task *t)
+{
+	chsm_log(CHSM_LOG_WARNING, "task.interrupted", "task", t->id, "operation", t->operation,
+		 "target", t->target, NULL);
+}
+
+void api_vsm_died(void *vctx, const char *vsm_id, const char *reason)
+{
+	struct api_ctx *ctx = vctx;
+	char msg[200];
+	snprintf(msg, sizeof(msg), "VSM service %s", reason);
+	set_state(ctx, vsm_id, "fault", msg, 0, false);
+}
+
+/* Whether id has a task that will still run (pending). */
+static bool has_pending_task(struct api_ctx *ctx, const char *id)
+{
+	char task_id[32];
+	struct store_task t;
+	if (store_task_active_for_target(ctx->store, id, task_id) < 0)
+		return false;
+	if (store_task_get(ctx->store, task_id, &t) < 0)
+		return false;
+	bool pending = strcmp(t.state, "pending") == 0;
+	store_task_clear(&t);
+	return pending;
+}
+
+void api_resume_vsms(struct api_ctx *ctx)
+{
+	struct store_vsm *v = NULL;
+	size_t n = 0;
+	if (store_vsm_list(ctx->store, &v, &n) < 0) {
+		chsm_log(CHSM_LOG_ERROR, "vsm.resume", "error", "cannot list VSMs", NULL);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *s = v[i].state;
+		if (has_pending_task(ctx, v[i].id))
+			continue; /* its task settles it */
+		if (strcmp(s, "fault") == 0)
+			continue;
+		bool run = v[i].desired_running || strcmp(s, "starting") == 0 ||
+			   strcmp(s, "restarting") == 0;
+		if (strcmp(s, "stopping") == 0 || strcmp(s, "resetting") == 0 ||
+		    strcmp(s, "deleting") == 0 || strcmp(s, "creating") == 0)
+			run = false;
+		if (run) {
+			char msg[200];
+			(void)do_start(ctx, v[i].id, msg, sizeof(msg));
+		} else if (strcmp(s, "stopped") != 0) {
+			set_state(ctx, v[i].id, "stopped", NULL, 0, false);
+		}
+	}
+	free(v);
+}
+
+int api_init(struct api_ctx *ctx)
+{
+	pthread_mutex_init(&ctx->auth_lock, NULL);
+	pthread_mutex_init(&ctx->idem_lock, NULL);
+	int r = api_metrics_new(&ctx->metrics);
+	if (r < 0)
+		return r;
+	return api_reload_platform_key(ctx);
+}
+
+void api_fini(struct api_ctx *ctx)
+{
+	api_metrics_free(ctx->metrics);
+	ctx->metrics = NULL;
+	crypto_sm2_key_free(ctx->platform_key);
+	ctx->platform_key = NULL;
+	pthread_mutex_destroy(&ctx->auth_lock);
+	pthread_mutex_destroy(&ctx->idem_lock);
+}

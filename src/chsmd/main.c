@@ -1,0 +1,429 @@
+/*
+ * chsmd: the CHSM management service.
+ *
+ *   chsmd init --state-dir DIR [--device-id ID] [--domain-name NAME
+ *              --domain-secret-file FILE] [--vendor-key PEM] [--max-vsms N]
+ *   chsmd run --state-dir DIR [--listen HOST:PORT] [--threads N]
+ *             [--metrics-listen HOST:PORT] [--plain-http] [--syslog]
+ *             [--log-level error|warning|info|debug] [--vsmd PATH]
+ *   chsmd admin reset-platform-key --state-dir DIR
+ *
+ * `run` serves the management interface until SIGTERM or SIGINT, then stops
+ * the listener, lets running tasks finish and stops every VSM process.
+ * VSMs that were running are started again at the next `run`.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "chsmd/device.h"
+#include "common/limits.h"
+#include "common/log.h"
+#include "common/util.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage:\n"
+		"  chsmd init --state-dir DIR [--device-id ID] [--domain-name NAME --domain-secret-file FILE]\n"
+		"             [--vendor-key PEM] [--max-vsms N]\n"
+		"  chsmd run --state-dir DIR [--listen HOST:PORT] [--threads N] [--metrics-listen HOST:PORT]\n"
+		"            [--plain-http] [--syslog] [--log-level LEVEL] [--vsmd PATH]\n"
+		"  chsmd admin reset-platform-key --state-dir DIR\n"
+		"  chsmd version\n");
+}
+
+/* Splits "host:port" or "[v6]:port". */
+static int parse_listen(const char *s, char *host, size_t cap, int *port)
+{
+	const char *colon;
+	size_t hl;
+	if (s[0] == '[') {
+		const char *end = strchr(s, ']');
+		if (!end || end[1] != ':')
+			return -EINVAL;
+		hl = (size_t)(end - s - 1);
+		s++;
+		colon = end + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return -EINVAL;
+		hl = (size_t)(colon - s);
+	}
+	uint64_t p;
+	if (hl == 0 || hl >= cap || chsm_parse_u64(colon + 1, 65535, &p) < 0)
+		return -EINVAL;
+	memcpy(host, s, hl);
+	host[hl] = '\0';
+	*port = (int)p;
+	return 0;
+}
+
+static int cmd_init(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"state-dir", required_argument, NULL, 's'}, {"device-id", required_argument, NULL, 'i'},
+		{"domain-name", required_argument, NULL, 'n'},
+		{"domain-secret-file", required_argument, NULL, 'f'},
+		{"vendor-key", required_argument, NULL, 'v'}, {"max-vsms", required_argument, NULL, 'm'},
+		{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+	struct device_init_options o = {.max_vsms = CHSM_DEFAULT_MAX_VSMS};
+	int c;
+	uint64_t n;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': o.state_dir = optarg; break;
+		case 'i': o.device_id = optarg; break;
+		case 'n': o.domain_name = optarg; break;
+		case 'f': o.domain_secret_file = optarg; break;
+		case 'v': o.vendor_key_file = optarg; break;
+		case 'm':
+			if (chsm_parse_u64(optarg, CHSM_MAX_VSMS_CEILING, &n) < 0 || n < 1) {
+				fprintf(stderr, "chsmd: --max-vsms must be 1..%d\n", CHSM_MAX_VSMS_CEILING);
+				return 2;
+			}
+			o.max_vsms = (int)n;
+			break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!o.state_dir || !o.domain_name != !o.domain_secret_file) {
+		fprintf(stderr, "chsmd init: --state-dir is required; --domain-name and "
+				"--domain-secret-file go together\n");
+		return 2;
+	}
+	if (o.domain_name && (strlen(o.domain_name) < 1 || strlen(o.domain_name) > 64 ||
+			      !chsm_str_charset(o.domain_name, strlen(o.domain_name), "_.-"))) {
+		fprintf(stderr, "chsmd init: --domain-name must be 1-64 characters of [A-Za-z0-9_.-]\n");
+		return 2;
+	}
+	int r = device_init(&o);
+	if (r == -EEXIST) {
+		fprintf(stderr, "chsmd init: %s is already initialised\n", o.state_dir);
+		return 1;
+	}
+	if (r == -EBUSY) {
+		fprintf(stderr, "chsmd init: a chsmd is running on %s\n", o.state_dir);
+		return 1;
+	}
+	if (r < 0) {
+		fprintf(stderr, "chsmd init: failed: %s\n", strerror(-r));
+		return 1;
+	}
+	return 0;
+}
+
+static int cmd_admin(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "reset-platform-key") != 0) {
+		usage(stderr);
+		return 2;
+	}
+	static const struct option opts[] = {{"state-dir", required_argument, NULL, 's'},
+					     {NULL, 0, NULL, 0}};
+	const char *dir = NULL;
+	int c;
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c != 's') {
+			usage(stderr);
+			return 2;
+		}
+		dir = optarg;
+	}
+	if (!dir) {
+		usage(stderr);
+		return 2;
+	}
+	int lock_fd = -1;
+	int r = device_lock(dir, &lock_fd);
+	if (r == -EBUSY) {
+		fprintf(stderr, "chsmd admin: stop the running chsmd on %s first\n", dir);
+		return 1;
+	}
+	chsm_store *s = NULL;
+	char code[CHSM_ENROLL_CODE_CHARS + 1];
+	if (r == 0)
+		r = device_open_store(dir, &s);
+	if (r == 0 && (r = store_begin(s)) == 0) {
+		if ((r = store_setting_set(s, "platform.public_key", NULL)) < 0 ||
+		    (r = store_setting_set(s, "platform.fingerprint", NULL)) < 0 ||
+		    (r = store_setting_set(s, "platform.configured_at", NULL)) < 0 ||
+		    (r = device_new_enrollment_code(s, code)) < 0)
+			store_rollback(s);
+		else
+			r = store_commit(s);
+	}
+	store_close(s);
+	if (lock_fd >= 0)
+		close(lock_fd);
+	if (r < 0) {
+		fprintf(stderr, "chsmd admin: failed: %s\n", strerror(-r));
+		return 1;
+	}
+	printf("platform key cleared\nenrollment-code: %s\n", code);
+	crypto_wipe(code, sizeof(code));
+	return 0;
+}
+
+/* The chsm-vsmd beside this executable, unless told otherwise. */
+static int find_vsmd(const char *given, char *out, size_t cap)
+{
+	const char *env = getenv("CHSM_VSMD");
+	if (given || env) {
+		snprintf(out, cap, "%s", given ? given : env);
+		return 0;
+	}
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n < 0)
+		return -errno;
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	if (!slash)
+		return -ENOENT;
+	*slash = '\0';
+	return snprintf(out, cap, "%s/chsm-vsmd", self) >= (int)cap ? -ENAMETOOLONG : 0;
+}
+
+static int load_identity(struct api_ctx *ctx)
+{
+	char *v = NULL;
+	uint64_t n;
+	int r;
+	static const struct {
+		const char *name;
+		size_t off, cap;
+	} fields[] = {
+		{"device.id", offsetof(struct api_ctx, device_id), sizeof(((struct api_ctx *)0)->device_id)},
+		{"device.serial", offsetof(struct api_ctx, serial_number), sizeof(((struct api_ctx *)0)->serial_number)},
+		{"domain.fingerprint", offsetof(struct api_ctx, domain_fp), sizeof(((struct api_ctx *)0)->domain_fp)},
+	};
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		if ((r = store_setting_get(ctx->store, fields[i].name, &v)) < 0)
+			return r;
+		snprintf((char *)ctx + fields[i].off, fields[i].cap, "%s", v);
+		free(v);
+	}
+	if ((r = store_setting_get(ctx->store, "device.max_vsms", &v)) < 0)
+		return r;
+	r = chsm_parse_u64(v, CHSM_MAX_VSMS_CEILING, &n);
+	free(v);
+	if (r < 0)
+		return r;
+	ctx->max_vsms = (int)n;
+	if ((r = device_load_key(ctx->store, &ctx->device_key)) < 0 ||
+	    (r = crypto_sm2_fingerprint(ctx->device_key, ctx->device_fp)) < 0)
+		return r;
+	size_t len;
+	return crypto_sm2_public_pem(ctx->device_key, &ctx->device_public_pem, &len);
+}
+
+struct run_options {
+	const char *state_dir;
+	char host[64];
+	int port;
+	int threads;
+	bool plain_http;
+	bool metrics;
+	char metrics_host[64];
+	int metrics_port;
+	const char *vsmd;
+};
+
+static int fail(const char *what, int r)
+{
+	chsm_log(CHSM_LOG_ERROR, "startup.failed", "step", what, "error", strerror(r < 0 ? -r : r), NULL);
+	return 1;
+}
+
+static int serve(const struct run_options *o)
+{
+	struct api_ctx ctx;
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.boot_ms = chsm_now_ms();
+	ctx.boot_mono_ms = chsm_monotonic_ms();
+	atomic_store(&ctx.chsm_state, CHSM_STATE_INITIALIZING);
+	snprintf(ctx.state_dir, sizeof(ctx.state_dir), "%s", o->state_dir);
+	int lock_fd = -1, rc = 1, r;
+	http_server *srv = NULL, *msrv = NULL;
+	char vsmd[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
+
+	/* Signals are taken by sigwait() in this thread only. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((r = device_lock(o->state_dir, &lock_fd)) < 0) {
+		rc = fail(r == -EBUSY ? "lock (another chsmd runs on this state dir)" : "lock", r);
+		goto out;
+	}
+	if ((r = device_open_store(o->state_dir, &ctx.store)) < 0) {
+		rc = fail("open store (is the state dir initialised?)", r);
+		goto out;
+	}
+	if ((r = load_identity(&ctx)) < 0) {
+		rc = fail("load identity", r);
+		goto out;
+	}
+	if ((r = api_init(&ctx)) < 0) {
+		rc = fail("api init", r);
+		goto out;
+	}
+	if ((r = find_vsmd(o->vsmd, vsmd, sizeof(vsmd))) < 0 ||
+	    (r = vsm_supervisor_new(vsmd, api_vsm_died, &ctx, &ctx.supervisor)) < 0) {
+		rc = fail("vsm supervisor", r);
+		goto out;
+	}
+	api_resume_vsms(&ctx);
+	struct task_engine_config tcfg = {
+		.store = ctx.store, .device_key = ctx.device_key, .run = api_run_task,
+		.interrupted = api_task_interrupted, .ctx = &ctx, .workers = 2,
+	};
+	if ((r = task_engine_start(&tcfg, &ctx.tasks)) < 0) {
+		rc = fail("task engine", r);
+		goto out;
+	}
+	device_path(o->state_dir, "tls-cert.pem", cert, sizeof(cert));
+	device_path(o->state_dir, "tls-key.pem", key, sizeof(key));
+	struct http_server_config hcfg = {
+		.host = o->host, .port = o->port, .cert_file = cert, .key_file = key,
+		.plain_http = o->plain_http, .threads = o->threads,
+	};
+	atomic_store(&ctx.chsm_state, CHSM_STATE_RUNNING);
+	if ((r = http_server_start(&hcfg, api_handle, &ctx, &srv)) < 0) {
+		rc = fail("listen", r);
+		goto out;
+	}
+	if (o->metrics) {
+		struct http_server_config mcfg = {
+			.host = o->metrics_host, .port = o->metrics_port, .plain_http = true, .threads = 1,
+		};
+		if ((r = http_server_start(&mcfg, api_handle_metrics_only, &ctx, &msrv)) < 0) {
+			rc = fail("metrics listener", r);
+			goto out;
+		}
+	}
+	char port_s[12];
+	snprintf(port_s, sizeof(port_s), "%d", http_server_port(srv));
+	chsm_log(CHSM_LOG_INFO, "started", "device_id", ctx.device_id, "device_key", ctx.device_fp,
+		 "listen", o->host, "port", port_s, "tls", o->plain_http ? "off" : "on",
+		 "version", OPENCHSM_VERSION, NULL);
+	int sig = 0;
+	sigwait(&set, &sig);
+	chsm_log(CHSM_LOG_INFO, "stopping", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
+	rc = 0;
+out:
+	http_server_stop(msrv);
+	http_server_stop(srv);
+	task_engine_stop(ctx.tasks);
+	vsm_supervisor_free(ctx.supervisor);
+	api_fini(&ctx);
+	crypto_sm2_key_free(ctx.device_key);
+	free(ctx.device_public_pem);
+	store_close(ctx.store);
+	if (lock_fd >= 0)
+		close(lock_fd);
+	if (rc == 0)
+		chsm_log(CHSM_LOG_INFO, "stopped", NULL);
+	return rc;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"state-dir", required_argument, NULL, 's'}, {"listen", required_argument, NULL, 'l'},
+		{"threads", required_argument, NULL, 't'}, {"metrics-listen", required_argument, NULL, 'm'},
+		{"plain-http", no_argument, NULL, 'p'}, {"syslog", no_argument, NULL, 'y'},
+		{"log-level", required_argument, NULL, 'L'}, {"vsmd", required_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+	struct run_options o = {.port = 8443};
+	snprintf(o.host, sizeof(o.host), "127.0.0.1");
+	bool use_syslog = false;
+	enum chsm_log_level level = CHSM_LOG_INFO;
+	uint64_t n;
+	int c;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': o.state_dir = optarg; break;
+		case 'l':
+			if (parse_listen(optarg, o.host, sizeof(o.host), &o.port) < 0) {
+				fprintf(stderr, "chsmd: --listen takes HOST:PORT\n");
+				return 2;
+			}
+			break;
+		case 'm':
+			if (parse_listen(optarg, o.metrics_host, sizeof(o.metrics_host), &o.metrics_port) < 0) {
+				fprintf(stderr, "chsmd: --metrics-listen takes HOST:PORT\n");
+				return 2;
+			}
+			o.metrics = true;
+			break;
+		case 't':
+			if (chsm_parse_u64(optarg, 64, &n) < 0) {
+				fprintf(stderr, "chsmd: --threads takes 0..64\n");
+				return 2;
+			}
+			o.threads = (int)n;
+			break;
+		case 'p': o.plain_http = true; break;
+		case 'y': use_syslog = true; break;
+		case 'L':
+			if (!strcmp(optarg, "error")) level = CHSM_LOG_ERROR;
+			else if (!strcmp(optarg, "warning")) level = CHSM_LOG_WARNING;
+			else if (!strcmp(optarg, "info")) level = CHSM_LOG_INFO;
+			else if (!strcmp(optarg, "debug")) level = CHSM_LOG_DEBUG;
+			else {
+				fprintf(stderr, "chsmd: --log-level takes error, warning, info or debug\n");
+				return 2;
+			}
+			break;
+		case 'v': o.vsmd = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!o.state_dir) {
+		usage(stderr);
+		return 2;
+	}
+	chsm_log_setup("chsmd", use_syslog, level);
+	return serve(&o);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "init"))
+		return cmd_init(argc - 1, argv + 1);
+	if (!strcmp(cmd, "run"))
+		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(cmd, "admin"))
+		return cmd_admin(argc - 1, argv + 1);
+	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+		printf("chsmd %s\n", OPENCHSM_VERSION);
+		return 0;
+	}
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+		usage(stdout);
+		return 0;
+	}
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,244 @@
+# lib.sh: shared by the integration tests, which drive a real chsmd on
+# loopback. Requests here are signed with the openssl CLI and sent with curl,
+# independent of the project's own signing code; chsmctl is used where a
+# test says so.
+#
+# Environment (set by CTest): CHSM_BIN, the folder with chsmd, chsm-vsmd and
+# chsmctl.
+#
+# A test sources this file, calls `it_begin NAME`, uses the helpers, records
+# checks with `check`/`expect`, and ends with `it_end`, which prints
+# "N passed, M failed" and exits non-zero on any failure.
+
+set -uo pipefail
+
+: "${CHSM_BIN:?CHSM_BIN must name the folder with chsmd, chsm-vsmd and chsmctl}"
+IT_PASS=0
+IT_FAIL=0
+IT_DIR=$(mktemp -d /tmp/chsm-it-XXXXXX)
+CHSMD_PID=""
+DISTID=1234567812345678
+
+it_cleanup() {
+  if [ -n "$CHSMD_PID" ] && kill -0 "$CHSMD_PID" 2>/dev/null; then
+    kill -TERM "$CHSMD_PID" 2>/dev/null
+    for _ in $(seq 1 100); do kill -0 "$CHSMD_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$CHSMD_PID" 2>/dev/null
+  fi
+  # Python helpers started by tests register their pids here.
+  for p in ${IT_BG_PIDS:-}; do kill "$p" 2>/dev/null; done
+  rm -rf "$IT_DIR"
+}
+trap it_cleanup EXIT
+
+it_begin() { IT_NAME=$1; echo "# $IT_NAME (workdir $IT_DIR)"; }
+
+# check DESCRIPTION COMMAND...: passes when the command succeeds.
+check() {
+  local desc=$1; shift
+  if "$@"; then IT_PASS=$((IT_PASS + 1)); echo "ok - $desc"
+  else IT_FAIL=$((IT_FAIL + 1)); echo "not ok - $desc"; fi
+}
+
+# fail_now MESSAGE: records a failure and stops the test.
+fail_now() { IT_FAIL=$((IT_FAIL + 1)); echo "not ok - $1"; it_end; }
+
+it_end() {
+  echo "$IT_PASS passed, $IT_FAIL failed"
+  [ "$IT_FAIL" -eq 0 ] && exit 0
+  if [ -n "${CHSMD_LOG:-}" ] && [ -f "$CHSMD_LOG" ]; then
+    echo "# last lines of the chsmd log:"; tail -n 40 "$CHSMD_LOG" | sed 's/^/#   /'
+  fi
+  exit 1
+}
+
+# ---- the CHSM ----
+
+# chsm_init [chsmd init options]: a new CHSM in $IT_DIR/state (or $STATE if
+# set). Sets STATE, DEVICE_ID, DEVICE_FP, ENROLL_CODE, CACERT.
+chsm_init() {
+  STATE=${STATE:-$IT_DIR/state}
+  local out
+  out=$("$CHSM_BIN/chsmd" init --state-dir "$STATE" "$@") || fail_now "chsmd init $*"
+  DEVICE_ID=$(printf '%s\n' "$out" | sed -n 's/^device-id: //p')
+  DEVICE_FP=$(printf '%s\n' "$out" | sed -n 's/^device-key-fingerprint: //p')
+  ENROLL_CODE=$(printf '%s\n' "$out" | sed -n 's/^enrollment-code: //p')
+  CACERT=$STATE/tls-cert.pem
+}
+
+# chsm_start [chsmd run options]: runs chsmd on 127.0.0.1 with an ephemeral
+# port. Sets CHSMD_PID, PORT, BASE (https://127.0.0.1:PORT), CHSMD_LOG.
+chsm_start() {
+  CHSMD_LOG=${CHSMD_LOG:-$IT_DIR/chsmd.log}
+  local mark
+  mark=$(wc -l < "$CHSMD_LOG" 2>/dev/null || echo 0)
+  "$CHSM_BIN/chsmd" run --state-dir "$STATE" --listen 127.0.0.1:0 "$@" >>"$CHSMD_LOG" 2>&1 &
+  CHSMD_PID=$!
+  for _ in $(seq 1 200); do
+    PORT=$(tail -n +"$((mark + 1))" "$CHSMD_LOG" | sed -n 's/.*event=started .* port=\([0-9]*\).*/\1/p' | tail -n 1)
+    [ -n "$PORT" ] && break
+    kill -0 "$CHSMD_PID" 2>/dev/null || fail_now "chsmd exited at start"
+    sleep 0.05
+  done
+  [ -n "$PORT" ] || fail_now "chsmd did not report its port"
+  BASE=https://127.0.0.1:$PORT
+}
+
+# chsm_stop: SIGTERM and wait for a clean exit (returns its status).
+chsm_stop() {
+  kill -TERM "$CHSMD_PID"
+  local rc=0
+  wait "$CHSMD_PID" || rc=$?
+  CHSMD_PID=""
+  return $rc
+}
+
+# chsm_kill: SIGKILL, as a crash.
+chsm_kill() { kill -KILL "$CHSMD_PID"; wait "$CHSMD_PID" 2>/dev/null; CHSMD_PID=""; }
+
+# ---- keys ----
+
+# sm2_keygen NAME: $IT_DIR/NAME.pem (private) and NAME.pub.pem; prints the
+# fingerprint (SM3 of 04||X||Y, computed with the CLI).
+sm2_keygen() {
+  openssl genpkey -algorithm SM2 -out "$IT_DIR/$1.pem" 2>/dev/null
+  openssl pkey -in "$IT_DIR/$1.pem" -pubout -out "$IT_DIR/$1.pub.pem"
+  sm2_fingerprint "$IT_DIR/$1.pub.pem"
+}
+
+# sm2_fingerprint PUBPEM: the last 65 bytes of the DER SPKI are 04||X||Y.
+sm2_fingerprint() {
+  openssl pkey -pubin -in "$1" -outform DER | tail -c 65 | openssl dgst -sm3 -r | cut -d' ' -f1
+}
+
+# ---- requests signed with the openssl CLI ----
+
+sm3_hex() { openssl dgst -sm3 -r "$1" | cut -d' ' -f1; }
+
+# gmt_request METHOD TARGET [BODY]: signs with $SIGN_KEY (private PEM) and
+# key id $SIGN_KEY_ID, sends with curl, and sets:
+#   RESP_STATUS (HTTP status), RESP_BODY (file), RESP_HEADERS (file),
+#   RESP_CODE (the envelope's code, or "" when not JSON).
+# Overrides for error tests (unset to get the normal value):
+#   GMT_TS, GMT_NONCE, GMT_KEY_ID, GMT_ALG, GMT_SIG (a literal signature),
+#   GMT_OMIT (a header name to leave out), GMT_IDEM (idempotency key),
+#   GMT_CT (content type; default application/json when there is a body),
+#   GMT_SIGN_TARGET / GMT_SIGN_METHOD / GMT_SIGN_BODY (sign something else
+#   than what is sent), GMT_HMAC_CODE (enrollment: MAC with this code).
+gmt_request() {
+  local method=$1 target=$2 body=${3-}
+  local f=$IT_DIR/req
+  printf '%s' "$body" > "$f.body"
+  local ts=${GMT_TS:-$(($(date +%s%N) / 1000000))}
+  local nonce=${GMT_NONCE:-$(openssl rand -hex 16)}
+  local keyid alg sig
+  if [ -n "${GMT_HMAC_CODE:-}" ]; then keyid=${GMT_KEY_ID:-enrollment}; alg=${GMT_ALG:-HMAC-SM3}
+  else keyid=${GMT_KEY_ID:-$SIGN_KEY_ID}; alg=${GMT_ALG:-SM2-SM3}; fi
+  printf '%s' "${GMT_SIGN_BODY-$body}" > "$f.signbody"
+  printf 'GMT0088-V1\n%s\n%s\n%s\n%s\n%s\n%s' "${GMT_SIGN_METHOD:-$method}" \
+    "${GMT_SIGN_TARGET:-$target}" "$ts" "$nonce" "$keyid" "$(sm3_hex "$f.signbody")" > "$f.tbs"
+  if [ -n "${GMT_SIG+x}" ]; then sig=$GMT_SIG
+  elif [ -n "${GMT_HMAC_CODE:-}" ]; then
+    sig=$(openssl dgst -sm3 -hmac "$GMT_HMAC_CODE" -binary "$f.tbs" | base64 -w0)
+  else
+    sig=$(openssl dgst -sm3 -sign "$SIGN_KEY" -sigopt distid:$DISTID "$f.tbs" | base64 -w0)
+  fi
+  LAST_NONCE=$nonce
+  local -a h=()
+  [ "${GMT_OMIT:-}" = X-GMT-Timestamp ] || h+=(-H "X-GMT-Timestamp: $ts")
+  [ "${GMT_OMIT:-}" = X-GMT-Nonce ] || h+=(-H "X-GMT-Nonce: $nonce")
+  [ "${GMT_OMIT:-}" = X-GMT-Key-Id ] || h+=(-H "X-GMT-Key-Id: $keyid")
+  [ "${GMT_OMIT:-}" = X-GMT-Signature-Alg ] || h+=(-H "X-GMT-Signature-Alg: $alg")
+  [ "${GMT_OMIT:-}" = X-GMT-Signature ] || h+=(-H "X-GMT-Signature: $sig")
+  [ -z "${GMT_IDEM:-}" ] || h+=(-H "X-GMT-Idempotency-Key: $GMT_IDEM")
+  if [ -n "$body" ] || [ -n "${GMT_CT:-}" ]; then h+=(-H "Content-Type: ${GMT_CT:-application/json}"); fi
+  gmt_send "$method" "$target" "$f.body" "${h[@]}"
+}
+
+# gmt_send METHOD TARGET BODYFILE [curl args]: sends as is (no signing).
+gmt_send() {
+  local method=$1 target=$2 bodyfile=$3; shift 3
+  RESP_BODY=$IT_DIR/resp.body
+  RESP_HEADERS=$IT_DIR/resp.headers
+  local -a data=()
+  if [ -s "$bodyfile" ]; then data=(--data-binary "@$bodyfile"); fi
+  RESP_STATUS=$(curl -sS --cacert "$CACERT" -X "$method" -H 'Expect:' "${data[@]}" "$@" \
+    -D "$RESP_HEADERS" -o "$RESP_BODY" -w '%{http_code}' --path-as-is "$BASE$target")
+  RESP_CODE=$(jq -r '.code // empty' "$RESP_BODY" 2>/dev/null || true)
+}
+
+# expect DESCRIPTION CODE HTTPSTATUS: the last response had them, and its
+# device signature verifies with the openssl CLI.
+expect() {
+  local desc=$1 code=$2 status=$3
+  if [ "$RESP_CODE" = "$code" ] && [ "$RESP_STATUS" = "$status" ]; then
+    IT_PASS=$((IT_PASS + 1)); echo "ok - $desc ($code/$status)"
+  else
+    IT_FAIL=$((IT_FAIL + 1))
+    echo "not ok - $desc: want $code/$status, got ${RESP_CODE:-?}/$RESP_STATUS: $(head -c 300 "$RESP_BODY")"
+  fi
+}
+
+# resp_data JQ: a field of the last response's data.
+resp_data() { jq -r ".data$1" "$RESP_BODY"; }
+
+# header NAME: a header of the last response.
+resp_header() { grep -i "^$1:" "$RESP_HEADERS" | head -n 1 | cut -d' ' -f2- | tr -d '\r'; }
+
+# device_pub_pem: the device public key, from 7.4.1.
+device_pub_pem() {
+  curl -sS --cacert "$CACERT" "$BASE/gmt0088/v1/auth/platform-key/fingerprint" |
+    jq -r .data.devicePublicKey > "$IT_DIR/device.pub.pem"
+}
+
+# response_signature_ok NONCE: verifies the last response's device
+# signature with the openssl CLI (device_pub_pem must have run).
+response_signature_ok() {
+  local nonce=$1 f=$IT_DIR/rsp
+  printf 'GMT0088-V1-RESPONSE\n%s\n%s\n%s' "$nonce" "$RESP_STATUS" "$(sm3_hex "$RESP_BODY")" > "$f.tbs"
+  resp_header X-GMT-Device-Signature | base64 -d > "$f.sig" 2>/dev/null || return 1
+  [ "$(resp_header X-GMT-Device-Key-Id)" = "$DEVICE_FP" ] || return 1
+  openssl dgst -sm3 -verify "$IT_DIR/device.pub.pem" -sigopt distid:$DISTID \
+    -signature "$f.sig" "$f.tbs" >/dev/null 2>&1
+}
+
+# enroll_platform: makes the platform key "platform" and enrolls it with
+# the enrollment code (HMAC-SM3 by the CLI). Sets SIGN_KEY, SIGN_KEY_ID.
+enroll_platform() {
+  SIGN_KEY_ID=$(sm2_keygen platform)
+  SIGN_KEY=$IT_DIR/platform.pem
+  local pem
+  pem=$(jq -Rs . < "$IT_DIR/platform.pub.pem")
+  GMT_HMAC_CODE=$ENROLL_CODE gmt_request PUT /gmt0088/v1/auth/platform-key "{\"publicKey\":$pem}"
+  [ "$RESP_CODE" = 0 ] || fail_now "enrollment: got ${RESP_CODE:-?}/$RESP_STATUS $(cat "$RESP_BODY")"
+}
+
+# ctl ARGS: chsmctl against this CHSM with the platform key.
+ctl() {
+  "$CHSM_BIN/chsmctl" --url "$BASE" --key "$SIGN_KEY" --cacert "$CACERT" \
+    --device-fingerprint "$DEVICE_FP" "$@"
+}
+
+# wait_task TASKID: polls GET /tasks/ID until it ends; sets TASK_STATE,
+# TASK_CODE (bounded: 60 s).
+wait_task() {
+  for _ in $(seq 1 600); do
+    gmt_request GET "/gmt0088/v1/tasks/$1"
+    TASK_STATE=$(resp_data .state)
+    TASK_CODE=$(resp_data .code)
+    case $TASK_STATE in succeeded|failed) return 0 ;; esac
+    sleep 0.1
+  done
+  return 1
+}
+
+# eventually SECONDS COMMAND...: retries until the command succeeds.
+eventually() {
+  local limit=$1; shift
+  local end=$(( $(date +%s) + limit ))
+  while [ "$(date +%s)" -le "$end" ]; do "$@" && return 0; sleep 0.1; done
+  return 1
+}
+
+# free_port: a TCP port free on 127.0.0.1 right now.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
