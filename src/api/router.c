@@ -197,7 +197,7 @@ static int find_route(const char *method, const char *path, char *param, size_t 
 	bool known = false;
 	allow[0] = '\0';
 	for (int i = 0; i < api_route_count; i++) {
-		char tmp[CHSM_VSM_ID_MAX_LEN + 1];
+		char tmp[CHSM_VSM_ID_MAX_LEN + 1] = "";
 		bool ok = true;
 		if (!match(api_routes[i].pattern, path, tmp, sizeof(tmp), &ok))
 			continue;
