@@ -19,6 +19,7 @@
 
 #include "crypto/crypto.h"
 #include "http/server.h"
+#include "ntp/ntp.h"
 #include "store/store.h"
 #include "task/task.h"
 #include "vsm/supervisor.h"
@@ -40,6 +41,7 @@ struct api_ctx {
 	int64_t boot_mono_ms;
 	vsm_supervisor *supervisor;
 	task_engine *tasks;
+	ntp_monitor *ntp;                /* NULL when not started */
 	struct api_metrics *metrics;
 	atomic_int chsm_state;          /* enum api_chsm_state */
 
@@ -88,6 +90,11 @@ void api_vsm_died(void *ctx, const char *vsm_id, const char *reason);
 /* At start: runs again the VSMs that were running (desired_running), and
  * settles VSMs left in a transitional state. */
 void api_resume_vsms(struct api_ctx *ctx);
+
+/* Hands the stored NTP configuration (7.2.5) to ctx->ntp. */
+void api_apply_ntp_config(struct api_ctx *ctx);
+/* NTP monitor callback: logs a clock that is off or unsynchronised. */
+void api_ntp_result(void *ctx, const struct ntp_status *st);
 
 /* Reloads the platform key from the store into the cache. */
 int api_reload_platform_key(struct api_ctx *ctx);

@@ -111,16 +111,50 @@ static void meminfo(uint64_t *total_mib, uint64_t *used_mib)
 	*used_mib = (total > avail ? total - avail : 0) / 1024;
 }
 
+static json_t *setting_json(struct api_ctx *ctx, const char *name);
+
 static json_t *ntp_status(struct api_ctx *ctx)
 {
-	char *cfg = NULL;
+	struct ntp_status st = {0};
+	if (ctx->ntp)
+		ntp_monitor_status(ctx->ntp, &st);
 	json_t *o = json_object();
-	json_object_set_new(o, "synced", json_false());
-	json_object_set_new(o, "offsetMs", json_null());
-	json_object_set_new(o, "server", json_null());
-	if (store_setting_get(ctx->store, "config.ntp", &cfg) == 0)
-		free(cfg);
+	json_object_set_new(o, "synced", json_boolean(st.synced));
+	json_object_set_new(o, "offsetMs", st.synced ? json_integer(st.offset_ms) : json_null());
+	json_object_set_new(o, "server", st.synced ? json_string(st.server) : json_null());
 	return o;
+}
+
+void api_apply_ntp_config(struct api_ctx *ctx)
+{
+	json_t *cfg = setting_json(ctx, "config.ntp");
+	const char *servers[CHSM_MAX_NTP_SERVERS];
+	int n = 0;
+	size_t i;
+	json_t *it;
+	json_array_foreach(json_object_get(cfg, "servers"), i, it) {
+		if (n < CHSM_MAX_NTP_SERVERS && json_is_string(it))
+			servers[n++] = json_string_value(it);
+	}
+	if (ctx->ntp)
+		(void)ntp_monitor_configure(ctx->ntp, servers, n, n > 0 && !json_is_false(json_object_get(cfg, "enabled")));
+	json_decref(cfg);
+}
+
+/* Offsets past this are logged as warnings: request timestamps are only
+ * accepted within ±300 s of this clock. */
+#define NTP_WARN_OFFSET_MS 10000
+
+void api_ntp_result(void *vctx, const struct ntp_status *st)
+{
+	char off[24];
+	snprintf(off, sizeof(off), "%lld", (long long)st->offset_ms);
+	if (!st->synced)
+		chsm_log(CHSM_LOG_WARNING, "ntp.unsynced", "reason", "no configured server answered", NULL);
+	else if (st->offset_ms > NTP_WARN_OFFSET_MS || st->offset_ms < -NTP_WARN_OFFSET_MS)
+		chsm_log(CHSM_LOG_WARNING, "ntp.clock_offset", "server", st->server, "offset_ms", off, NULL);
+	else
+		chsm_log(CHSM_LOG_DEBUG, "ntp.measured", "server", st->server, "offset_ms", off, NULL);
 }
 
 json_t *api_chsm_status(struct api_ctx *ctx)
@@ -333,6 +367,8 @@ void h_chsm_ntp(struct api_call *c)
 	if (!json_object_get(c->body, "enabled"))
 		json_object_set_new(c->body, "enabled", json_true());
 	store_config(c, "config.ntp", "config.ntp");
+	if (c->code == GMT_OK)
+		api_apply_ntp_config(c->ctx);
 }
 
 /* Validates {url, headers?, level?} and stores it sealed under name. */

@@ -28,6 +28,9 @@
 #include "common/log.h"
 #include "common/util.h"
 
+/* How often the clock's offset to the NTP servers is measured. */
+#define NTP_INTERVAL_MS (64 * 1000)
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -287,6 +290,11 @@ static int serve(const struct run_options *o)
 		rc = fail("vsm supervisor", r);
 		goto out;
 	}
+	if ((r = ntp_monitor_start(NTP_INTERVAL_MS, api_ntp_result, &ctx, &ctx.ntp)) < 0) {
+		rc = fail("ntp monitor", r);
+		goto out;
+	}
+	api_apply_ntp_config(&ctx);
 	api_resume_vsms(&ctx);
 	struct task_engine_config tcfg = {
 		.store = ctx.store, .device_key = ctx.device_key, .run = api_run_task,
@@ -329,6 +337,7 @@ out:
 	http_server_stop(msrv);
 	http_server_stop(srv);
 	task_engine_stop(ctx.tasks);
+	ntp_monitor_stop(ctx.ntp);
 	vsm_supervisor_free(ctx.supervisor);
 	api_fini(&ctx);
 	crypto_sm2_key_free(ctx.device_key);
