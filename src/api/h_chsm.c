@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/statvfs.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
@@ -316,9 +317,14 @@ void h_chsm_network(struct api_call *c)
 		}
 		const char *name = json_string_value(json_object_get(it, "name"));
 		const char *gw = json_string_value(json_object_get(it, "gateway"));
+		const char *addr = json_string_value(json_object_get(it, "address"));
+		/* A valid CIDR is IPv6 exactly when it has a ':'; the gateway
+		 * must be of the interface's family. */
+		int gw_family = 0;
 		bool ok = strlen(name) >= 1 && strlen(name) <= 15 && chsm_str_charset(name, strlen(name), "_.-") &&
-			  api_valid_cidr(json_string_value(json_object_get(it, "address"))) &&
-			  (!gw || api_valid_ip(gw, NULL));
+			  api_valid_cidr(addr) &&
+			  (!gw || (api_valid_ip(gw, &gw_family) &&
+				   gw_family == (strchr(addr, ':') ? AF_INET6 : AF_INET)));
 		json_array_foreach(ifs, j, other) {
 			if (j < i && strcmp(name, json_string_value(json_object_get(other, "name"))) == 0)
 				ok = false;
