@@ -1,0 +1,62 @@
+/*
+ * session.h: devices, sessions and request/response exchanges of the SDF
+ * library, shared by session.c (transport and authentication) and ops.c
+ * (one function per SDF call). Private to src/sdf.
+ *
+ * Guarantees: an exchange either returns the server's status with a fully
+ * received payload, or SDR_COMMFAIL, in which case the connection is
+ * closed and every later call on the session is SDR_COMMFAIL. Payloads are
+ * wiped when freed (they may carry key material).
+ */
+#ifndef CHSM_SDF_SESSION_H
+#define CHSM_SDF_SESSION_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sdf/sdf_internal.h"
+#include "vsmp/vsmp.h"
+
+struct sdf_device {
+	uint32_t magic;
+	struct sdf_config cfg;
+};
+
+struct sdf_session {
+	uint32_t magic;
+	pthread_mutex_t lock;
+	int fd;                 /* -1 once the connection failed */
+	uint32_t next_id;       /* request id of the next request */
+	uint16_t pending_type;  /* type and id of the request in flight */
+	uint32_t pending_id;
+	struct sdf_hash hash;
+};
+
+/* A received response payload and a reader over it. */
+struct sdf_reply {
+	uint8_t *buf;
+	size_t len;
+	struct vsmp_reader r;
+};
+
+/* Validates and locks a session handle. need_conn: SDR_COMMFAIL when the
+ * connection has failed. Returns SDR_OK (then call session_leave) or an
+ * SDR code. */
+int session_enter(void *handle, bool need_conn, struct sdf_session **ret);
+void session_leave(struct sdf_session *s);
+/* Starts a request frame of the given type. */
+void session_begin(struct sdf_session *s, struct vsmp_writer *w, uint16_t type);
+/* Sends w (always freed) and receives the response. Returns the status;
+ * with SDR_OK, *rp holds the payload (free with reply_free). */
+int session_call(struct sdf_session *s, struct vsmp_writer *w, struct sdf_reply *rp);
+/* SDR_OK when the reply was consumed exactly and ok holds; otherwise
+ * breaks the session and returns SDR_COMMFAIL. */
+int reply_check(struct sdf_session *s, struct sdf_reply *rp, bool ok);
+void reply_free(struct sdf_reply *rp);
+/* session_call + reply_check + reply_free for responses without fields. */
+int session_call_empty(struct sdf_session *s, struct vsmp_writer *w);
+/* Closes the connection: every later call is SDR_COMMFAIL. */
+void session_break(struct sdf_session *s);
+
+#endif
