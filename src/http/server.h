@@ -6,14 +6,20 @@
  * same address (SO_REUSEPORT), so SM2 work in handlers runs on all cores.
  * TCP_NODELAY on every connection; TLS 1.2/1.3 with
  * SSL_OP_IGNORE_UNEXPECTED_EOF; bounded header bytes, body bytes,
- * connections and idle/slow time (common/limits.h).
+ * connections and idle/slow time (common/limits.h). docs/http.md has the
+ * design.
  *
  * The server hands every complete request to one handler callback, on the
  * worker thread that read it; the handler fills an http_response, which the
- * server sends. Requests the server itself refuses (body over the limit,
- * connection cap) are answered through the same handler with
- * req->refusal set, so the caller can answer with its own envelope.
- * This module never logs; it reports through the handler and return codes.
+ * server sends. The handler may run concurrently on several threads. A
+ * request whose body is over the limit is answered through the same handler
+ * with req->refusal set (and no body), so the caller can answer with its
+ * own envelope; the connection is closed after that answer. What the server
+ * refuses without a request to show (connections over the cap, heads over
+ * the header limit, malformed requests, slow or idle connections) is
+ * closed, or answered with a bare 4xx by evhttp, without calling the
+ * handler. This module never logs; it reports through the handler and
+ * return codes.
  */
 #ifndef CHSM_HTTP_SERVER_H
 #define CHSM_HTTP_SERVER_H
@@ -56,7 +62,8 @@ struct http_response {
 	size_t body_len;
 };
 
-/* Adds a header to resp; returns -ENOSPC when full or the value too long. */
+/* Adds a header to resp; returns 0, -ENOSPC when full or the value too
+ * long, -EINVAL when the name or value holds CR/LF (or the name a ':'). */
 int http_response_add_header(struct http_response *resp, const char *name, const char *value);
 
 typedef void (*http_handler_fn)(void *ctx, const struct http_request *req,
@@ -79,13 +86,16 @@ struct http_server_config {
 typedef struct http_server http_server;
 
 /* Binds, loads the TLS material and starts the worker threads. Returns 0,
- * -EADDRINUSE, -EACCES, -EINVAL (bad config or TLS files), or -errno. */
+ * -EADDRINUSE (someone listens on that port already), -EACCES, -EINVAL (bad
+ * config, a plain_http host that is not loopback, TLS files that do not
+ * parse or do not match), -ENOENT (a TLS file is missing), or -errno. */
 int http_server_start(const struct http_server_config *cfg, http_handler_fn handler, void *ctx,
 		      http_server **ret_server);
-/* The bound port (useful with port 0). */
+/* The bound port (useful with port 0), or -EINVAL for NULL. */
 int http_server_port(const http_server *srv);
-/* Stops accepting, finishes in-flight responses, joins the threads, frees.
- * Accepts NULL. */
+/* Stops accepting, lets responses already being sent flush (for up to a
+ * second), closes every connection, joins the threads and frees the server.
+ * No handler call is running when it returns. Accepts NULL. */
 void http_server_stop(http_server *srv);
 
 #endif
