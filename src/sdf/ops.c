@@ -26,7 +26,7 @@
 #define MAX_DEC_CIPHER   264   /* INTERNAL_DECRYPT cipher */
 #define MAX_SYM_DATA     (1024 * 1024)
 #define MAX_RANDOM       65536
-#define KEY_INFO_WIRE    24    /* u32 type, u32 index, u32 has_password, u64 created */
+#define KEY_INFO_WIRE    20    /* u32 type, u32 index, u32 has_password, u64 created */
 
 /* Session key handles are the server's u32 handle plus one, so that no
  * valid handle is NULL. */

@@ -1,0 +1,211 @@
+/* Unit tests of SDF sessions against a fake VSM (fake_vsm.c): mutual
+ * authentication (good and bad server proof, wrong secret), requests and
+ * their conversions, malformed answers, and handle checks. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "fake_vsm.h"
+#include "sdf/sdf_internal.h"
+
+static const uint8_t secret[20] = "token-secret-0123456";
+static char dir[64];
+
+/* Writes a configuration for 127.0.0.1:port with the given secret and
+ * opens a device on it. */
+static void *device_for(int port, const uint8_t *sec, size_t len)
+{
+	char path[256], text[256];
+	snprintf(path, sizeof(path), "%s/secret", dir);
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(sec, 1, len, f), len);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/sdf.conf", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	snprintf(text, sizeof(text), "endpoint = 127.0.0.1:%d\ntoken_id = app\ntoken_secret_file = secret\n",
+		 port);
+	fputs(text, f);
+	fclose(f);
+	void *dev = NULL;
+	assert_int_equal(SDFX_OpenDeviceWithConfig(path, &dev), SDR_OK);
+	return dev;
+}
+
+static int setup(void **state)
+{
+	snprintf(dir, sizeof(dir), "/tmp/sdf-session-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/secret", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/sdf.conf", dir);
+	unlink(path);
+	rmdir(dir);
+	return 0;
+}
+
+static void test_good_session(void **state)
+{
+	struct fake_vsm *f = fake_vsm_start(FAKE_GOOD, "app", secret, sizeof(secret));
+	assert_non_null(f);
+	void *dev = device_for(fake_vsm_port(f), secret, sizeof(secret));
+	void *s = NULL;
+	assert_int_equal(SDF_OpenSession(dev, &s), SDR_OK);
+
+	DEVICEINFO info;
+	assert_int_equal(SDF_GetDeviceInfo(s, &info), SDR_OK);
+	assert_memory_equal(info.IssuerName, "OpenCHSM test", 13);
+	assert_int_equal(info.IssuerName[13], 0);
+	assert_memory_equal(info.DeviceName, "fake", 4);
+	assert_int_equal(info.DeviceVersion, 1);
+	assert_int_equal(info.AsymAlgAbility[1], 4);
+	assert_int_equal(info.BufferSize, 7);
+
+	uint8_t rnd[32] = {0}, zeros[32] = {0};
+	assert_int_equal(SDF_GenerateRandom(s, sizeof(rnd), rnd), SDR_OK);
+	assert_memory_not_equal(rnd, zeros, sizeof(rnd));
+	assert_int_equal(SDF_GenerateRandom(s, 0, rnd), SDR_INARGERR);
+
+	/* Export, hash with Z, sign inside, check the signature locally. */
+	ECCrefPublicKey pub;
+	assert_int_equal(SDF_ExportSignPublicKey_ECC(s, 2, &pub), SDR_KEYNOTEXIST);
+	assert_int_equal(SDF_ExportSignPublicKey_ECC(s, 1, &pub), SDR_OK);
+	uint8_t point[65], expect_point[65];
+	assert_int_equal(sdf_pub_to_point(&pub, point), 0);
+	assert_int_equal(crypto_sm2_public_point(fake_vsm_key(f), expect_point), 0);
+	assert_memory_equal(point, expect_point, 65);
+	uint8_t e[32];
+	unsigned int elen = 0;
+	assert_int_equal(SDF_HashUpdate(s, (unsigned char *)"x", 1), SDR_STEPERR);
+	assert_int_equal(SDF_HashInit(s, SGD_SM4_ECB, NULL, NULL, 0), SDR_ALGNOTSUPPORT);
+	assert_int_equal(SDF_HashInit(s, SGD_SM3, &pub, (unsigned char *)"1234567812345678", 16),
+			 SDR_OK);
+	assert_int_equal(SDF_HashUpdate(s, (unsigned char *)"hello", 5), SDR_OK);
+	assert_int_equal(SDF_HashFinal(s, e, &elen), SDR_OK);
+	assert_int_equal(elen, 32);
+	ECCSignature sig;
+	assert_int_equal(SDF_InternalSign_ECC(s, 1, e, 31, &sig), SDR_INARGERR);
+	assert_int_equal(SDF_InternalSign_ECC(s, 1, e, 32, &sig), SDR_OK);
+	uint8_t der[CRYPTO_SM2_SIG_DER_MAX];
+	size_t dlen;
+	assert_int_equal(sdf_sig_to_der(&sig, der, &dlen), 0);
+	assert_int_equal(crypto_sm2_verify(fake_vsm_key(f), NULL, "hello", 5, der, dlen), 0);
+
+	/* Key list: too small a buffer, then enough. */
+	SDFX_KEYINFO keys[2];
+	unsigned int count = 1;
+	assert_int_equal(SDFX_ListKeys(s, keys, &count), SDR_NOBUFFER);
+	assert_int_equal(count, 2);
+	assert_int_equal(SDFX_ListKeys(s, keys, &count), SDR_OK);
+	assert_int_equal(keys[0].type, SDFX_KEY_SIGN);
+	assert_int_equal(keys[1].type, SDFX_KEY_KEK);
+	assert_int_equal(keys[1].index, 7);
+	assert_int_equal(keys[1].hasPassword, 1);
+	assert_true(keys[1].createdAtMs == 1700000001000ULL);
+
+	/* A status from the VSM passes through; the session goes on. */
+	assert_int_equal(SDF_ReleasePrivateKeyAccessRight(s, 1), SDR_NOTSUPPORT);
+	assert_int_equal(SDF_GenerateRandom(s, 8, rnd), SDR_OK);
+
+	/* Arguments refused before anything is sent. */
+	assert_int_equal(SDF_DestroyKey(s, NULL), SDR_INARGERR);
+	unsigned char buf[32], out[32], iv[16] = {0};
+	unsigned int outlen;
+	assert_int_equal(SDF_Encrypt(s, (void *)1, SGD_SM4_CBC, iv, buf, 15, out, &outlen),
+			 SDR_INARGERR);
+	assert_int_equal(SDF_Encrypt(s, (void *)1, 0x1234, iv, buf, 16, out, &outlen),
+			 SDR_ALGNOTSUPPORT);
+	assert_int_equal(SDF_Encrypt(s, (void *)1, SGD_SM4_CBC, NULL, buf, 16, out, &outlen),
+			 SDR_INARGERR);
+	assert_int_equal(SDFX_GenerateInternalKey(s, 4, 1, NULL), SDR_INARGERR);
+	char longpw[66];
+	memset(longpw, 'p', 65);
+	longpw[65] = '\0';
+	assert_int_equal(SDFX_SetKeyPassword(s, SDFX_KEY_SIGN, 1, longpw), SDR_INARGERR);
+	assert_int_equal(SDFX_SetKeyPassword(s, SDFX_KEY_KEK, 1, NULL), SDR_INARGERR);
+	pub.bits = 0;
+	assert_int_equal(SDF_ExternalVerify_ECC(s, SGD_SM2_1, &pub, e, 32, &sig), SDR_INARGERR);
+	assert_string_equal(SDFX_ErrorName(SDR_PARDENY), "SDR_PARDENY");
+	assert_string_equal(SDFX_ErrorName(42), "SDR_UNKNOWN");
+
+	assert_int_equal(SDF_CloseSession(s), SDR_OK);
+	assert_int_equal(SDF_CloseSession(NULL), SDR_INARGERR);
+	assert_int_equal(SDF_GenerateRandom(NULL, 8, rnd), SDR_INARGERR);
+	assert_int_equal(SDF_CloseDevice(dev), SDR_OK);
+	fake_vsm_stop(f);
+}
+
+static void test_bad_server_proof(void **state)
+{
+	struct fake_vsm *f = fake_vsm_start(FAKE_BAD_SERVER_PROOF, "app", secret, sizeof(secret));
+	assert_non_null(f);
+	void *dev = device_for(fake_vsm_port(f), secret, sizeof(secret));
+	void *s = NULL;
+	assert_int_equal(SDF_OpenSession(dev, &s), SDR_OPENSESSION);
+	assert_null(s);
+	assert_int_equal(SDF_CloseDevice(dev), SDR_OK);
+	fake_vsm_stop(f);
+}
+
+static void test_wrong_secret(void **state)
+{
+	struct fake_vsm *f = fake_vsm_start(FAKE_GOOD, "app", secret, sizeof(secret));
+	assert_non_null(f);
+	uint8_t other[sizeof(secret)];
+	memcpy(other, secret, sizeof(other));
+	other[0] ^= 1;
+	void *dev = device_for(fake_vsm_port(f), other, sizeof(other));
+	void *s = NULL;
+	assert_int_equal(SDF_OpenSession(dev, &s), SDR_PARDENY);
+	assert_null(s);
+	assert_int_equal(SDF_CloseDevice(dev), SDR_OK);
+	fake_vsm_stop(f);
+}
+
+static void test_malformed_answer(void **state)
+{
+	struct fake_vsm *f = fake_vsm_start(FAKE_TRAILING_BYTES, "app", secret, sizeof(secret));
+	assert_non_null(f);
+	int port = fake_vsm_port(f);
+	void *dev = device_for(port, secret, sizeof(secret));
+	void *s = NULL;
+	assert_int_equal(SDF_OpenSession(dev, &s), SDR_OK);
+	uint8_t rnd[8];
+	assert_int_equal(SDF_GenerateRandom(s, sizeof(rnd), rnd), SDR_COMMFAIL);
+	/* The session is closed for good; the hash still works locally. */
+	assert_int_equal(SDF_GenerateRandom(s, sizeof(rnd), rnd), SDR_COMMFAIL);
+	assert_int_equal(SDF_HashInit(s, SGD_SM3, NULL, NULL, 0), SDR_OK);
+	assert_int_equal(SDF_CloseSession(s), SDR_OK);
+	assert_int_equal(SDF_CloseDevice(dev), SDR_OK);
+	fake_vsm_stop(f);
+
+	/* Nobody listening any more. */
+	dev = device_for(port, secret, sizeof(secret));
+	assert_int_equal(SDF_OpenSession(dev, &s), SDR_OPENSESSION);
+	assert_int_equal(SDF_CloseDevice(dev), SDR_OK);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_good_session),
+		cmocka_unit_test(test_bad_server_proof),
+		cmocka_unit_test(test_wrong_secret),
+		cmocka_unit_test(test_malformed_answer),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
