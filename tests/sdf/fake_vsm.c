@@ -115,6 +115,21 @@ static bool serve_one(struct fake_vsm *f, int fd, const struct vsmp_header *h, c
 			vsmp_put_bytes(&w, rs, sizeof(rs));
 		break;
 	}
+	case VSMP_INTERNAL_VERIFY: {
+		uint32_t idx = vsmp_get_u32(&r);
+		size_t n, rn;
+		const uint8_t *e = vsmp_get_bytes(&r, 32, &n);
+		const uint8_t *rs = vsmp_get_bytes(&r, 64, &rn);
+		uint8_t der[CRYPTO_SM2_SIG_DER_MAX];
+		size_t dlen;
+		if (idx != 1)
+			status = VSMP_SDR_KEYNOTEXIST;
+		else if (n != 32 || rn != 64 || crypto_sm2_sig_rs_to_der(rs, rs + 32, der, &dlen) < 0)
+			status = VSMP_SDR_INARGERR;
+		else if (crypto_sm2_verify_digest(f->key, e, der, dlen) < 0)
+			status = VSMP_SDR_VERIFYERR;
+		break;
+	}
 	case VSMP_KEY_LIST:
 		vsmp_put_u32(&w, 2);
 		vsmp_put_u32(&w, 1), vsmp_put_u32(&w, 1), vsmp_put_u32(&w, 0);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -199,6 +200,88 @@ static void test_malformed_answer(void **state)
 	assert_int_equal(SDF_CloseDevice(dev), SDR_OK);
 }
 
+static int run(const char *cmd)
+{
+	int st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* vsmtool against the fake: exit codes, and a signature that the openssl
+ * CLI verifies. */
+static void test_vsmtool(void **state)
+{
+	struct fake_vsm *f = fake_vsm_start(FAKE_GOOD, "app", secret, sizeof(secret));
+	assert_non_null(f);
+	SDF_CloseDevice(device_for(fake_vsm_port(f), secret, sizeof(secret)));
+	char cmd[1024], conf[128], msg[128], pem[128], sig[128];
+	snprintf(conf, sizeof(conf), "%s/sdf.conf", dir);
+	snprintf(msg, sizeof(msg), "%s/msg", dir);
+	snprintf(pem, sizeof(pem), "%s/pub.pem", dir);
+	snprintf(sig, sizeof(sig), "%s/sig.der", dir);
+	FILE *m = fopen(msg, "w");
+	assert_non_null(m);
+	fputs("a message\n", m);
+	fclose(m);
+	static const struct {
+		const char *args;
+		int status;
+	} cases[] = {
+		{"--help >/dev/null", 0},
+		{"sign --help >/dev/null", 0},
+		{"", 2},
+		{"bogus", 2},
+		{"random", 2},
+		{"random 65537", 2},
+		{"random 4x", 2},
+		{"key gen kek 1 --password-file /nonexistent", 2},
+		{"key gen sign 0", 2},
+		{"key set-password sign 1", 2},
+		{"sign 1", 2},
+		{"sign 1 --in /nonexistent/file", 2},
+		{"verify 1 --in x", 2},
+		{"--bogus info", 2},
+		{"info >/dev/null", 0},
+		{"random 8 | grep -Eq '^[0-9a-f]{16}$'", 0},
+		{"key list | grep -q '^kek 7 password '", 0},
+		{"key export sign 2", 1},
+		{"key export sign 2 2>&1 | grep -q 'SDR_KEYNOTEXIST (0x01000008)'", 0},
+		{"key destroy kek 7", 1}, /* the fake does not support it */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(cmd, sizeof(cmd), "%s --config %s %s 2>/dev/null", VSMTOOL_PATH, conf,
+			 cases[i].args);
+		int st = run(cmd);
+		if (st != cases[i].status)
+			fail_msg("vsmtool %s: exit %d, expected %d", cases[i].args, st, cases[i].status);
+	}
+	snprintf(cmd, sizeof(cmd), "%s --config %s key export sign 1 > %s", VSMTOOL_PATH, conf, pem);
+	assert_int_equal(run(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "%s --config %s sign 1 --in %s --out %s", VSMTOOL_PATH, conf,
+		 msg, sig);
+	assert_int_equal(run(cmd), 0);
+	snprintf(cmd, sizeof(cmd),
+		 "openssl dgst -sm3 -verify %s -sigopt distid:1234567812345678 -signature %s %s "
+		 ">/dev/null", pem, sig, msg);
+	assert_int_equal(run(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "%s --config %s verify 1 --in %s --sig %s >/dev/null",
+		 VSMTOOL_PATH, conf, msg, sig);
+	assert_int_equal(run(cmd), 0);
+	/* base64 output verifies too; another ID does not */
+	snprintf(cmd, sizeof(cmd), "%s --config %s sign 1 --in %s --id alice > %s.b64 && "
+		 "%s --config %s verify 1 --in %s --id alice --sig %s.b64 >/dev/null",
+		 VSMTOOL_PATH, conf, msg, sig, VSMTOOL_PATH, conf, msg, sig);
+	assert_int_equal(run(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "%s --config %s verify 1 --in %s --sig %s.b64 2>/dev/null",
+		 VSMTOOL_PATH, conf, msg, sig);
+	assert_int_equal(run(cmd), 1);
+	unlink(msg);
+	unlink(pem);
+	unlink(sig);
+	snprintf(cmd, sizeof(cmd), "%s.b64", sig);
+	unlink(cmd);
+	fake_vsm_stop(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -206,6 +289,7 @@ int main(void)
 		cmocka_unit_test(test_bad_server_proof),
 		cmocka_unit_test(test_wrong_secret),
 		cmocka_unit_test(test_malformed_answer),
+		cmocka_unit_test(test_vsmtool),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
