@@ -48,6 +48,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 #include <event2/thread.h>
 
 #include "common/limits.h"
@@ -680,9 +681,16 @@ static int worker_init(struct worker *w, http_server *srv, struct sockaddr_stora
 	evhttp_set_default_content_type(w->http, "application/json");
 	evhttp_set_gencb(w->http, on_request, w);
 	evhttp_set_bevcb(w->http, on_accept, w);
-	w->bound = evhttp_accept_socket_with_handle(w->http, fd);
-	if (!w->bound) {
+	/* Backlog 0: listen() was called already. */
+	struct evconnlistener *listener = evconnlistener_new(
+		w->base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_CLOSE_ON_FREE, 0, fd);
+	if (!listener) {
 		close(fd);
+		return -ENOMEM;
+	}
+	w->bound = evhttp_bind_listener(w->http, listener);
+	if (!w->bound) {
+		evconnlistener_free(listener); /* closes fd */
 		return -ENOMEM;
 	}
 	return 0;
