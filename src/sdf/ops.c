@@ -59,19 +59,14 @@ static int password_len(const char *p, size_t *ret)
 
 int SDF_GetDeviceInfo(void *hSessionHandle, DEVICEINFO *pstDeviceInfo)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
-	if (!pstDeviceInfo) {
-		rc = SDR_INARGERR;
-		goto out;
-	}
+	if (!pstDeviceInfo)
+		return SDR_INARGERR;
 	struct vsmp_writer w;
 	struct sdf_reply rp;
-	session_begin(s, &w, VSMP_DEVICE_INFO);
-	if ((rc = session_call(s, &w, &rp)) != SDR_OK)
-		goto out;
+	vsmp_writer_begin(&w, VSMP_DEVICE_INFO, 0, 0);
+	int rc = sdf_exchange(hSessionHandle, &w, &rp);
+	if (rc != SDR_OK)
+		return rc;
 	DEVICEINFO info;
 	memset(&info, 0, sizeof(info));
 	size_t n1, n2, n3;
@@ -85,78 +80,60 @@ int SDF_GetDeviceInfo(void *hSessionHandle, DEVICEINFO *pstDeviceInfo)
 	info.SymAlgAbility = vsmp_get_u32(&rp.r);
 	info.HashAlgAbility = vsmp_get_u32(&rp.r);
 	info.BufferSize = vsmp_get_u32(&rp.r);
-	if ((rc = reply_check(s, &rp, true)) == SDR_OK) {
+	if ((rc = reply_check(&rp, true)) == SDR_OK) {
 		memcpy(info.IssuerName, issuer, n1);
 		memcpy(info.DeviceName, name, n2);
 		memcpy(info.DeviceSerial, serial, n3);
 		*pstDeviceInfo = info;
 	}
 	reply_free(&rp);
-out:
-	session_leave(s);
+	return rc;
+}
+
+/* Reads one bytes field of exactly len bytes into out. */
+static int exchange_bytes(void *hSessionHandle, struct vsmp_writer *w, void *out, size_t len)
+{
+	struct sdf_reply rp;
+	int rc = sdf_exchange(hSessionHandle, w, &rp);
+	if (rc != SDR_OK)
+		return rc;
+	size_t n;
+	const uint8_t *p = vsmp_get_bytes(&rp.r, len, &n);
+	if ((rc = reply_check(&rp, n == len)) == SDR_OK)
+		memcpy(out, p, n);
+	reply_free(&rp);
 	return rc;
 }
 
 int SDF_GenerateRandom(void *hSessionHandle, unsigned int uiLength, unsigned char *pucRandom)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
-	if (!pucRandom || uiLength == 0 || uiLength > MAX_RANDOM) {
-		rc = SDR_INARGERR;
-		goto out;
-	}
+	if (!pucRandom || uiLength == 0 || uiLength > MAX_RANDOM)
+		return SDR_INARGERR;
 	struct vsmp_writer w;
-	struct sdf_reply rp;
-	session_begin(s, &w, VSMP_GENERATE_RANDOM);
+	vsmp_writer_begin(&w, VSMP_GENERATE_RANDOM, 0, 0);
 	vsmp_put_u32(&w, uiLength);
-	if ((rc = session_call(s, &w, &rp)) != SDR_OK)
-		goto out;
-	size_t n;
-	const uint8_t *p = vsmp_get_bytes(&rp.r, uiLength, &n);
-	if ((rc = reply_check(s, &rp, n == uiLength)) == SDR_OK)
-		memcpy(pucRandom, p, n);
-	reply_free(&rp);
-out:
-	session_leave(s);
-	return rc;
+	return exchange_bytes(hSessionHandle, &w, pucRandom, uiLength);
 }
 
 int SDF_GetPrivateKeyAccessRight(void *hSessionHandle, unsigned int uiKeyIndex,
 				 unsigned char *pucPassword, unsigned int uiPwdLength)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
-	if (uiPwdLength > VSMP_MAX_PASSWORD || (uiPwdLength && !pucPassword)) {
-		rc = SDR_INARGERR;
-		goto out;
-	}
+	if (uiPwdLength > VSMP_MAX_PASSWORD || (uiPwdLength && !pucPassword))
+		return SDR_INARGERR;
 	struct vsmp_writer w;
-	session_begin(s, &w, VSMP_GET_ACCESS_RIGHT);
+	vsmp_writer_begin(&w, VSMP_GET_ACCESS_RIGHT, 0, 0);
 	vsmp_put_u32(&w, uiKeyIndex);
 	vsmp_put_bytes(&w, pucPassword, uiPwdLength);
-	rc = session_call_empty(s, &w);
-out:
-	session_leave(s);
-	return rc;
+	return sdf_exchange_empty(hSessionHandle, &w);
 }
 
 /* A request with one u32 field and an empty answer. */
 static int call_u32(void *hSessionHandle, uint16_t type, uint32_t v)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
 	struct vsmp_writer w;
-	session_begin(s, &w, type);
+	vsmp_writer_begin(&w, type, 0, 0);
 	vsmp_put_u32(&w, v);
-	rc = session_call_empty(s, &w);
-	session_leave(s);
-	return rc;
+	return sdf_exchange_empty(hSessionHandle, &w);
 }
 
 int SDF_ReleasePrivateKeyAccessRight(void *hSessionHandle, unsigned int uiKeyIndex)
@@ -177,27 +154,20 @@ static bool get_point(struct vsmp_reader *r, ECCrefPublicKey *pub)
 static int export_public(void *hSessionHandle, uint16_t type, unsigned int index,
 			 ECCrefPublicKey *pub)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
-	if (!pub) {
-		rc = SDR_INARGERR;
-		goto out;
-	}
+	if (!pub)
+		return SDR_INARGERR;
 	struct vsmp_writer w;
 	struct sdf_reply rp;
-	session_begin(s, &w, type);
+	vsmp_writer_begin(&w, type, 0, 0);
 	vsmp_put_u32(&w, index);
-	if ((rc = session_call(s, &w, &rp)) != SDR_OK)
-		goto out;
+	int rc = sdf_exchange(hSessionHandle, &w, &rp);
+	if (rc != SDR_OK)
+		return rc;
 	ECCrefPublicKey k;
 	bool ok = get_point(&rp.r, &k);
-	if ((rc = reply_check(s, &rp, ok)) == SDR_OK)
+	if ((rc = reply_check(&rp, ok)) == SDR_OK)
 		*pub = k;
 	reply_free(&rp);
-out:
-	session_leave(s);
 	return rc;
 }
 
@@ -221,224 +191,161 @@ static bool sm2_alg(unsigned int alg)
 int SDF_GenerateKeyPair_ECC(void *hSessionHandle, unsigned int uiAlgID, unsigned int uiKeyBits,
 			    ECCrefPublicKey *pucPublicKey, ECCrefPrivateKey *pucPrivateKey)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
-	if (!sm2_alg(uiAlgID)) {
-		rc = SDR_ALGNOTSUPPORT;
-		goto out;
-	}
-	if (uiKeyBits != SM2_KEY_BITS || !pucPublicKey || !pucPrivateKey) {
-		rc = SDR_INARGERR;
-		goto out;
-	}
+	if (!sm2_alg(uiAlgID))
+		return SDR_ALGNOTSUPPORT;
+	if (uiKeyBits != SM2_KEY_BITS || !pucPublicKey || !pucPrivateKey)
+		return SDR_INARGERR;
 	struct vsmp_writer w;
 	struct sdf_reply rp;
-	session_begin(s, &w, VSMP_GENERATE_KEY_PAIR);
+	vsmp_writer_begin(&w, VSMP_GENERATE_KEY_PAIR, 0, 0);
 	vsmp_put_u32(&w, uiKeyBits);
-	if ((rc = session_call(s, &w, &rp)) != SDR_OK)
-		goto out;
+	int rc = sdf_exchange(hSessionHandle, &w, &rp);
+	if (rc != SDR_OK)
+		return rc;
 	ECCrefPublicKey pub;
 	bool ok = get_point(&rp.r, &pub);
 	size_t n;
 	const uint8_t *d = vsmp_get_bytes(&rp.r, CRYPTO_SM2_SCALAR_LEN, &n);
-	if ((rc = reply_check(s, &rp, ok && n == CRYPTO_SM2_SCALAR_LEN)) == SDR_OK) {
+	if ((rc = reply_check(&rp, ok && n == CRYPTO_SM2_SCALAR_LEN)) == SDR_OK) {
 		*pucPublicKey = pub;
 		memset(pucPrivateKey, 0, sizeof(*pucPrivateKey));
 		pucPrivateKey->bits = SM2_KEY_BITS;
 		memcpy(pucPrivateKey->K + ECCref_MAX_LEN - CRYPTO_SM2_SCALAR_LEN, d, n);
 	}
 	reply_free(&rp);
-out:
-	session_leave(s);
 	return rc;
 }
 
-/* Reads "u32 handle, bytes cipher" (a wrapped 16-byte session key). */
-static int get_handle_and_cipher(struct sdf_session *s, struct sdf_reply *rp, ECCCipher *out,
-				 void **ret_handle)
+/* Sends w and reads "u32 handle, bytes cipher" (a session key wrapped
+ * under an SM2 key) into out and *ret_handle. */
+static int exchange_handle_cipher(void *hSessionHandle, struct vsmp_writer *w, ECCCipher *out,
+				  void **ret_handle)
 {
-	uint32_t id = vsmp_get_u32(&rp->r);
+	struct sdf_reply rp;
+	int rc = sdf_exchange(hSessionHandle, w, &rp);
+	if (rc != SDR_OK)
+		return rc;
+	uint32_t id = vsmp_get_u32(&rp.r);
 	size_t n;
-	const uint8_t *der = vsmp_get_bytes(&rp->r, SM4_KEY_LEN + 128, &n);
+	const uint8_t *der = vsmp_get_bytes(&rp.r, SM4_KEY_LEN + 128, &n);
 	ECCCipher *c = malloc(ECCCIPHER_SIZE(SM4_KEY_LEN));
 	void *h = NULL;
 	bool ok = c && der && sdf_cipher_from_der(der, n, SM4_KEY_LEN, c) == 0 &&
 		  c->L == SM4_KEY_LEN && handle_out(id, &h) == 0;
-	int rc = reply_check(s, rp, ok);
-	if (rc == SDR_OK) {
+	if ((rc = reply_check(&rp, ok)) == SDR_OK) {
 		memcpy(out, c, offsetof(ECCCipher, C) + SM4_KEY_LEN);
 		*ret_handle = h;
 	}
 	crypto_free_secret(c, c ? ECCCIPHER_SIZE(SM4_KEY_LEN) : 0);
+	reply_free(&rp);
 	return rc;
 }
 
 int SDF_GenerateKeyWithIPK_ECC(void *hSessionHandle, unsigned int uiIPKIndex,
 			       unsigned int uiKeyBits, ECCCipher *pucKey, void **phKeyHandle)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
-	if (uiKeyBits != SM4_KEY_BITS || !pucKey || !phKeyHandle) {
-		rc = SDR_INARGERR;
-		goto out;
-	}
+	if (uiKeyBits != SM4_KEY_BITS || !pucKey || !phKeyHandle)
+		return SDR_INARGERR;
 	struct vsmp_writer w;
-	struct sdf_reply rp;
-	session_begin(s, &w, VSMP_GEN_KEY_WITH_IPK);
+	vsmp_writer_begin(&w, VSMP_GEN_KEY_WITH_IPK, 0, 0);
 	vsmp_put_u32(&w, uiIPKIndex);
 	vsmp_put_u32(&w, uiKeyBits);
-	if ((rc = session_call(s, &w, &rp)) != SDR_OK)
-		goto out;
-	rc = get_handle_and_cipher(s, &rp, pucKey, phKeyHandle);
-	reply_free(&rp);
-out:
-	session_leave(s);
-	return rc;
+	return exchange_handle_cipher(hSessionHandle, &w, pucKey, phKeyHandle);
 }
 
 int SDF_GenerateKeyWithEPK_ECC(void *hSessionHandle, unsigned int uiKeyBits,
 			       unsigned int uiAlgID, ECCrefPublicKey *pucPublicKey,
 			       ECCCipher *pucKey, void **phKeyHandle)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
 	uint8_t point[VSMP_POINT_LEN];
-	if (uiAlgID != SGD_SM2_3 && uiAlgID != SGD_SM2) {
-		rc = SDR_ALGNOTSUPPORT;
-		goto out;
-	}
+	if (uiAlgID != SGD_SM2_3 && uiAlgID != SGD_SM2)
+		return SDR_ALGNOTSUPPORT;
 	if (uiKeyBits != SM4_KEY_BITS || !pucKey || !phKeyHandle ||
-	    sdf_pub_to_point(pucPublicKey, point) < 0) {
-		rc = SDR_INARGERR;
-		goto out;
-	}
+	    sdf_pub_to_point(pucPublicKey, point) < 0)
+		return SDR_INARGERR;
 	struct vsmp_writer w;
-	struct sdf_reply rp;
-	session_begin(s, &w, VSMP_GEN_KEY_WITH_EPK);
+	vsmp_writer_begin(&w, VSMP_GEN_KEY_WITH_EPK, 0, 0);
 	vsmp_put_u32(&w, uiKeyBits);
 	vsmp_put_bytes(&w, point, sizeof(point));
-	if ((rc = session_call(s, &w, &rp)) != SDR_OK)
-		goto out;
-	rc = get_handle_and_cipher(s, &rp, pucKey, phKeyHandle);
-	reply_free(&rp);
-out:
-	session_leave(s);
-	return rc;
+	return exchange_handle_cipher(hSessionHandle, &w, pucKey, phKeyHandle);
 }
 
-/* Reads "u32 handle" alone. */
-static int get_handle(struct sdf_session *s, struct sdf_reply *rp, void **ret_handle)
+/* Sends w and reads "u32 handle" alone. */
+static int exchange_handle(void *hSessionHandle, struct vsmp_writer *w, void **ret_handle)
 {
+	struct sdf_reply rp;
+	int rc = sdf_exchange(hSessionHandle, w, &rp);
+	if (rc != SDR_OK)
+		return rc;
 	void *h = NULL;
-	bool ok = handle_out(vsmp_get_u32(&rp->r), &h) == 0;
-	int rc = reply_check(s, rp, ok);
-	if (rc == SDR_OK)
+	bool ok = handle_out(vsmp_get_u32(&rp.r), &h) == 0;
+	if ((rc = reply_check(&rp, ok)) == SDR_OK)
 		*ret_handle = h;
+	reply_free(&rp);
 	return rc;
 }
 
 int SDF_ImportKeyWithISK_ECC(void *hSessionHandle, unsigned int uiISKIndex, ECCCipher *pucKey,
 			     void **phKeyHandle)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
 	uint8_t *der = NULL;
 	size_t len = 0;
 	if (!phKeyHandle || !pucKey || pucKey->L > MAX_ISK_CIPHER ||
 	    sdf_cipher_to_der(pucKey, &der, &len) < 0 || len > MAX_ISK_CIPHER) {
-		rc = SDR_INARGERR;
-		goto out;
+		free(der);
+		return SDR_INARGERR;
 	}
 	struct vsmp_writer w;
-	struct sdf_reply rp;
-	session_begin(s, &w, VSMP_IMPORT_KEY_WITH_ISK);
+	vsmp_writer_begin(&w, VSMP_IMPORT_KEY_WITH_ISK, 0, 0);
 	vsmp_put_u32(&w, uiISKIndex);
 	vsmp_put_bytes(&w, der, len);
-	if ((rc = session_call(s, &w, &rp)) != SDR_OK)
-		goto out;
-	rc = get_handle(s, &rp, phKeyHandle);
-	reply_free(&rp);
-out:
-	crypto_free_secret(der, len);
-	session_leave(s);
-	return rc;
+	free(der);
+	return exchange_handle(hSessionHandle, &w, phKeyHandle);
 }
 
 int SDF_GenerateKeyWithKEK(void *hSessionHandle, unsigned int uiKeyBits, unsigned int uiAlgID,
 			   unsigned int uiKEKIndex, unsigned char *pucKey,
 			   unsigned int *puiKeyLength, void **phKeyHandle)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
-	if (uiAlgID != SGD_SM4_ECB) {
-		rc = SDR_ALGNOTSUPPORT;
-		goto out;
-	}
-	if (uiKeyBits != SM4_KEY_BITS || !pucKey || !puiKeyLength || !phKeyHandle) {
-		rc = SDR_INARGERR;
-		goto out;
-	}
+	if (uiAlgID != SGD_SM4_ECB)
+		return SDR_ALGNOTSUPPORT;
+	if (uiKeyBits != SM4_KEY_BITS || !pucKey || !puiKeyLength || !phKeyHandle)
+		return SDR_INARGERR;
 	struct vsmp_writer w;
 	struct sdf_reply rp;
-	session_begin(s, &w, VSMP_GEN_KEY_WITH_KEK);
+	vsmp_writer_begin(&w, VSMP_GEN_KEY_WITH_KEK, 0, 0);
 	vsmp_put_u32(&w, uiKeyBits);
 	vsmp_put_u32(&w, uiAlgID);
 	vsmp_put_u32(&w, uiKEKIndex);
-	if ((rc = session_call(s, &w, &rp)) != SDR_OK)
-		goto out;
+	int rc = sdf_exchange(hSessionHandle, &w, &rp);
+	if (rc != SDR_OK)
+		return rc;
 	void *h = NULL;
 	bool ok = handle_out(vsmp_get_u32(&rp.r), &h) == 0;
 	size_t n;
 	const uint8_t *wrapped = vsmp_get_bytes(&rp.r, SM4_KEY_LEN, &n);
-	if ((rc = reply_check(s, &rp, ok && n == SM4_KEY_LEN)) == SDR_OK) {
+	if ((rc = reply_check(&rp, ok && n == SM4_KEY_LEN)) == SDR_OK) {
 		memcpy(pucKey, wrapped, n);
 		*puiKeyLength = (unsigned int)n;
 		*phKeyHandle = h;
 	}
 	reply_free(&rp);
-out:
-	session_leave(s);
 	return rc;
 }
 
 int SDF_ImportKeyWithKEK(void *hSessionHandle, unsigned int uiAlgID, unsigned int uiKEKIndex,
 			 unsigned char *pucKey, unsigned int uiKeyLength, void **phKeyHandle)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
-	if (uiAlgID != SGD_SM4_ECB) {
-		rc = SDR_ALGNOTSUPPORT;
-		goto out;
-	}
-	if (!pucKey || uiKeyLength != SM4_KEY_LEN || !phKeyHandle) {
-		rc = SDR_INARGERR;
-		goto out;
-	}
+	if (uiAlgID != SGD_SM4_ECB)
+		return SDR_ALGNOTSUPPORT;
+	if (!pucKey || uiKeyLength != SM4_KEY_LEN || !phKeyHandle)
+		return SDR_INARGERR;
 	struct vsmp_writer w;
-	struct sdf_reply rp;
-	session_begin(s, &w, VSMP_IMPORT_KEY_WITH_KEK);
+	vsmp_writer_begin(&w, VSMP_IMPORT_KEY_WITH_KEK, 0, 0);
 	vsmp_put_u32(&w, uiAlgID);
 	vsmp_put_u32(&w, uiKEKIndex);
 	vsmp_put_bytes(&w, pucKey, uiKeyLength);
-	if ((rc = session_call(s, &w, &rp)) != SDR_OK)
-		goto out;
-	rc = get_handle(s, &rp, phKeyHandle);
-	reply_free(&rp);
-out:
-	session_leave(s);
-	return rc;
+	return exchange_handle(hSessionHandle, &w, phKeyHandle);
 }
 
 int SDF_DestroyKey(void *hSessionHandle, void *hKeyHandle)
@@ -455,164 +362,128 @@ int SDF_ExternalVerify_ECC(void *hSessionHandle, unsigned int uiAlgID,
 			   ECCrefPublicKey *pucPublicKey, unsigned char *pucDataInput,
 			   unsigned int uiInputLength, ECCSignature *pucSignature)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
 	uint8_t point[VSMP_POINT_LEN], rs[VSMP_RS_LEN];
-	if (uiAlgID != SGD_SM2_1 && uiAlgID != SGD_SM2) {
-		rc = SDR_ALGNOTSUPPORT;
-		goto out;
-	}
+	if (uiAlgID != SGD_SM2_1 && uiAlgID != SGD_SM2)
+		return SDR_ALGNOTSUPPORT;
 	if (!pucDataInput || uiInputLength != CRYPTO_SM3_LEN ||
-	    sdf_pub_to_point(pucPublicKey, point) < 0 || sdf_sig_to_rs(pucSignature, rs) < 0) {
-		rc = SDR_INARGERR;
-		goto out;
-	}
+	    sdf_pub_to_point(pucPublicKey, point) < 0 || sdf_sig_to_rs(pucSignature, rs) < 0)
+		return SDR_INARGERR;
 	struct vsmp_writer w;
-	session_begin(s, &w, VSMP_EXTERNAL_VERIFY);
+	vsmp_writer_begin(&w, VSMP_EXTERNAL_VERIFY, 0, 0);
 	vsmp_put_bytes(&w, point, sizeof(point));
 	vsmp_put_bytes(&w, pucDataInput, uiInputLength);
 	vsmp_put_bytes(&w, rs, sizeof(rs));
-	rc = session_call_empty(s, &w);
-out:
-	session_leave(s);
-	return rc;
+	return sdf_exchange_empty(hSessionHandle, &w);
 }
 
 int SDF_InternalSign_ECC(void *hSessionHandle, unsigned int uiISKIndex, unsigned char *pucData,
 			 unsigned int uiDataLength, ECCSignature *pucSignature)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
-	if (!pucData || uiDataLength != CRYPTO_SM3_LEN || !pucSignature) {
-		rc = SDR_INARGERR;
-		goto out;
-	}
+	uint8_t rs[VSMP_RS_LEN];
+	if (!pucData || uiDataLength != CRYPTO_SM3_LEN || !pucSignature)
+		return SDR_INARGERR;
 	struct vsmp_writer w;
-	struct sdf_reply rp;
-	session_begin(s, &w, VSMP_INTERNAL_SIGN);
+	vsmp_writer_begin(&w, VSMP_INTERNAL_SIGN, 0, 0);
 	vsmp_put_u32(&w, uiISKIndex);
 	vsmp_put_bytes(&w, pucData, uiDataLength);
-	if ((rc = session_call(s, &w, &rp)) != SDR_OK)
-		goto out;
-	size_t n;
-	const uint8_t *rs = vsmp_get_bytes(&rp.r, VSMP_RS_LEN, &n);
-	if ((rc = reply_check(s, &rp, n == VSMP_RS_LEN)) == SDR_OK)
+	int rc = exchange_bytes(hSessionHandle, &w, rs, sizeof(rs));
+	if (rc == SDR_OK)
 		sdf_sig_from_rs(rs, pucSignature);
-	reply_free(&rp);
-out:
-	session_leave(s);
 	return rc;
 }
 
 int SDF_InternalVerify_ECC(void *hSessionHandle, unsigned int uiIPKIndex, unsigned char *pucData,
 			   unsigned int uiDataLength, ECCSignature *pucSignature)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
 	uint8_t rs[VSMP_RS_LEN];
-	if (!pucData || uiDataLength != CRYPTO_SM3_LEN || sdf_sig_to_rs(pucSignature, rs) < 0) {
-		rc = SDR_INARGERR;
-		goto out;
-	}
+	if (!pucData || uiDataLength != CRYPTO_SM3_LEN || sdf_sig_to_rs(pucSignature, rs) < 0)
+		return SDR_INARGERR;
 	struct vsmp_writer w;
-	session_begin(s, &w, VSMP_INTERNAL_VERIFY);
+	vsmp_writer_begin(&w, VSMP_INTERNAL_VERIFY, 0, 0);
 	vsmp_put_u32(&w, uiIPKIndex);
 	vsmp_put_bytes(&w, pucData, uiDataLength);
 	vsmp_put_bytes(&w, rs, sizeof(rs));
-	rc = session_call_empty(s, &w);
-out:
-	session_leave(s);
-	return rc;
+	return sdf_exchange_empty(hSessionHandle, &w);
 }
 
 int SDF_ExternalEncrypt_ECC(void *hSessionHandle, unsigned int uiAlgID,
 			    ECCrefPublicKey *pucPublicKey, unsigned char *pucData,
 			    unsigned int uiDataLength, ECCCipher *pucEncData)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
 	uint8_t point[VSMP_POINT_LEN];
-	if (uiAlgID != SGD_SM2_3 && uiAlgID != SGD_SM2) {
-		rc = SDR_ALGNOTSUPPORT;
-		goto out;
-	}
+	if (uiAlgID != SGD_SM2_3 && uiAlgID != SGD_SM2)
+		return SDR_ALGNOTSUPPORT;
 	if (!pucData || uiDataLength == 0 || uiDataLength > MAX_SM2_PLAIN || !pucEncData ||
-	    sdf_pub_to_point(pucPublicKey, point) < 0) {
-		rc = SDR_INARGERR;
-		goto out;
-	}
+	    sdf_pub_to_point(pucPublicKey, point) < 0)
+		return SDR_INARGERR;
 	struct vsmp_writer w;
 	struct sdf_reply rp;
-	session_begin(s, &w, VSMP_EXTERNAL_ENCRYPT);
+	vsmp_writer_begin(&w, VSMP_EXTERNAL_ENCRYPT, 0, 0);
 	vsmp_put_bytes(&w, point, sizeof(point));
 	vsmp_put_bytes(&w, pucData, uiDataLength);
-	if ((rc = session_call(s, &w, &rp)) != SDR_OK)
-		goto out;
+	int rc = sdf_exchange(hSessionHandle, &w, &rp);
+	if (rc != SDR_OK)
+		return rc;
 	size_t n;
 	const uint8_t *der = vsmp_get_bytes(&rp.r, uiDataLength + 128, &n);
 	ECCCipher *c = malloc(ECCCIPHER_SIZE(uiDataLength));
 	bool ok = c && der && sdf_cipher_from_der(der, n, uiDataLength, c) == 0 &&
 		  c->L == uiDataLength;
-	if ((rc = reply_check(s, &rp, ok)) == SDR_OK)
+	if ((rc = reply_check(&rp, ok)) == SDR_OK)
 		memcpy(pucEncData, c, offsetof(ECCCipher, C) + uiDataLength);
 	free(c);
 	reply_free(&rp);
-out:
-	session_leave(s);
 	return rc;
 }
 
 /* ---- symmetric operations ---- */
 
+/* Sends w and reads "bytes first (len1), bytes second (len2)" into out1 and
+ * out2 (SM4 answers: iv_out and data, or mac and iv_out). */
+static int exchange_two(void *hSessionHandle, struct vsmp_writer *w, void *out1, size_t len1,
+			void *out2, size_t len2)
+{
+	struct sdf_reply rp;
+	int rc = sdf_exchange(hSessionHandle, w, &rp);
+	if (rc != SDR_OK)
+		return rc;
+	size_t n1, n2;
+	const uint8_t *p1 = vsmp_get_bytes(&rp.r, len1, &n1);
+	const uint8_t *p2 = vsmp_get_bytes(&rp.r, len2, &n2);
+	if ((rc = reply_check(&rp, n1 == len1 && n2 == len2)) == SDR_OK) {
+		memcpy(out1, p1, n1);
+		memcpy(out2, p2, n2);
+	}
+	reply_free(&rp);
+	return rc;
+}
+
 static int sym_crypt(void *hSessionHandle, uint16_t type, void *hKeyHandle, unsigned int alg,
 		     unsigned char *iv, const unsigned char *in, unsigned int len,
 		     unsigned char *out, unsigned int *outlen)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
 	uint32_t id;
-	if (alg != SGD_SM4_ECB && alg != SGD_SM4_CBC) {
-		rc = SDR_ALGNOTSUPPORT;
-		goto out;
-	}
+	if (alg != SGD_SM4_ECB && alg != SGD_SM4_CBC)
+		return SDR_ALGNOTSUPPORT;
 	bool cbc = alg == SGD_SM4_CBC;
 	if (handle_in(hKeyHandle, &id) < 0 || (cbc && !iv) || !in || !out || !outlen ||
-	    len == 0 || len % CRYPTO_SM4_BLOCK_LEN || len > MAX_SYM_DATA) {
-		rc = SDR_INARGERR;
-		goto out;
-	}
+	    len == 0 || len % CRYPTO_SM4_BLOCK_LEN || len > MAX_SYM_DATA)
+		return SDR_INARGERR;
 	struct vsmp_writer w;
-	struct sdf_reply rp;
-	session_begin(s, &w, type);
+	uint8_t iv_out[CRYPTO_SM4_BLOCK_LEN];
+	size_t ivlen = cbc ? CRYPTO_SM4_BLOCK_LEN : 0;
+	vsmp_writer_begin(&w, type, 0, 0);
 	vsmp_put_u32(&w, id);
 	vsmp_put_u32(&w, alg);
-	vsmp_put_bytes(&w, iv, cbc ? CRYPTO_SM4_BLOCK_LEN : 0);
+	vsmp_put_bytes(&w, iv, ivlen);
 	vsmp_put_bytes(&w, in, len);
-	if ((rc = session_call(s, &w, &rp)) != SDR_OK)
-		goto out;
-	size_t ivn, n;
-	const uint8_t *iv_out = vsmp_get_bytes(&rp.r, CRYPTO_SM4_BLOCK_LEN, &ivn);
-	const uint8_t *data = vsmp_get_bytes(&rp.r, len, &n);
-	bool ok = n == len && ivn == (cbc ? CRYPTO_SM4_BLOCK_LEN : 0);
-	if ((rc = reply_check(s, &rp, ok)) == SDR_OK) {
-		memcpy(out, data, n);
-		*outlen = (unsigned int)n;
+	/* out may be in: the request was copied into w. */
+	int rc = exchange_two(hSessionHandle, &w, iv_out, ivlen, out, len);
+	if (rc == SDR_OK) {
+		*outlen = len;
 		if (cbc)
-			memcpy(iv, iv_out, ivn);
+			memcpy(iv, iv_out, ivlen);
 	}
-	reply_free(&rp);
-out:
-	session_leave(s);
 	return rc;
 }
 
@@ -636,42 +507,26 @@ int SDF_CalculateMAC(void *hSessionHandle, void *hKeyHandle, unsigned int uiAlgI
 		     unsigned char *pucIV, unsigned char *pucData, unsigned int uiDataLength,
 		     unsigned char *pucMAC, unsigned int *puiMACLength)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
 	uint32_t id;
-	if (uiAlgID != SGD_SM4_MAC) {
-		rc = SDR_ALGNOTSUPPORT;
-		goto out;
-	}
+	if (uiAlgID != SGD_SM4_MAC)
+		return SDR_ALGNOTSUPPORT;
 	if (handle_in(hKeyHandle, &id) < 0 || !pucIV || !pucData || !pucMAC || !puiMACLength ||
 	    uiDataLength == 0 || uiDataLength % CRYPTO_SM4_BLOCK_LEN ||
-	    uiDataLength > MAX_SYM_DATA) {
-		rc = SDR_INARGERR;
-		goto out;
-	}
+	    uiDataLength > MAX_SYM_DATA)
+		return SDR_INARGERR;
 	struct vsmp_writer w;
-	struct sdf_reply rp;
-	session_begin(s, &w, VSMP_CALCULATE_MAC);
+	uint8_t mac[CRYPTO_SM4_BLOCK_LEN], iv_out[CRYPTO_SM4_BLOCK_LEN];
+	vsmp_writer_begin(&w, VSMP_CALCULATE_MAC, 0, 0);
 	vsmp_put_u32(&w, id);
 	vsmp_put_u32(&w, uiAlgID);
 	vsmp_put_bytes(&w, pucIV, CRYPTO_SM4_BLOCK_LEN);
 	vsmp_put_bytes(&w, pucData, uiDataLength);
-	if ((rc = session_call(s, &w, &rp)) != SDR_OK)
-		goto out;
-	size_t mn, ivn;
-	const uint8_t *mac = vsmp_get_bytes(&rp.r, CRYPTO_SM4_BLOCK_LEN, &mn);
-	const uint8_t *iv_out = vsmp_get_bytes(&rp.r, CRYPTO_SM4_BLOCK_LEN, &ivn);
-	bool ok = mn == CRYPTO_SM4_BLOCK_LEN && ivn == CRYPTO_SM4_BLOCK_LEN;
-	if ((rc = reply_check(s, &rp, ok)) == SDR_OK) {
-		memcpy(pucMAC, mac, mn);
-		*puiMACLength = (unsigned int)mn;
-		memcpy(pucIV, iv_out, ivn);
+	int rc = exchange_two(hSessionHandle, &w, mac, sizeof(mac), iv_out, sizeof(iv_out));
+	if (rc == SDR_OK) {
+		memcpy(pucMAC, mac, sizeof(mac));
+		*puiMACLength = sizeof(mac);
+		memcpy(pucIV, iv_out, sizeof(iv_out));
 	}
-	reply_free(&rp);
-out:
-	session_leave(s);
 	return rc;
 }
 
@@ -738,49 +593,37 @@ static bool key_type_ok(unsigned int t)
 int SDFX_GenerateInternalKey(void *hSessionHandle, unsigned int uiKeyType,
 			     unsigned int uiKeyIndex, const char *pcPassword)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
 	size_t plen;
-	if (!key_type_ok(uiKeyType) || password_len(pcPassword, &plen) < 0) {
-		rc = SDR_INARGERR;
-		goto out;
-	}
+	if (!key_type_ok(uiKeyType) || password_len(pcPassword, &plen) < 0)
+		return SDR_INARGERR;
 	if (uiKeyType == SDFX_KEY_KEK)
 		plen = 0;
 	struct vsmp_writer w;
 	struct sdf_reply rp;
-	session_begin(s, &w, VSMP_KEY_GENERATE);
+	vsmp_writer_begin(&w, VSMP_KEY_GENERATE, 0, 0);
 	vsmp_put_u32(&w, uiKeyType);
 	vsmp_put_u32(&w, uiKeyIndex);
 	vsmp_put_bytes(&w, pcPassword, plen);
-	if ((rc = session_call(s, &w, &rp)) != SDR_OK)
-		goto out;
+	int rc = sdf_exchange(hSessionHandle, &w, &rp);
+	if (rc != SDR_OK)
+		return rc;
 	size_t n;
 	(void)vsmp_get_bytes(&rp.r, VSMP_POINT_LEN, &n);
-	rc = reply_check(s, &rp, n == (uiKeyType == SDFX_KEY_KEK ? 0 : VSMP_POINT_LEN));
+	rc = reply_check(&rp, n == (uiKeyType == SDFX_KEY_KEK ? 0 : VSMP_POINT_LEN));
 	reply_free(&rp);
-out:
-	session_leave(s);
 	return rc;
 }
 
 int SDFX_ListKeys(void *hSessionHandle, SDFX_KEYINFO *pKeys, unsigned int *puiCount)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
-	if (!puiCount || (*puiCount && !pKeys)) {
-		rc = SDR_INARGERR;
-		goto out;
-	}
+	if (!puiCount || (*puiCount && !pKeys))
+		return SDR_INARGERR;
 	struct vsmp_writer w;
 	struct sdf_reply rp;
-	session_begin(s, &w, VSMP_KEY_LIST);
-	if ((rc = session_call(s, &w, &rp)) != SDR_OK)
-		goto out;
+	vsmp_writer_begin(&w, VSMP_KEY_LIST, 0, 0);
+	int rc = sdf_exchange(hSessionHandle, &w, &rp);
+	if (rc != SDR_OK)
+		return rc;
 	uint32_t count = vsmp_get_u32(&rp.r);
 	bool ok = rp.len >= 4 && count == (rp.len - 4) / KEY_INFO_WIRE;
 	unsigned int cap = *puiCount;
@@ -793,94 +636,67 @@ int SDFX_ListKeys(void *hSessionHandle, SDFX_KEYINFO *pKeys, unsigned int *puiCo
 		if (i < cap)
 			pKeys[i] = k;
 	}
-	if ((rc = reply_check(s, &rp, ok)) == SDR_OK) {
+	if ((rc = reply_check(&rp, ok)) == SDR_OK) {
 		*puiCount = count;
 		if (count > cap)
 			rc = SDR_NOBUFFER;
 	}
 	reply_free(&rp);
-out:
-	session_leave(s);
 	return rc;
+}
+
+/* KEY_DESTROY and KEY_SET_PASSWORD: type, index and maybe a password. */
+static int key_request(void *hSessionHandle, uint16_t type, unsigned int key_type,
+		       unsigned int index, const char *password, bool with_password)
+{
+	size_t plen;
+	if (password_len(password, &plen) < 0)
+		return SDR_INARGERR;
+	struct vsmp_writer w;
+	vsmp_writer_begin(&w, type, 0, 0);
+	vsmp_put_u32(&w, key_type);
+	vsmp_put_u32(&w, index);
+	if (with_password)
+		vsmp_put_bytes(&w, password, plen);
+	return sdf_exchange_empty(hSessionHandle, &w);
 }
 
 int SDFX_DestroyInternalKey(void *hSessionHandle, unsigned int uiKeyType,
 			    unsigned int uiKeyIndex)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
-	if (!key_type_ok(uiKeyType)) {
-		rc = SDR_INARGERR;
-		goto out;
-	}
-	struct vsmp_writer w;
-	session_begin(s, &w, VSMP_KEY_DESTROY);
-	vsmp_put_u32(&w, uiKeyType);
-	vsmp_put_u32(&w, uiKeyIndex);
-	rc = session_call_empty(s, &w);
-out:
-	session_leave(s);
-	return rc;
+	if (!key_type_ok(uiKeyType))
+		return SDR_INARGERR;
+	return key_request(hSessionHandle, VSMP_KEY_DESTROY, uiKeyType, uiKeyIndex, NULL, false);
 }
 
 int SDFX_SetKeyPassword(void *hSessionHandle, unsigned int uiKeyType, unsigned int uiKeyIndex,
 			const char *pcPassword)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
-	size_t plen;
-	if ((uiKeyType != SDFX_KEY_SIGN && uiKeyType != SDFX_KEY_ENC) ||
-	    password_len(pcPassword, &plen) < 0) {
-		rc = SDR_INARGERR;
-		goto out;
-	}
-	struct vsmp_writer w;
-	session_begin(s, &w, VSMP_KEY_SET_PASSWORD);
-	vsmp_put_u32(&w, uiKeyType);
-	vsmp_put_u32(&w, uiKeyIndex);
-	vsmp_put_bytes(&w, pcPassword, plen);
-	rc = session_call_empty(s, &w);
-out:
-	session_leave(s);
-	return rc;
+	if (uiKeyType != SDFX_KEY_SIGN && uiKeyType != SDFX_KEY_ENC)
+		return SDR_INARGERR;
+	return key_request(hSessionHandle, VSMP_KEY_SET_PASSWORD, uiKeyType, uiKeyIndex,
+			   pcPassword, true);
 }
 
 int SDFX_InternalDecrypt_ECC(void *hSessionHandle, unsigned int uiISKIndex,
 			     ECCCipher *pucEncData, unsigned char *pucData,
 			     unsigned int *puiDataLength)
 {
-	struct sdf_session *s;
-	int rc = session_enter(hSessionHandle, true, &s);
-	if (rc != SDR_OK)
-		return rc;
 	uint8_t *der = NULL;
 	size_t len = 0;
 	if (!pucData || !puiDataLength || !pucEncData || pucEncData->L > MAX_SM2_PLAIN ||
 	    sdf_cipher_to_der(pucEncData, &der, &len) < 0 || len > MAX_DEC_CIPHER) {
-		rc = SDR_INARGERR;
-		goto out;
+		free(der);
+		return SDR_INARGERR;
 	}
 	struct vsmp_writer w;
-	struct sdf_reply rp;
-	session_begin(s, &w, VSMP_INTERNAL_DECRYPT);
+	vsmp_writer_begin(&w, VSMP_INTERNAL_DECRYPT, 0, 0);
 	vsmp_put_u32(&w, uiISKIndex);
 	vsmp_put_bytes(&w, der, len);
-	if ((rc = session_call(s, &w, &rp)) != SDR_OK)
-		goto out;
-	size_t n;
-	const uint8_t *data = vsmp_get_bytes(&rp.r, pucEncData->L, &n);
-	if ((rc = reply_check(s, &rp, n == pucEncData->L)) == SDR_OK) {
-		memcpy(pucData, data, n);
-		*puiDataLength = (unsigned int)n;
-	}
-	reply_free(&rp);
-out:
 	free(der);
-	session_leave(s);
+	int rc = exchange_bytes(hSessionHandle, &w, pucData, pucEncData->L);
+	if (rc == SDR_OK)
+		*puiDataLength = pucEncData->L;
 	return rc;
 }
 

@@ -280,7 +280,7 @@ int SDF_OpenSession(void *hDeviceHandle, void **phSessionHandle)
 	}
 	s->magic = SESSION_MAGIC;
 	s->fd = fd;
-	s->next_id = 2;
+	s->next_id = 2; /* 1 was AUTH */
 	*phSessionHandle = s;
 	return SDR_OK;
 }
@@ -328,28 +328,34 @@ void session_break(struct sdf_session *s)
 	s->fd = -1;
 }
 
-void session_begin(struct sdf_session *s, struct vsmp_writer *w, uint16_t type)
+int sdf_exchange(void *handle, struct vsmp_writer *w, struct sdf_reply *rp)
 {
-	s->pending_type = type;
-	s->pending_id = s->next_id++;
-	vsmp_writer_begin(w, type, s->pending_id, 0);
-}
-
-int session_call(struct sdf_session *s, struct vsmp_writer *w, struct sdf_reply *rp)
-{
+	struct sdf_session *s;
 	struct vsmp_header h;
 	uint8_t *buf = NULL;
 	memset(rp, 0, sizeof(*rp));
+	int rc = session_enter(handle, true, &s);
+	if (rc != SDR_OK) {
+		vsmp_writer_free(w);
+		return rc;
+	}
 	int r = vsmp_writer_end(w);
 	if (r < 0) {
 		vsmp_writer_free(w);
+		session_leave(s);
 		return r == -EMSGSIZE ? SDR_INARGERR : SDR_NOBUFFER;
 	}
+	uint16_t type = (uint16_t)(w->buf[4] << 8 | w->buf[5]);
+	uint32_t id = s->next_id++;
+	w->buf[8] = (uint8_t)(id >> 24);
+	w->buf[9] = (uint8_t)(id >> 16);
+	w->buf[10] = (uint8_t)(id >> 8);
+	w->buf[11] = (uint8_t)id;
 	r = send_all(s->fd, w->buf, w->len);
 	vsmp_writer_free(w);
 	if (r < 0 || recv_frame(s->fd, VSMP_MAX_PAYLOAD, &h, &buf) < 0)
 		goto fail;
-	if (h.type != (s->pending_type | VSMP_RESPONSE) || h.request_id != s->pending_id ||
+	if (h.type != (type | VSMP_RESPONSE) || h.request_id != id ||
 	    (h.status != SDR_OK && h.length != 0))
 		goto fail;
 	if (h.status != SDR_OK) {
@@ -357,8 +363,10 @@ int session_call(struct sdf_session *s, struct vsmp_writer *w, struct sdf_reply 
 		/* A protocol error answer ends the connection on the server. */
 		if (h.status == SDR_COMMFAIL)
 			session_break(s);
+		session_leave(s);
 		return (int)h.status;
 	}
+	rp->s = s;
 	rp->buf = buf;
 	rp->len = h.length;
 	vsmp_reader_init(&rp->r, buf, h.length);
@@ -366,29 +374,33 @@ int session_call(struct sdf_session *s, struct vsmp_writer *w, struct sdf_reply 
 fail:
 	crypto_free_secret(buf, buf ? h.length : 0);
 	session_break(s);
+	session_leave(s);
 	return SDR_COMMFAIL;
 }
 
-int reply_check(struct sdf_session *s, struct sdf_reply *rp, bool ok)
+int reply_check(struct sdf_reply *rp, bool ok)
 {
 	if (vsmp_reader_finish(&rp->r) == 0 && ok)
 		return SDR_OK;
-	session_break(s);
+	session_break(rp->s);
 	return SDR_COMMFAIL;
 }
 
 void reply_free(struct sdf_reply *rp)
 {
 	crypto_free_secret(rp->buf, rp->len);
+	if (rp->s)
+		session_leave(rp->s);
 	memset(rp, 0, sizeof(*rp));
 }
 
-int session_call_empty(struct sdf_session *s, struct vsmp_writer *w)
+int sdf_exchange_empty(void *handle, struct vsmp_writer *w)
 {
 	struct sdf_reply rp;
-	int rc = session_call(s, w, &rp);
-	if (rc == SDR_OK)
-		rc = reply_check(s, &rp, true);
-	reply_free(&rp);
+	int rc = sdf_exchange(handle, w, &rp);
+	if (rc == SDR_OK) {
+		rc = reply_check(&rp, true);
+		reply_free(&rp);
+	}
 	return rc;
 }

@@ -28,13 +28,12 @@ struct sdf_session {
 	pthread_mutex_t lock;
 	int fd;                 /* -1 once the connection failed */
 	uint32_t next_id;       /* request id of the next request */
-	uint16_t pending_type;  /* type and id of the request in flight */
-	uint32_t pending_id;
 	struct sdf_hash hash;
 };
 
 /* A received response payload and a reader over it. */
 struct sdf_reply {
+	struct sdf_session *s; /* locked while the reply lives */
 	uint8_t *buf;
 	size_t len;
 	struct vsmp_reader r;
@@ -45,18 +44,21 @@ struct sdf_reply {
  * SDR code. */
 int session_enter(void *handle, bool need_conn, struct sdf_session **ret);
 void session_leave(struct sdf_session *s);
-/* Starts a request frame of the given type. */
-void session_begin(struct sdf_session *s, struct vsmp_writer *w, uint16_t type);
-/* Sends w (always freed) and receives the response. Returns the status;
- * with SDR_OK, *rp holds the payload (free with reply_free). */
-int session_call(struct sdf_session *s, struct vsmp_writer *w, struct sdf_reply *rp);
-/* SDR_OK when the reply was consumed exactly and ok holds; otherwise
- * breaks the session and returns SDR_COMMFAIL. */
-int reply_check(struct sdf_session *s, struct sdf_reply *rp, bool ok);
-void reply_free(struct sdf_reply *rp);
-/* session_call + reply_check + reply_free for responses without fields. */
-int session_call_empty(struct sdf_session *s, struct vsmp_writer *w);
-/* Closes the connection: every later call is SDR_COMMFAIL. */
+/* Closes the connection: every later call is SDR_COMMFAIL. The caller
+ * holds the session's lock. */
 void session_break(struct sdf_session *s);
+
+/* One request on the session named by handle: w is a frame started with
+ * vsmp_writer_begin(w, type, 0, 0) (the request id is set here) and is
+ * always freed. Returns the answer's status; with SDR_OK the session stays
+ * locked and *rp holds the payload until reply_free. */
+int sdf_exchange(void *handle, struct vsmp_writer *w, struct sdf_reply *rp);
+/* SDR_OK when the payload was consumed exactly and ok holds; otherwise
+ * breaks the session and returns SDR_COMMFAIL. */
+int reply_check(struct sdf_reply *rp, bool ok);
+/* Wipes and frees the payload and unlocks the session. */
+void reply_free(struct sdf_reply *rp);
+/* sdf_exchange for answers without fields. */
+int sdf_exchange_empty(void *handle, struct vsmp_writer *w);
 
 #endif
