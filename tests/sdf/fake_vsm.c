@@ -159,7 +159,7 @@ static void serve_conn(struct fake_vsm *f, int fd)
 	size_t tlen = strlen(f->token_id);
 	crypto_random(sn, sizeof(sn));
 	vsmp_writer_begin(&w, VSMP_HELLO, 0, 0);
-	vsmp_put_u32(&w, VSMP_VERSION);
+	vsmp_put_u32(&w, f->mode == FAKE_BAD_HELLO ? VSMP_VERSION + 1 : VSMP_VERSION);
 	vsmp_put_bytes(&w, sn, sizeof(sn));
 	vsmp_put_bytes(&w, "vsm-test", 8);
 	if (send_writer(fd, &w) < 0 || recv_frame(fd, VSMP_MAX_PAYLOAD_PREAUTH, &h, &buf) < 0)

@@ -15,6 +15,7 @@ enum fake_mode {
 	FAKE_GOOD,            /* behaves */
 	FAKE_BAD_SERVER_PROOF,/* accepts AUTH but answers a wrong server proof */
 	FAKE_TRAILING_BYTES,  /* adds a byte to every response payload */
+	FAKE_BAD_HELLO,       /* announces protocol version 2 */
 };
 
 struct fake_vsm;

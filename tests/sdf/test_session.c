@@ -2,6 +2,7 @@
  * authentication (good and bad server proof, wrong secret), requests and
  * their conversions, malformed answers, and handle checks. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -162,6 +163,54 @@ static void test_bad_server_proof(void **state)
 	fake_vsm_stop(f);
 }
 
+static void test_bad_hello(void **state)
+{
+	struct fake_vsm *f = fake_vsm_start(FAKE_BAD_HELLO, "app", secret, sizeof(secret));
+	assert_non_null(f);
+	void *dev = device_for(fake_vsm_port(f), secret, sizeof(secret));
+	void *s = NULL;
+	assert_int_equal(SDF_OpenSession(dev, &s), SDR_OPENSESSION);
+	assert_null(s);
+	assert_int_equal(SDF_CloseDevice(dev), SDR_OK);
+	fake_vsm_stop(f);
+}
+
+#define SHARERS 4
+#define SHARED_ROUNDS 50
+
+static void *share_main(void *arg)
+{
+	intptr_t failures = 0;
+	for (int i = 0; i < SHARED_ROUNDS; i++) {
+		uint8_t rnd[16];
+		if (SDF_GenerateRandom(arg, sizeof(rnd), rnd) != SDR_OK)
+			failures++;
+	}
+	return (void *)failures;
+}
+
+/* Misuse: one session from several threads at once is serialised by its
+ * mutex, so every call still gets its own answer. */
+static void test_shared_session(void **state)
+{
+	struct fake_vsm *f = fake_vsm_start(FAKE_GOOD, "app", secret, sizeof(secret));
+	assert_non_null(f);
+	void *dev = device_for(fake_vsm_port(f), secret, sizeof(secret));
+	void *s = NULL;
+	assert_int_equal(SDF_OpenSession(dev, &s), SDR_OK);
+	pthread_t t[SHARERS];
+	for (int i = 0; i < SHARERS; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, share_main, s), 0);
+	for (int i = 0; i < SHARERS; i++) {
+		void *ret;
+		assert_int_equal(pthread_join(t[i], &ret), 0);
+		assert_int_equal((intptr_t)ret, 0);
+	}
+	assert_int_equal(SDF_CloseSession(s), SDR_OK);
+	assert_int_equal(SDF_CloseDevice(dev), SDR_OK);
+	fake_vsm_stop(f);
+}
+
 static void test_wrong_secret(void **state)
 {
 	struct fake_vsm *f = fake_vsm_start(FAKE_GOOD, "app", secret, sizeof(secret));
@@ -287,6 +336,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good_session),
 		cmocka_unit_test(test_bad_server_proof),
+		cmocka_unit_test(test_bad_hello),
+		cmocka_unit_test(test_shared_session),
 		cmocka_unit_test(test_wrong_secret),
 		cmocka_unit_test(test_malformed_answer),
 		cmocka_unit_test(test_vsmtool),
