@@ -283,15 +283,11 @@ end:
 	}
 }
 
-int store_open(const char *path, const uint8_t master_key[STORE_MASTER_KEY_LEN],
-	       chsm_store **ret_store)
+/* A zeroed chsm_store with its recursive mutex, into *ret. */
+static int store_alloc(chsm_store **ret)
 {
-	chsm_store *s = NULL;
 	pthread_mutexattr_t attr;
-	int r;
-	if (!path || !*path || !master_key || !ret_store)
-		return -EINVAL;
-	s = calloc(1, sizeof(*s));
+	chsm_store *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	if (pthread_mutexattr_init(&attr) != 0) {
@@ -299,34 +295,35 @@ int store_open(const char *path, const uint8_t master_key[STORE_MASTER_KEY_LEN],
 		return -ENOMEM;
 	}
 	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
-	r = pthread_mutex_init(&s->lock, &attr);
+	int r = pthread_mutex_init(&s->lock, &attr);
 	pthread_mutexattr_destroy(&attr);
 	if (r != 0) {
 		free(s);
 		return -ENOMEM;
 	}
+	*ret = s;
+	return 0;
+}
 
-	r = crypto_kdf_sm3(master_key, STORE_MASTER_KEY_LEN, "store-seal-v1", NULL, 0,
-			   s->seal_key, sizeof(s->seal_key));
+/* Opens the database at path with the SQLite flags (plus full mutex and
+ * no symlinks), sets the busy timeout and the pragmas every connection
+ * needs, and reads each back. */
+static int connect_db(chsm_store *s, const char *path, int flags)
+{
+	int r = store_sqlite_err(sqlite3_open_v2(path, &s->db,
+						 flags | SQLITE_OPEN_FULLMUTEX |
+						 SQLITE_OPEN_NOFOLLOW,
+						 NULL));
 	if (r < 0)
-		goto out;
-	r = prepare_db_file(path);
-	if (r < 0)
-		goto out;
-	r = store_sqlite_err(sqlite3_open_v2(path, &s->db,
-					     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-					     SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW,
-					     NULL));
-	if (r < 0)
-		goto out;
+		return r;
 	sqlite3_extended_result_codes(s->db, 1);
 	r = store_sqlite_err(sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS));
 	if (r < 0)
-		goto out;
+		return r;
 	/* Before anything else reads the file: a non-database fails here. */
 	r = pragma(s, "PRAGMA journal_mode = WAL", "wal");
 	if (r < 0)
-		goto out;
+		return r;
 	r = pragma(s, "PRAGMA synchronous = FULL", NULL);
 	if (r >= 0)
 		r = pragma(s, "PRAGMA synchronous", "2");
@@ -336,6 +333,30 @@ int store_open(const char *path, const uint8_t master_key[STORE_MASTER_KEY_LEN],
 		r = pragma(s, "PRAGMA foreign_keys = ON", NULL);
 	if (r >= 0)
 		r = pragma(s, "PRAGMA foreign_keys", "1");
+	return r;
+}
+
+int store_open(const char *path, const uint8_t master_key[STORE_MASTER_KEY_LEN],
+	       chsm_store **ret_store)
+{
+	chsm_store *s = NULL;
+	int r;
+	if (!path || !*path || !master_key || !ret_store)
+		return -EINVAL;
+	r = store_alloc(&s);
+	if (r < 0)
+		return r;
+	r = crypto_kdf_sm3(master_key, STORE_MASTER_KEY_LEN, "store-seal-v1", NULL, 0,
+			   s->seal_key, sizeof(s->seal_key));
+	if (r >= 0)
+		r = crypto_kdf_sm3(master_key, STORE_MASTER_KEY_LEN, "vsm-root-v1", NULL, 0,
+				   s->vsm_root, sizeof(s->vsm_root));
+	if (r < 0)
+		goto out;
+	r = prepare_db_file(path);
+	if (r < 0)
+		goto out;
+	r = connect_db(s, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
 	if (r < 0)
 		goto out;
 	r = migrate(s);
@@ -353,6 +374,61 @@ out:
 	return r;
 }
 
+int store_open_vsm(const char *path, const char *id, const uint8_t vsm_key[STORE_VSM_KEY_LEN],
+		   chsm_store **ret_store)
+{
+	chsm_store *s = NULL;
+	struct stat st;
+	int r, version = 0;
+	if (!path || !*path || !store_nonempty_fits(id, CHSM_VSM_ID_MAX_LEN + 1) || !vsm_key ||
+	    !ret_store)
+		return -EINVAL;
+	/* An existing regular file only: the VSM never creates the database. */
+	if (lstat(path, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	r = store_alloc(&s);
+	if (r < 0)
+		return r;
+	s->restricted = true;
+	memcpy(s->vsm_id, id, strlen(id) + 1);
+	memcpy(s->vsm_key, vsm_key, STORE_VSM_KEY_LEN);
+	r = connect_db(s, path, SQLITE_OPEN_READWRITE);
+	if (r < 0)
+		goto out;
+	store_lock(s);
+	r = read_user_version(s, &version);
+	store_unlock(s);
+	if (r < 0)
+		goto out;
+	if (version != SCHEMA_VERSION) {
+		r = -EPROTO;
+		goto out;
+	}
+	s->schema_version = version;
+	r = restrict_side_file(path, "-wal");
+	if (r >= 0)
+		r = restrict_side_file(path, "-shm");
+	if (r < 0)
+		goto out;
+	*ret_store = s;
+	s = NULL;
+out:
+	store_close(s);
+	return r;
+}
+
+int store_vsm_subkey(chsm_store *s, const char *id, uint8_t out[STORE_VSM_KEY_LEN])
+{
+	if (!s || !store_nonempty_fits(id, CHSM_VSM_ID_MAX_LEN + 1) || !out)
+		return -EINVAL;
+	int r = store_need_master(s);
+	if (r < 0)
+		return r;
+	return store_vsm_seal_key(s, id, out);
+}
+
 void store_close(chsm_store *s)
 {
 	if (!s)
@@ -365,6 +441,8 @@ void store_close(chsm_store *s)
 		sqlite3_close(s->db);
 	}
 	crypto_wipe(s->seal_key, sizeof(s->seal_key));
+	crypto_wipe(s->vsm_root, sizeof(s->vsm_root));
+	crypto_wipe(s->vsm_key, sizeof(s->vsm_key));
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
@@ -381,6 +459,8 @@ int store_begin(chsm_store *s)
 	int r;
 	if (!s)
 		return -EINVAL;
+	if (s->restricted)
+		return -EPERM;
 	store_lock(s);
 	if (s->in_tx) {
 		r = -EINVAL;
@@ -403,6 +483,8 @@ static int end_transaction(chsm_store *s, const char *sql)
 	int r;
 	if (!s)
 		return -EINVAL;
+	if (s->restricted)
+		return -EPERM;
 	store_lock(s);
 	if (!s->in_tx) {
 		store_unlock(s);
@@ -434,6 +516,8 @@ int store_rollback(chsm_store *s)
 
 int store_setting_get(chsm_store *s, const char *name, char **ret_value)
 {
+	if (s && s->restricted)
+		return -EPERM;
 	sqlite3_stmt *st = NULL;
 	char *value = NULL;
 	int r;
@@ -460,6 +544,8 @@ out:
 
 int store_setting_set(chsm_store *s, const char *name, const char *value)
 {
+	if (s && s->restricted)
+		return -EPERM;
 	int r;
 	if (!s || !store_nonempty_fits(name, STORE_NAME_MAX_LEN + 1))
 		return -EINVAL;
@@ -485,6 +571,8 @@ static int secret_aad(const char *name, char aad[STORE_AAD_MAX], size_t *ret_len
 
 int store_secret_get(chsm_store *s, const char *name, uint8_t **ret_data, size_t *ret_len)
 {
+	if (s && s->restricted)
+		return -EPERM;
 	sqlite3_stmt *st = NULL;
 	uint8_t *plain = NULL, *copy = NULL;
 	size_t plain_len = 0, aad_len = 0;
@@ -522,6 +610,8 @@ out:
 
 int store_secret_set(chsm_store *s, const char *name, const void *data, size_t len)
 {
+	if (s && s->restricted)
+		return -EPERM;
 	uint8_t *sealed = NULL;
 	size_t sealed_len = 0, aad_len = 0;
 	char aad[STORE_AAD_MAX];
@@ -556,6 +646,8 @@ out:
 
 int store_nonce_use(chsm_store *s, const char *nonce, int64_t timestamp_ms, int64_t now_ms)
 {
+	if (s && s->restricted)
+		return -EPERM;
 	int r, inserted = 0;
 	bool purge;
 	if (!s || !store_nonempty_fits(nonce, CHSM_NONCE_MAX_LEN + 1))
@@ -584,6 +676,8 @@ int store_nonce_use(chsm_store *s, const char *nonce, int64_t timestamp_ms, int6
 
 int store_idem_get(chsm_store *s, const char *key, int64_t now_ms, struct store_idem *ret)
 {
+	if (s && s->restricted)
+		return -EPERM;
 	sqlite3_stmt *st = NULL;
 	struct store_idem rec = {0};
 	int r;
@@ -632,6 +726,8 @@ out:
 
 int store_idem_put(chsm_store *s, const char *key, const struct store_idem *rec)
 {
+	if (s && s->restricted)
+		return -EPERM;
 	int r;
 	if (!s || !store_nonempty_fits(key, CHSM_IDEMPOTENCY_KEY_MAX_LEN + 1) || !rec ||
 	    !rec->method || !rec->target || !store_fits(rec->body_sm3, sizeof(rec->body_sm3)) ||

@@ -217,6 +217,36 @@ int store_vsm_keys_clear(chsm_store *s, const char *id);
  * such VSM, -EBADMSG when a sealed value does not open. Plaintexts are wiped. */
 int store_vsm_state_digest(chsm_store *s, const char *id, char out[65]);
 
+/* ---- per-VSM sealing and the VSM process's restricted view ----
+ * A VSM's token and keys are sealed under its own subkey,
+ *     k_vsm = crypto_kdf_sm3(vsm_root, 32, "vsm-seal-v1", vsm_id, len, 32)
+ * where vsm_root is derived from the master key at store_open. chsmd hands
+ * k_vsm (never the master key) to the VSM's process, which opens the same
+ * database with store_open_vsm and can then reach only that VSM's row,
+ * token and keys. */
+#define STORE_VSM_KEY_LEN 32
+
+/* The subkey of VSM id, into out (secret: wipe it). Only on a store opened
+ * with the master key (-EPERM otherwise). */
+int store_vsm_subkey(chsm_store *s, const char *id, uint8_t out[STORE_VSM_KEY_LEN]);
+
+/* Opens an existing, migrated database for VSM id only, with its subkey:
+ * store_vsm_get, store_vsm_token_get and the store_vsm_key_* functions work
+ * for that id (and store_vsm_state_digest); every other function, and any
+ * other id, returns -EPERM. -EPROTO when the schema version is not the
+ * one this code knows (the VSM never migrates). */
+int store_open_vsm(const char *path, const char *id, const uint8_t vsm_key[STORE_VSM_KEY_LEN],
+		   chsm_store **ret_store);
+
+struct store_key_ref {
+	char type[STORE_KEY_TYPE_MAX_LEN + 1];
+	int index;
+};
+/* The VSM's keys in (type, index) order, without material. *ret_keys is
+ * malloc'ed (free()); -ENOENT when there is no such VSM. */
+int store_vsm_key_list(chsm_store *s, const char *id, struct store_key_ref **ret_keys,
+		       size_t *ret_count);
+
 /* ---- tasks (PROFILE.md §7) ---- */
 struct store_task {
 	char id[32];

@@ -28,12 +28,29 @@
 struct chsm_store {
 	sqlite3 *db;
 	pthread_mutex_t lock;          /* recursive; see store.h */
-	uint8_t seal_key[CRYPTO_SEAL_KEY_LEN];
+	uint8_t seal_key[CRYPTO_SEAL_KEY_LEN];   /* master stores only */
+	uint8_t vsm_root[CRYPTO_SEAL_KEY_LEN];   /* master stores only */
+	/* A VSM's restricted store (store_open_vsm): the one VSM it may reach
+	 * and that VSM's subkey; seal_key and vsm_root stay zero. */
+	bool restricted;
+	char vsm_id[CHSM_VSM_ID_MAX_LEN + 1];
+	uint8_t vsm_key[STORE_VSM_KEY_LEN];
 	int schema_version;
 	bool in_tx;                    /* between store_begin and commit/rollback */
 	bool need_checkpoint;          /* a zeroised row may linger in the WAL */
 	int64_t nonce_purged_at;       /* now_ms of the last nonce purge */
 };
+
+/* -EPERM when s is a VSM's restricted store, else 0: the first check of
+ * every function a VSM process may not call. */
+int store_need_master(const chsm_store *s);
+/* 0 when s may reach the rows of VSM id: always on a master store, only
+ * its own id on a restricted one (-EPERM). */
+int store_may_reach(const chsm_store *s, const char *id);
+/* The sealing key of VSM id's token and keys into out (secret: the caller
+ * wipes it): derived from vsm_root on a master store, the store's own
+ * subkey on a restricted one; -EPERM for another VSM there. */
+int store_vsm_seal_key(chsm_store *s, const char *id, uint8_t out[STORE_VSM_KEY_LEN]);
 
 /* Maps an SQLite result code to a negative errno: SQLITE_FULL -ENOSPC,
  * foreign-key violation -ENOENT, other constraints -EEXIST, SQLITE_NOMEM
@@ -102,7 +119,9 @@ bool store_nonempty_fits(const char *s, size_t cap);
  * NULL-terminated list of strings, every one followed by a NUL byte.
  * -EINVAL when it would exceed cap. */
 int store_aad(char *buf, size_t cap, size_t *ret_len, const char *tag, ...);
-/* crypto_seal / crypto_unseal under the store's sealing key. */
+/* crypto_seal / crypto_unseal under the store's sealing key (device
+ * secrets; -EPERM on a restricted store). VSM tokens and keys use
+ * crypto_seal under store_vsm_seal_key instead. */
 int store_seal(chsm_store *s, const char *aad, size_t aadlen, const void *plain, size_t len,
 	       uint8_t **ret_sealed, size_t *ret_len);
 int store_unseal(chsm_store *s, const char *aad, size_t aadlen, const void *sealed, size_t len,

@@ -7,7 +7,8 @@
  * Guarantees: values reach SQLite only as bound parameters; a write helper
  * either commits all it did or rolls all of it back; after a committed
  * zeroising delete the WAL is checkpointed and truncated, so the old page
- * images holding the sealed values leave the state directory.
+ * images holding the sealed values leave the state directory; a restricted
+ * (VSM) store never seals or opens with the device's sealing key.
  */
 #include "store/store_int.h"
 
@@ -351,14 +352,43 @@ out:
 	return r;
 }
 
+int store_need_master(const chsm_store *s)
+{
+	return s->restricted ? -EPERM : 0;
+}
+
+int store_may_reach(const chsm_store *s, const char *id)
+{
+	if (!s->restricted)
+		return 0;
+	return id && strcmp(id, s->vsm_id) == 0 ? 0 : -EPERM;
+}
+
+int store_vsm_seal_key(chsm_store *s, const char *id, uint8_t out[STORE_VSM_KEY_LEN])
+{
+	int r = store_may_reach(s, id);
+	if (r < 0)
+		return r;
+	if (s->restricted) {
+		memcpy(out, s->vsm_key, STORE_VSM_KEY_LEN);
+		return 0;
+	}
+	return crypto_kdf_sm3(s->vsm_root, sizeof(s->vsm_root), "vsm-seal-v1", id, strlen(id),
+			      out, STORE_VSM_KEY_LEN);
+}
+
 int store_seal(chsm_store *s, const char *aad, size_t aadlen, const void *plain, size_t len,
 	       uint8_t **ret_sealed, size_t *ret_len)
 {
+	if (s->restricted)
+		return -EPERM;
 	return crypto_seal(s->seal_key, aad, aadlen, plain, len, ret_sealed, ret_len);
 }
 
 int store_unseal(chsm_store *s, const char *aad, size_t aadlen, const void *sealed, size_t len,
 		 uint8_t **ret_plain, size_t *ret_len)
 {
+	if (s->restricted)
+		return -EPERM;
 	return crypto_unseal(s->seal_key, aad, aadlen, sealed, len, ret_plain, ret_len);
 }

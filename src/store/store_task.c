@@ -129,6 +129,8 @@ out:
 
 int store_task_insert(chsm_store *s, const struct store_task *t)
 {
+	if (s && s->restricted)
+		return -EPERM;
 	if (!s || !task_valid(t))
 		return -EINVAL;
 	int r = store_write_begin(s);
@@ -145,6 +147,8 @@ int store_task_insert(chsm_store *s, const struct store_task *t)
 
 int store_task_update(chsm_store *s, const struct store_task *t)
 {
+	if (s && s->restricted)
+		return -EPERM;
 	int changes = 0;
 	if (!s || !task_valid(t))
 		return -EINVAL;
@@ -164,6 +168,8 @@ int store_task_update(chsm_store *s, const struct store_task *t)
 
 int store_task_get(chsm_store *s, const char *id, struct store_task *ret)
 {
+	if (s && s->restricted)
+		return -EPERM;
 	sqlite3_stmt *st = NULL;
 	if (!s || !store_nonempty_fits(id, sizeof(ret->id)) || !ret)
 		return -EINVAL;
@@ -179,6 +185,8 @@ int store_task_get(chsm_store *s, const char *id, struct store_task *ret)
 int store_task_list_by_state(chsm_store *s, const char *state, struct store_task **ret_tasks,
 			     size_t *ret_count)
 {
+	if (s && s->restricted)
+		return -EPERM;
 	if (!s || !state || !ret_tasks || !ret_count)
 		return -EINVAL;
 	return list_tasks(s, ret_tasks, ret_count,
@@ -187,6 +195,8 @@ int store_task_list_by_state(chsm_store *s, const char *state, struct store_task
 
 int store_task_count_active(chsm_store *s, size_t *ret_count)
 {
+	if (s && s->restricted)
+		return -EPERM;
 	if (!s || !ret_count)
 		return -EINVAL;
 	store_lock(s);
@@ -197,6 +207,8 @@ int store_task_count_active(chsm_store *s, size_t *ret_count)
 
 int store_task_active_for_target(chsm_store *s, const char *target, char ret_id[32])
 {
+	if (s && s->restricted)
+		return -EPERM;
 	sqlite3_stmt *st = NULL;
 	if (!s || !target || !ret_id)
 		return -EINVAL;
@@ -215,6 +227,8 @@ int store_task_active_for_target(chsm_store *s, const char *target, char ret_id[
 int store_task_callbacks_due(chsm_store *s, int64_t now_ms, struct store_task **ret_tasks,
 			     size_t *ret_count)
 {
+	if (s && s->restricted)
+		return -EPERM;
 	if (!s || !ret_tasks || !ret_count)
 		return -EINVAL;
 	return list_tasks(s, ret_tasks, ret_count,
@@ -226,6 +240,8 @@ int store_task_callbacks_due(chsm_store *s, int64_t now_ms, struct store_task **
 
 int store_task_purge(chsm_store *s, int64_t cutoff_ms)
 {
+	if (s && s->restricted)
+		return -EPERM;
 	if (!s)
 		return -EINVAL;
 	int r = store_write_begin(s);

@@ -3,8 +3,10 @@
  * digest.
  *
  * Guarantees: token secrets and key material exist in the database only
- * sealed, each bound by its associated data to its row (VSM id, token id,
- * key type and index), so a sealed value moved to another row does not open.
+ * sealed, under the VSM's own subkey (store.h), each bound by its associated
+ * data to its row (VSM id, token id, key type and index), so a sealed value
+ * moved to another row or VSM does not open. A VSM's restricted store
+ * reaches that VSM's row, token and keys only (-EPERM for anything else).
  * A token or key that is replaced or destroyed is zeroised (overwritten with
  * zeros, deleted, WAL checkpointed). Every change of a token or a key adds
  * one to the VSM's state_version in the same transaction. Plaintexts read
@@ -131,6 +133,30 @@ static int bump_state_version(chsm_store *s, const char *id)
 	return r;
 }
 
+/* crypto_seal / crypto_unseal under the subkey of VSM id (-EPERM when s
+ * may not reach it); the subkey is wiped before returning. */
+static int vsm_seal(chsm_store *s, const char *id, const char *aad, size_t aadlen,
+		    const void *plain, size_t len, uint8_t **ret_sealed, size_t *ret_len)
+{
+	uint8_t key[STORE_VSM_KEY_LEN];
+	int r = store_vsm_seal_key(s, id, key);
+	if (r >= 0)
+		r = crypto_seal(key, aad, aadlen, plain, len, ret_sealed, ret_len);
+	crypto_wipe(key, sizeof(key));
+	return r;
+}
+
+static int vsm_unseal(chsm_store *s, const char *id, const char *aad, size_t aadlen,
+		      const void *sealed, size_t len, uint8_t **ret_plain, size_t *ret_len)
+{
+	uint8_t key[STORE_VSM_KEY_LEN];
+	int r = store_vsm_seal_key(s, id, key);
+	if (r >= 0)
+		r = crypto_unseal(key, aad, aadlen, sealed, len, ret_plain, ret_len);
+	crypto_wipe(key, sizeof(key));
+	return r;
+}
+
 /* Zeroises the token of VSM id; *ret_count gets 1 when there was one. */
 static int token_zeroise(chsm_store *s, const char *id, int *ret_count)
 {
@@ -143,6 +169,8 @@ static int token_zeroise(chsm_store *s, const char *id, int *ret_count)
 
 int store_vsm_insert(chsm_store *s, const struct store_vsm *v)
 {
+	if (s && s->restricted)
+		return -EPERM;
 	if (!s || !vsm_valid(v))
 		return -EINVAL;
 	int r = store_write_begin(s);
@@ -161,6 +189,8 @@ int store_vsm_insert(chsm_store *s, const struct store_vsm *v)
 
 int store_vsm_update(chsm_store *s, const struct store_vsm *v)
 {
+	if (s && s->restricted)
+		return -EPERM;
 	int changes = 0;
 	if (!s || !vsm_valid(v))
 		return -EINVAL;
@@ -184,8 +214,11 @@ int store_vsm_get(chsm_store *s, const char *id, struct store_vsm *ret)
 	sqlite3_stmt *st = NULL;
 	if (!s || !id_valid(id) || !ret)
 		return -EINVAL;
+	int r = store_may_reach(s, id);
+	if (r < 0)
+		return r;
 	store_lock(s);
-	int r = store_query_row(s, &st, VSM_SELECT " WHERE v.id = ?", "t", id);
+	r = store_query_row(s, &st, VSM_SELECT " WHERE v.id = ?", "t", id);
 	if (r >= 0)
 		r = row_to_vsm(st, ret);
 	sqlite3_finalize(st);
@@ -195,6 +228,8 @@ int store_vsm_get(chsm_store *s, const char *id, struct store_vsm *ret)
 
 int store_vsm_list(chsm_store *s, struct store_vsm **ret_vsms, size_t *ret_count)
 {
+	if (s && s->restricted)
+		return -EPERM;
 	sqlite3_stmt *st = NULL;
 	struct store_vsm *vsms = NULL;
 	size_t count = 0, cap = 0;
@@ -235,6 +270,8 @@ out:
 
 int store_vsm_count(chsm_store *s, size_t *ret_count)
 {
+	if (s && s->restricted)
+		return -EPERM;
 	if (!s || !ret_count)
 		return -EINVAL;
 	store_lock(s);
@@ -245,6 +282,8 @@ int store_vsm_count(chsm_store *s, size_t *ret_count)
 
 int store_vsm_delete(chsm_store *s, const char *id)
 {
+	if (s && s->restricted)
+		return -EPERM;
 	int changes = 0;
 	if (!s || !id_valid(id))
 		return -EINVAL;
@@ -265,6 +304,8 @@ int store_vsm_delete(chsm_store *s, const char *id)
 int store_vsm_find_endpoint(chsm_store *s, const char *ip_address, int port,
 			    const char *exclude_id, char ret_id[CHSM_VSM_ID_MAX_LEN + 1])
 {
+	if (s && s->restricted)
+		return -EPERM;
 	sqlite3_stmt *st = NULL;
 	if (!s || !ip_address || !ret_id)
 		return -EINVAL;
@@ -291,6 +332,8 @@ static int token_aad(const char *id, const char *token_id, char aad[STORE_AAD_MA
 int store_vsm_token_set(chsm_store *s, const char *id, const char *token_id,
 			const uint8_t *secret, size_t secret_len, int64_t now_ms)
 {
+	if (s && s->restricted)
+		return -EPERM;
 	uint8_t *sealed = NULL;
 	size_t sealed_len = 0, aad_len = 0;
 	char aad[STORE_AAD_MAX];
@@ -300,7 +343,7 @@ int store_vsm_token_set(chsm_store *s, const char *id, const char *token_id,
 		return -EINVAL;
 	r = token_aad(id, token_id, aad, &aad_len);
 	if (r >= 0)
-		r = store_seal(s, aad, aad_len, secret, secret_len, &sealed, &sealed_len);
+		r = vsm_seal(s, id, aad, aad_len, secret, secret_len, &sealed, &sealed_len);
 	if (r < 0)
 		return r;
 	r = store_write_begin(s);
@@ -337,8 +380,8 @@ static int token_read(chsm_store *s, const char *id, char token_id[CHSM_VSM_NAME
 	if (r >= 0)
 		r = token_aad(id, token_id, aad, &aad_len);
 	if (r >= 0)
-		r = store_unseal(s, aad, aad_len, sqlite3_column_blob(st, 1),
-				 (size_t)sqlite3_column_bytes(st, 1), ret_secret, ret_len);
+		r = vsm_unseal(s, id, aad, aad_len, sqlite3_column_blob(st, 1),
+			       (size_t)sqlite3_column_bytes(st, 1), ret_secret, ret_len);
 	sqlite3_finalize(st);
 	return r;
 }
@@ -348,8 +391,11 @@ int store_vsm_token_get(chsm_store *s, const char *id, uint8_t **ret_secret, siz
 	char token_id[CHSM_VSM_NAME_MAX_LEN + 1];
 	if (!s || !id_valid(id) || !ret_secret || !ret_len)
 		return -EINVAL;
+	int r = store_may_reach(s, id);
+	if (r < 0)
+		return r;
 	store_lock(s);
-	int r = token_read(s, id, token_id, ret_secret, ret_len);
+	r = token_read(s, id, token_id, ret_secret, ret_len);
 	store_unlock(s);
 	return r;
 }
@@ -359,6 +405,8 @@ int store_vsm_token_get(chsm_store *s, const char *id, uint8_t **ret_secret, siz
 static int vsm_destroy(chsm_store *s, const char *id, bool keys)
 {
 	int count = 0;
+	if (s && s->restricted)
+		return -EPERM;
 	if (!s || !id_valid(id))
 		return -EINVAL;
 	int r = store_write_begin(s);
@@ -407,7 +455,7 @@ int store_vsm_key_put(chsm_store *s, const char *id, const char *type, int index
 		return -EINVAL;
 	r = key_aad(id, type, index, aad, &aad_len);
 	if (r >= 0)
-		r = store_seal(s, aad, aad_len, material, len, &sealed, &sealed_len);
+		r = vsm_seal(s, id, aad, aad_len, material, len, &sealed, &sealed_len);
 	if (r < 0)
 		return r;
 	r = store_write_begin(s);
@@ -435,7 +483,9 @@ int store_vsm_key_get(chsm_store *s, const char *id, const char *type, int index
 	int r;
 	if (!s || !key_args_valid(id, type, index) || !ret_material || !ret_len)
 		return -EINVAL;
-	r = key_aad(id, type, index, aad, &aad_len);
+	r = store_may_reach(s, id);
+	if (r >= 0)
+		r = key_aad(id, type, index, aad, &aad_len);
 	if (r < 0)
 		return r;
 	store_lock(s);
@@ -443,8 +493,8 @@ int store_vsm_key_get(chsm_store *s, const char *id, const char *type, int index
 			    "SELECT sealed FROM vsm_keys WHERE vsm_id = ? AND type = ? AND idx = ?",
 			    "tti", id, type, index);
 	if (r >= 0)
-		r = store_unseal(s, aad, aad_len, sqlite3_column_blob(st, 0),
-				 (size_t)sqlite3_column_bytes(st, 0), ret_material, ret_len);
+		r = vsm_unseal(s, id, aad, aad_len, sqlite3_column_blob(st, 0),
+			       (size_t)sqlite3_column_bytes(st, 0), ret_material, ret_len);
 	sqlite3_finalize(st);
 	store_unlock(s);
 	return r;
@@ -455,7 +505,10 @@ int store_vsm_key_delete(chsm_store *s, const char *id, const char *type, int in
 	int count = 0;
 	if (!s || !key_args_valid(id, type, index))
 		return -EINVAL;
-	int r = store_write_begin(s);
+	int r = store_may_reach(s, id);
+	if (r < 0)
+		return r;
+	r = store_write_begin(s);
 	if (r < 0)
 		return r;
 	r = store_zeroise(s, &count, key_zero_sql, key_delete_sql, "tti", id, type, index);
@@ -470,11 +523,65 @@ int store_vsm_key_count(chsm_store *s, const char *id, size_t *ret_count)
 {
 	if (!s || !id_valid(id) || !ret_count)
 		return -EINVAL;
+	int r = store_may_reach(s, id);
+	if (r < 0)
+		return r;
 	store_lock(s);
-	int r = vsm_exists(s, id);
+	r = vsm_exists(s, id);
 	if (r >= 0)
 		r = store_count(s, ret_count, "SELECT count(*) FROM vsm_keys WHERE vsm_id = ?", "t",
 				id);
+	store_unlock(s);
+	return r;
+}
+
+int store_vsm_key_list(chsm_store *s, const char *id, struct store_key_ref **ret_keys,
+		       size_t *ret_count)
+{
+	sqlite3_stmt *st = NULL;
+	struct store_key_ref *keys = NULL;
+	size_t count = 0, cap = 0;
+	if (!s || !id_valid(id) || !ret_keys || !ret_count)
+		return -EINVAL;
+	int r = store_may_reach(s, id);
+	if (r < 0)
+		return r;
+	store_lock(s);
+	r = vsm_exists(s, id);
+	if (r >= 0)
+		r = store_prepare(s, &st,
+				  "SELECT type, idx FROM vsm_keys WHERE vsm_id = ? ORDER BY type, idx",
+				  "t", id);
+	if (r < 0)
+		goto out;
+	while ((r = store_step(st)) == 1) {
+		if (count == cap) {
+			size_t ncap = cap ? 2 * cap : 16;
+			struct store_key_ref *n = realloc(keys, ncap * sizeof(*n));
+			if (!n) {
+				r = -ENOMEM;
+				goto out;
+			}
+			keys = n;
+			cap = ncap;
+		}
+		r = store_col_copy(st, 0, keys[count].type, sizeof(keys[count].type));
+		if (r >= 0)
+			r = store_col_int(st, 1, &keys[count].index);
+		if (r >= 0 && keys[count].index < 0)
+			r = -EIO;
+		if (r < 0)
+			goto out;
+		count++;
+	}
+	if (r < 0)
+		goto out;
+	*ret_keys = keys;
+	*ret_count = count;
+	keys = NULL;
+out:
+	free(keys);
+	sqlite3_finalize(st);
 	store_unlock(s);
 	return r;
 }
@@ -517,8 +624,8 @@ static int digest_keys(chsm_store *s, const char *id, crypto_sm3_ctx *ctx)
 		if (r >= 0)
 			r = key_aad(id, type, index, aad, &aad_len);
 		if (r >= 0)
-			r = store_unseal(s, aad, aad_len, sqlite3_column_blob(st, 2),
-					 (size_t)sqlite3_column_bytes(st, 2), &plain, &plain_len);
+			r = vsm_unseal(s, id, aad, aad_len, sqlite3_column_blob(st, 2),
+				       (size_t)sqlite3_column_bytes(st, 2), &plain, &plain_len);
 		if (r < 0)
 			goto out;
 		r = crypto_sm3_update(ctx, type, strlen(type) + 1);
@@ -571,6 +678,9 @@ int store_vsm_state_digest(chsm_store *s, const char *id, char out[65])
 	int r;
 	if (!s || !id_valid(id) || !out)
 		return -EINVAL;
+	r = store_may_reach(s, id);
+	if (r < 0)
+		return r;
 	store_lock(s);
 	r = vsm_exists(s, id);
 	if (r >= 0)

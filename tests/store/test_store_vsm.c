@@ -382,22 +382,34 @@ static void test_digest_compare(void **state)
 	assert_string_equal(da, db);
 }
 
-/* The seal key the store derives, to find sealed values in its files. */
-static void seal_key(uint8_t key[CRYPTO_SEAL_KEY_LEN])
+/* The sealing key the store derives for a value: the device's for
+ * secrets, the VSM's subkey (store.h) for a VSM's token and keys. */
+static void seal_key_for(const char *vsm_id, uint8_t key[CRYPTO_SEAL_KEY_LEN])
 {
-	assert_int_equal(crypto_kdf_sm3(test_master_key, STORE_MASTER_KEY_LEN, "store-seal-v1",
-				       NULL, 0, key, CRYPTO_SEAL_KEY_LEN),
+	uint8_t root[32];
+	if (!vsm_id) {
+		assert_int_equal(crypto_kdf_sm3(test_master_key, STORE_MASTER_KEY_LEN,
+					       "store-seal-v1", NULL, 0, key, CRYPTO_SEAL_KEY_LEN),
+				 0);
+		return;
+	}
+	assert_int_equal(crypto_kdf_sm3(test_master_key, STORE_MASTER_KEY_LEN, "vsm-root-v1",
+				       NULL, 0, root, sizeof(root)),
+			 0);
+	assert_int_equal(crypto_kdf_sm3(root, sizeof(root), "vsm-seal-v1", vsm_id,
+				       strlen(vsm_id), key, CRYPTO_SEAL_KEY_LEN),
 			 0);
 }
 
-/* Finds in data the sealed form of a value of plain_len bytes under aad
- * (the only window that opens), copying it into ret (plain_len + overhead). */
-static bool find_sealed(const uint8_t *data, size_t n, const void *aad, size_t aadlen,
-			size_t plain_len, uint8_t *ret)
+/* Finds in data the sealed form of a value of plain_len bytes under aad and
+ * the key of vsm_id (NULL: a device secret), the only window that opens,
+ * copying it into ret (plain_len + overhead). */
+static bool find_sealed(const uint8_t *data, size_t n, const char *vsm_id, const void *aad,
+			size_t aadlen, size_t plain_len, uint8_t *ret)
 {
 	uint8_t key[CRYPTO_SEAL_KEY_LEN];
 	size_t sealed_len = plain_len + CRYPTO_SEAL_OVERHEAD;
-	seal_key(key);
+	seal_key_for(vsm_id, key);
 	for (size_t off = 0; off + sealed_len <= n; off++) {
 		uint8_t *plain = NULL;
 		size_t len = 0;
@@ -419,13 +431,15 @@ static void test_zeroisation(void **state)
 	 * 3: key kek/0 of v2 (VSM deleted), 4: device secret. */
 	/* The documented associated data: tag and parts, each NUL-terminated
 	 * (sizeof counts the literal's own final NUL). */
-#define AAD(s) {s, sizeof(s)}
+#define AAD(s) s, sizeof(s)
 	static const struct {
+		const char *vsm_id;
 		const char *aad;
 		size_t len;
 	} aads[SECRETS] = {
-		AAD("token\0v1\0tok-z"), AAD("key\0v1\0sign\0" "0"), AAD("key\0v1\0enc\0" "1"),
-		AAD("key\0v2\0kek\0" "0"), AAD("secret\0device.secret"),
+		{"v1", AAD("token\0v1\0tok-z")}, {"v1", AAD("key\0v1\0sign\0" "0")},
+		{"v1", AAD("key\0v1\0enc\0" "1")}, {"v2", AAD("key\0v2\0kek\0" "0")},
+		{NULL, AAD("secret\0device.secret")},
 	};
 #undef AAD
 	uint8_t plain[SECRETS][32], sealed[SECRETS][32 + CRYPTO_SEAL_OVERHEAD];
@@ -448,7 +462,8 @@ static void test_zeroisation(void **state)
 	size_t n = 0;
 	uint8_t *db = test_read_all(t->path, &n);
 	for (int i = 0; i < SECRETS; i++) {
-		assert_true(find_sealed(db, n, aads[i].aad, aads[i].len, 32, sealed[i]));
+		assert_true(find_sealed(db, n, aads[i].vsm_id, aads[i].aad, aads[i].len, 32,
+					sealed[i]));
 		assert_false(test_dir_contains(t->dir, plain[i], 32));
 	}
 	free(db);
