@@ -71,7 +71,7 @@ chsm_init() {
 chsm_start() {
   CHSMD_LOG=${CHSMD_LOG:-$IT_DIR/chsmd.log}
   local mark
-  mark=$(wc -l < "$CHSMD_LOG" 2>/dev/null || echo 0)
+  mark=$(wc -l 2>/dev/null < "$CHSMD_LOG" || echo 0)
   "$CHSM_BIN/chsmd" run --state-dir "$STATE" --listen 127.0.0.1:0 "$@" >>"$CHSMD_LOG" 2>&1 &
   CHSMD_PID=$!
   for _ in $(seq 1 200); do
@@ -242,3 +242,37 @@ eventually() {
 
 # free_port: a TCP port free on 127.0.0.1 right now.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# ---- VSM helpers (lifecycle, durability, callback and chsmctl tests) ----
+
+# listening HOST PORT: something accepts TCP connections there.
+listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+not_listening() { ! listening "$1" "$2"; }
+
+# vsm_pid ID: the pid of this chsmd's chsm-vsmd for VSM ID (empty if none).
+vsm_pid() { pgrep -P "$CHSMD_PID" -f "chsm-vsmd --vsm-id $1 " || true; }
+
+# vsm_net IP PORT: a 7.3.3 network object.
+vsm_net() { printf '{"ipAddress":"%s","prefixLength":8,"port":%s}' "$1" "$2"; }
+
+# task_ok DESCRIPTION METHOD TARGET [BODY]: an asynchronous request that is
+# accepted (202) and whose task succeeds. Sets TASK_ID; RESP_* then hold
+# the final task.
+task_ok() {
+  local desc=$1; shift
+  gmt_request "$@"
+  expect "$desc: accepted" 0 202
+  TASK_ID=$(resp_data .taskId)
+  wait_task "$TASK_ID"
+  check "$desc: task succeeded (got ${TASK_STATE:-?} ${TASK_CODE:-?})" [ "${TASK_STATE:-}" = succeeded ]
+}
+
+# vsm_state ID: the VSM's state from 7.3.1 (empty when it fails).
+vsm_state() { gmt_request GET "/gmt0088/v1/vsms/$1"; resp_data .state; }
+vsm_state_is() { [ "$(vsm_state "$1")" = "$2" ]; }
+
+# proc_gone PID: the process has ended (gone, or a zombie nobody reaped).
+proc_gone() { [ ! -e "/proc/$1" ] || [ "$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)" = Z ]; }
+
+# jqt FILE EXPR: the jq expression is true of the JSON file.
+jqt() { jq -e "$2" "$1" >/dev/null; }
