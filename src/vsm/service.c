@@ -1,19 +1,50 @@
 /*
- * service.c: see service.h.
+ * service.c: see service.h. Threads: the libevent loop (the caller of
+ * vsm_service_run) accepts connections and handles signals; each accepted
+ * connection gets its own thread running the protocol (session.c) with
+ * blocking I/O, up to max_sessions at once, so SM2 work spreads over every
+ * core. Finished threads are joined by the accept path and at free; free
+ * shuts every connection down and joins every thread before it frees what
+ * they use.
  */
 #include "vsm/service.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include "crypto/crypto.h"
+#include "store/store.h"
+#include "vsm/session.h"
+#include "vsm/stats.h"
+
 /* Pause before accepting again after an accept error such as EMFILE. */
 #define ACCEPT_BACKOFF_MS 100
+/* Used when the configuration leaves them 0. */
+#define DEFAULT_MAX_SESSIONS 64
+#define DEFAULT_MAX_KEYS     1024
+/* Stack of a connection thread: handlers keep their buffers on the heap. */
+#define CONN_STACK_BYTES     (256 * 1024)
+
+struct conn {
+	vsm_service *svc;
+	int fd;
+	struct sockaddr_storage peer;
+	socklen_t peer_len;
+	pthread_t thread;
+	bool done;
+	struct conn *next;
+};
 
 struct vsm_service {
 	struct event_base *base;
@@ -21,20 +52,85 @@ struct vsm_service {
 	struct event *sigterm, *sigint, *backoff;
 	int stop_signal;
 	uint64_t accepted;
+	int max_sessions;
+	chsm_store *store;
+	vsm_stats *stats;
+	vsm_engine *engine;
+	pthread_mutex_t lock;   /* conns, active */
+	struct conn *conns;
+	int active;
 };
 
-/* One accepted connection. The tenant protocol will start here; for now the
- * VSM only proves it is reachable, so the connection is closed. */
-static void handle_connection(vsm_service *svc, evutil_socket_t fd)
+static void *conn_main(void *arg)
 {
+	struct conn *c = arg;
+	vsm_service *svc = c->svc;
+	vsm_engine_serve(svc->engine, c->fd, (const struct sockaddr *)&c->peer, c->peer_len);
+	pthread_mutex_lock(&svc->lock);
+	close(c->fd);
+	c->fd = -1;
+	c->done = true;
+	svc->active--;
+	pthread_mutex_unlock(&svc->lock);
+	return NULL;
+}
+
+/* Joins and frees finished connections; with svc->lock held. */
+static void reap_locked(vsm_service *svc)
+{
+	struct conn **pc = &svc->conns;
+	while (*pc) {
+		struct conn *c = *pc;
+		if (!c->done) {
+			pc = &c->next;
+			continue;
+		}
+		*pc = c->next;
+		pthread_join(c->thread, NULL);
+		free(c);
+	}
+}
+
+/* One accepted connection: a thread serves it, or it is closed at once
+ * when max_sessions connections are open. */
+static void handle_connection(vsm_service *svc, evutil_socket_t fd, const struct sockaddr *addr,
+			      int addrlen)
+{
+	pthread_attr_t attr;
+	int one = 1;
 	svc->accepted++;
+	pthread_mutex_lock(&svc->lock);
+	reap_locked(svc);
+	struct conn *c = svc->active < svc->max_sessions ? calloc(1, sizeof(*c)) : NULL;
+	if (!c)
+		goto refuse;
+	c->svc = svc;
+	c->fd = fd;
+	c->peer_len = addrlen > 0 && (size_t)addrlen <= sizeof(c->peer) ? (socklen_t)addrlen : 0;
+	memcpy(&c->peer, addr, c->peer_len);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, CONN_STACK_BYTES);
+	int r = pthread_create(&c->thread, &attr, conn_main, c);
+	pthread_attr_destroy(&attr);
+	if (r != 0) {
+		free(c);
+		goto refuse;
+	}
+	c->next = svc->conns;
+	svc->conns = c;
+	svc->active++;
+	pthread_mutex_unlock(&svc->lock);
+	return;
+refuse:
+	pthread_mutex_unlock(&svc->lock);
 	evutil_closesocket(fd);
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
 		      int addrlen, void *arg)
 {
-	handle_connection(arg, fd);
+	handle_connection(arg, fd, addr, addrlen);
 }
 
 static void on_backoff_end(evutil_socket_t fd, short what, void *arg)
@@ -60,12 +156,39 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(svc->base);
 }
 
-int vsm_service_new(int listen_fd, vsm_service **ret_svc)
+/* The store, statistics and protocol engine of cfg. */
+static int open_engine(vsm_service *svc, const struct vsm_service_config *cfg)
+{
+	int r;
+	if (cfg->db_path && cfg->has_key) {
+		r = store_open_vsm(cfg->db_path, cfg->vsm_id, cfg->vsm_key, &svc->store);
+		if (r < 0)
+			return r;
+	}
+	r = vsm_stats_new(cfg->stats_path, &svc->stats);
+	if (r < 0)
+		return r;
+	struct vsm_engine_config ec = {
+		.vsm_id = cfg->vsm_id,
+		.store = svc->store,
+		.max_keys = cfg->max_keys > 0 ? cfg->max_keys : DEFAULT_MAX_KEYS,
+		.stats = svc->stats,
+	};
+	return vsm_engine_new(&ec, &svc->engine);
+}
+
+int vsm_service_new(int listen_fd, const struct vsm_service_config *cfg, vsm_service **ret_svc)
 {
 	int r = -ENOMEM;
 	vsm_service *svc = calloc(1, sizeof(*svc));
 	if (!svc)
 		goto fail;
+	pthread_mutex_init(&svc->lock, NULL);
+	svc->max_sessions = cfg->max_sessions > 0 ? cfg->max_sessions : DEFAULT_MAX_SESSIONS;
+	r = open_engine(svc, cfg);
+	if (r < 0)
+		goto fail;
+	r = -ENOMEM;
 	svc->base = event_base_new();
 	if (!svc->base)
 		goto fail;
@@ -112,15 +235,31 @@ void vsm_service_free(vsm_service *svc)
 {
 	if (!svc)
 		return;
+	/* Stop accepting, end every session, and join its thread. */
+	if (svc->listener)
+		evconnlistener_free(svc->listener);
+	pthread_mutex_lock(&svc->lock);
+	for (struct conn *c = svc->conns; c; c = c->next)
+		if (!c->done)
+			shutdown(c->fd, SHUT_RDWR);
+	pthread_mutex_unlock(&svc->lock);
+	while (svc->conns) {
+		struct conn *c = svc->conns;
+		svc->conns = c->next;
+		pthread_join(c->thread, NULL);
+		free(c);
+	}
 	if (svc->sigterm)
 		event_free(svc->sigterm);
 	if (svc->sigint)
 		event_free(svc->sigint);
 	if (svc->backoff)
 		event_free(svc->backoff);
-	if (svc->listener)
-		evconnlistener_free(svc->listener);
 	if (svc->base)
 		event_base_free(svc->base);
+	vsm_engine_free(svc->engine);
+	vsm_stats_free(svc->stats);
+	store_close(svc->store);
+	pthread_mutex_destroy(&svc->lock);
 	free(svc);
 }

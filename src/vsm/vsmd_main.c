@@ -194,7 +194,8 @@ int main(int argc, char **argv)
 		send_ready(&opts.ready_fd, line);
 		return EXIT_BIND;
 	}
-	r = vsm_service_new(fd, &svc);
+	struct vsm_service_config cfg = { .vsm_id = opts.vsm_id };
+	r = vsm_service_new(fd, &cfg, &svc);
 	if (r < 0) {
 		fprintf(stderr, "vsm=%s event=error op=service error=%s\n", opts.vsm_id,
 			vsm_errno_name(-r));

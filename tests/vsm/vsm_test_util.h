@@ -22,8 +22,9 @@ void test_pick_endpoint(struct test_endpoint *ep);
 /* Connects to ip:port. Returns the connected socket, or -errno. */
 int test_connect(const char *ip, int port);
 
-/* Connects and waits (up to 10 s) for the peer to close the connection.
- * True when the connection was made and then closed by the peer. */
+/* Connects and waits (up to 10 s) for the peer to answer: its first byte
+ * (the VSM service's HELLO) or a close. True when the connection was made
+ * and the peer answered. */
 bool test_connect_and_see_close(const char *ip, int port);
 
 /* A listening socket on ep (no SO_REUSEADDR). Returns it or -errno. */

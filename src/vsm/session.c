@@ -1,0 +1,1132 @@
+/*
+ * session.c: see session.h. One connection is served by one thread with
+ * blocking I/O and poll() timeouts; requests are dispatched through one
+ * table (type, handler, statistics counter). A handler reads its fields
+ * through the codec's reader, returns PROTOCOL_ERROR when the frame is
+ * malformed (the connection then closes) or an SDR_* status; a non-OK
+ * status is sent with an empty payload.
+ */
+#include "vsm/session.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/limits.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
+#include "vsm/keystore.h"
+#include "vsmp/vsmp.h"
+
+/* An unauthenticated connection must complete each frame within this. */
+#define PREAUTH_TIMEOUT_MS   10000
+/* Once a frame has started after AUTH, the rest must come within this. */
+#define FRAME_TIMEOUT_MS     30000
+/* Sending one response may take this long before the session is dropped. */
+#define SEND_TIMEOUT_MS      30000
+/* After a protocol error: how long unread input is drained so that the
+ * COMMFAIL response is not destroyed by a reset. */
+#define DRAIN_TIMEOUT_MS     500
+#define DRAIN_MAX_BYTES      (64 * 1024)
+/* Failed-AUTH delays: doubling from 1 s to 60 s, per client address, for
+ * at most this many addresses (the oldest are forgotten first). */
+#define AUTH_DELAY_MIN_MS    1000
+#define AUTH_DELAY_MAX_MS    60000
+#define AUTH_LIMIT_ENTRIES   1024
+/* Access rights one session holds at once (SDR_NOBUFFER beyond). */
+#define MAX_RIGHTS           64
+#define MAX_RANDOM           65536
+#define MAX_SM2_PLAIN        136
+#define MAX_SM2_CIPHER       264
+#define MAX_ISK_CIPHER       256
+#define MAX_SYM_DATA         (1024 * 1024)
+
+#define PROTOCOL_ERROR       0xFFFFFFFFu
+
+#define DEVICE_ISSUER        "OpenCHSM"
+#define DEVICE_NAME          "OpenCHSM VSM"
+#define DEVICE_SERIAL_MAX    16
+#define DEVICE_VERSION       0x00010000u
+#define DEVICE_STD_VERSION   0x00000001u
+
+struct limit_entry {
+	uint8_t addr[16];
+	bool used;
+	int64_t delay_ms;
+	int64_t not_before_ms;
+};
+
+struct vsm_engine {
+	char *id;
+	chsm_store *store;
+	vsm_keystore *keys;
+	vsm_stats *stats;
+	pthread_mutex_t limit_lock;
+	struct limit_entry limits[AUTH_LIMIT_ENTRIES];
+};
+
+struct right {
+	int type;
+	int index;
+	uint64_t generation;
+};
+
+struct session_key {
+	bool used;
+	uint8_t key[CRYPTO_SM4_KEY_LEN];
+};
+
+struct session {
+	vsm_engine *e;
+	int fd;
+	uint8_t addr[16];       /* IPv4 as ::ffff:a.b.c.d */
+	bool authenticated;
+	uint8_t *buf;           /* the current payload */
+	size_t cap;
+	struct right rights[MAX_RIGHTS];
+	size_t nrights;
+	struct session_key skeys[VSMP_MAX_SESSION_KEYS];
+};
+
+/* ---- the engine ---- */
+
+int vsm_engine_new(const struct vsm_engine_config *cfg, vsm_engine **ret_engine)
+{
+	int r = -EINVAL;
+	if (!cfg->vsm_id || cfg->max_keys < 1 || !cfg->stats)
+		return -EINVAL;
+	vsm_engine *e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	pthread_mutex_init(&e->limit_lock, NULL);
+	e->store = cfg->store;
+	e->stats = cfg->stats;
+	r = -ENOMEM;
+	e->id = strdup(cfg->vsm_id);
+	if (!e->id)
+		goto fail;
+	r = vsm_keystore_new(e->store, e->id, cfg->max_keys, &e->keys);
+	if (r < 0)
+		goto fail;
+	*ret_engine = e;
+	return 0;
+fail:
+	vsm_engine_free(e);
+	return r;
+}
+
+void vsm_engine_free(vsm_engine *e)
+{
+	if (!e)
+		return;
+	vsm_keystore_free(e->keys);
+	pthread_mutex_destroy(&e->limit_lock);
+	free(e->id);
+	free(e);
+}
+
+/* ---- failed-AUTH rate limiting ---- */
+
+static struct limit_entry *limit_find(vsm_engine *e, const uint8_t addr[16], bool create)
+{
+	struct limit_entry *oldest = NULL;
+	for (size_t i = 0; i < AUTH_LIMIT_ENTRIES; i++) {
+		struct limit_entry *l = &e->limits[i];
+		if (l->used && memcmp(l->addr, addr, 16) == 0)
+			return l;
+		if (!oldest || !l->used || (oldest->used && l->not_before_ms < oldest->not_before_ms))
+			oldest = oldest && !oldest->used ? oldest : l;
+	}
+	if (!create)
+		return NULL;
+	memset(oldest, 0, sizeof(*oldest));
+	memcpy(oldest->addr, addr, 16);
+	oldest->used = true;
+	return oldest;
+}
+
+/* True when addr may try to authenticate now. */
+static bool limit_allows(vsm_engine *e, const uint8_t addr[16])
+{
+	pthread_mutex_lock(&e->limit_lock);
+	struct limit_entry *l = limit_find(e, addr, false);
+	bool ok = !l || chsm_monotonic_ms() >= l->not_before_ms;
+	pthread_mutex_unlock(&e->limit_lock);
+	return ok;
+}
+
+static void limit_record(vsm_engine *e, const uint8_t addr[16], bool success)
+{
+	pthread_mutex_lock(&e->limit_lock);
+	struct limit_entry *l = limit_find(e, addr, !success);
+	if (l && success) {
+		memset(l, 0, sizeof(*l));
+	} else if (l) {
+		l->delay_ms = l->delay_ms == 0 ? AUTH_DELAY_MIN_MS :
+			      l->delay_ms * 2 > AUTH_DELAY_MAX_MS ? AUTH_DELAY_MAX_MS :
+								    l->delay_ms * 2;
+		l->not_before_ms = chsm_monotonic_ms() + l->delay_ms;
+	}
+	pthread_mutex_unlock(&e->limit_lock);
+}
+
+/* ---- I/O ---- */
+
+/* Reads exactly n bytes: the first within first_ms (-1: no limit), the
+ * rest within rest_ms of the first. 0, -ETIMEDOUT, -ECONNRESET at end of
+ * stream, or -errno. */
+static int read_exact(int fd, uint8_t *buf, size_t n, int first_ms, int rest_ms)
+{
+	size_t done = 0;
+	int64_t deadline = first_ms < 0 ? -1 : chsm_monotonic_ms() + first_ms;
+	while (done < n) {
+		int wait = -1;
+		if (deadline >= 0) {
+			int64_t left = deadline - chsm_monotonic_ms();
+			if (left <= 0)
+				return -ETIMEDOUT;
+			wait = (int)left;
+		}
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int pr = poll(&p, 1, wait);
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr < 0)
+			return -errno;
+		if (pr == 0)
+			return -ETIMEDOUT;
+		ssize_t got = read(fd, buf + done, n - done);
+		if (got < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (got < 0)
+			return -errno;
+		if (got == 0)
+			return -ECONNRESET;
+		if (done == 0)
+			deadline = chsm_monotonic_ms() + rest_ms;
+		done += (size_t)got;
+	}
+	return 0;
+}
+
+static int write_all(int fd, const uint8_t *buf, size_t n)
+{
+	size_t done = 0;
+	int64_t deadline = chsm_monotonic_ms() + SEND_TIMEOUT_MS;
+	while (done < n) {
+		ssize_t w = send(fd, buf + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN) {
+			int64_t left = deadline - chsm_monotonic_ms();
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+			if (left <= 0 || (poll(&p, 1, (int)left) < 0 && errno != EINTR))
+				return -ETIMEDOUT;
+			continue;
+		}
+		if (w < 0)
+			return -errno;
+		done += (size_t)w;
+	}
+	return 0;
+}
+
+/* Sends a response with no payload. */
+static int send_status(struct session *s, uint16_t type, uint32_t request_id, uint32_t status)
+{
+	struct vsmp_writer w;
+	vsmp_writer_begin(&w, (uint16_t)(type | VSMP_RESPONSE), request_id, status);
+	int r = vsmp_writer_end(&w);
+	if (r == 0)
+		r = write_all(s->fd, w.buf, w.len);
+	vsmp_writer_free(&w);
+	return r;
+}
+
+/* After a protocol error: answers COMMFAIL, then lets the peer read it. */
+static void fail_protocol(struct session *s, uint16_t type, uint32_t request_id)
+{
+	uint8_t sink[4096];
+	size_t drained = 0;
+	if (send_status(s, type, request_id, VSMP_SDR_COMMFAIL) < 0)
+		return;
+	shutdown(s->fd, SHUT_WR);
+	int64_t deadline = chsm_monotonic_ms() + DRAIN_TIMEOUT_MS;
+	while (drained < DRAIN_MAX_BYTES) {
+		int64_t left = deadline - chsm_monotonic_ms();
+		struct pollfd p = { .fd = s->fd, .events = POLLIN };
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			break;
+		ssize_t n = read(s->fd, sink, sizeof(sink));
+		if (n <= 0)
+			break;
+		drained += (size_t)n;
+	}
+}
+
+/* ---- helpers for handlers ---- */
+
+static uint32_t status_of(int err)
+{
+	switch (err) {
+	case 0: return VSMP_SDR_OK;
+	case -EINVAL: return VSMP_SDR_INARGERR;
+	case -ENOENT: return VSMP_SDR_KEYNOTEXIST;
+	case -EEXIST: return VSMP_SDR_KEYERR;
+	case -ENOMEM: return VSMP_SDR_NOBUFFER;
+	default: return VSMP_SDR_UNKNOWERR;
+	}
+}
+
+static bool has_right(const struct session *s, const struct vsm_key *key)
+{
+	if (!key->has_password)
+		return true;
+	for (size_t i = 0; i < s->nrights; i++)
+		if (s->rights[i].type == key->type && s->rights[i].index == key->index &&
+		    s->rights[i].generation == key->generation)
+			return true;
+	return false;
+}
+
+/* A reference to an internal key; *ret_status is the SDR code on failure. */
+static int get_key(struct session *s, int type, uint32_t index, bool private_use,
+		   struct vsm_key **ret_key, uint32_t *ret_status)
+{
+	struct vsm_key *key;
+	if (index > INT32_MAX) {
+		*ret_status = VSMP_SDR_INARGERR;
+		return -EINVAL;
+	}
+	int r = vsm_keystore_get(s->e->keys, type, (int)index, &key);
+	if (r < 0) {
+		*ret_status = status_of(r);
+		return r;
+	}
+	if (private_use && !has_right(s, key)) {
+		vsm_key_put(s->e->keys, key);
+		*ret_status = VSMP_SDR_PARDENY;
+		return -EPERM;
+	}
+	*ret_key = key;
+	return 0;
+}
+
+static struct session_key *session_key(struct session *s, uint32_t handle)
+{
+	if (handle < 1 || handle > VSMP_MAX_SESSION_KEYS || !s->skeys[handle - 1].used)
+		return NULL;
+	return &s->skeys[handle - 1];
+}
+
+/* A new session key holding key; the handle into *ret_handle. */
+static uint32_t add_session_key(struct session *s, const uint8_t key[CRYPTO_SM4_KEY_LEN],
+				uint32_t *ret_handle)
+{
+	for (uint32_t i = 0; i < VSMP_MAX_SESSION_KEYS; i++) {
+		if (!s->skeys[i].used) {
+			s->skeys[i].used = true;
+			memcpy(s->skeys[i].key, key, CRYPTO_SM4_KEY_LEN);
+			*ret_handle = i + 1;
+			return VSMP_SDR_OK;
+		}
+	}
+	return VSMP_SDR_NOBUFFER;
+}
+
+static bool free_session_slot(const struct session *s)
+{
+	for (size_t i = 0; i < VSMP_MAX_SESSION_KEYS; i++)
+		if (!s->skeys[i].used)
+			return true;
+	return false;
+}
+
+static uint32_t sm2_from_point(const uint8_t *point, size_t len, crypto_sm2_key **ret_key)
+{
+	if (len != VSMP_POINT_LEN || crypto_sm2_from_public_point(point, ret_key) < 0)
+		return VSMP_SDR_INARGERR;
+	return VSMP_SDR_OK;
+}
+
+/* Verifies rs over e with key: OK, VERIFYERR or INARGERR. */
+static uint32_t verify_rs(const crypto_sm2_key *key, const uint8_t *e, size_t elen,
+			  const uint8_t *rs, size_t rslen)
+{
+	uint8_t der[CRYPTO_SM2_SIG_DER_MAX];
+	size_t derlen;
+	if (elen != CRYPTO_SM3_LEN || rslen != VSMP_RS_LEN)
+		return VSMP_SDR_INARGERR;
+	if (crypto_sm2_sig_rs_to_der(rs, rs + 32, der, &derlen) < 0)
+		return VSMP_SDR_VERIFYERR;
+	return crypto_sm2_verify_digest(key, e, der, derlen) == 0 ? VSMP_SDR_OK :
+								    VSMP_SDR_VERIFYERR;
+}
+
+/* Encrypts data under key into the response. */
+static uint32_t sm2_encrypt_out(const crypto_sm2_key *key, const uint8_t *data, size_t len,
+				struct vsmp_writer *w)
+{
+	uint8_t *der;
+	size_t derlen;
+	if (len < 1 || len > MAX_SM2_PLAIN)
+		return VSMP_SDR_INARGERR;
+	if (crypto_sm2_encrypt(key, data, len, &der, &derlen) < 0)
+		return VSMP_SDR_PKOPERR;
+	vsmp_put_bytes(w, der, derlen);
+	free(der);
+	return VSMP_SDR_OK;
+}
+
+/* ---- handlers ---- */
+
+typedef uint32_t handler_fn(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w);
+
+#define FINISH(rd)                                      \
+	do {                                            \
+		if (vsmp_reader_finish(rd) < 0)         \
+			return PROTOCOL_ERROR;          \
+	} while (0)
+
+static uint32_t h_device_info(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+{
+	FINISH(rd);
+	size_t idlen = strlen(s->e->id);
+	vsmp_put_bytes(w, DEVICE_ISSUER, strlen(DEVICE_ISSUER));
+	vsmp_put_bytes(w, DEVICE_NAME, strlen(DEVICE_NAME));
+	vsmp_put_bytes(w, s->e->id, idlen > DEVICE_SERIAL_MAX ? DEVICE_SERIAL_MAX : idlen);
+	vsmp_put_u32(w, DEVICE_VERSION);
+	vsmp_put_u32(w, DEVICE_STD_VERSION);
+	vsmp_put_u32(w, VSMP_SGD_SM2_1 | VSMP_SGD_SM2_3);
+	vsmp_put_u32(w, 256);
+	vsmp_put_u32(w, VSMP_SGD_SM4_ECB | VSMP_SGD_SM4_CBC | VSMP_SGD_SM4_MAC);
+	vsmp_put_u32(w, VSMP_SGD_SM3);
+	vsmp_put_u32(w, VSMP_MAX_PAYLOAD);
+	return VSMP_SDR_OK;
+}
+
+static uint32_t h_random(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+{
+	uint32_t len = vsmp_get_u32(rd);
+	FINISH(rd);
+	if (len < 1 || len > MAX_RANDOM)
+		return VSMP_SDR_INARGERR;
+	uint8_t *buf = malloc(len);
+	if (!buf)
+		return VSMP_SDR_NOBUFFER;
+	uint32_t st = VSMP_SDR_RANDERR;
+	if (crypto_random(buf, len) == 0) {
+		vsmp_put_bytes(w, buf, len);
+		st = VSMP_SDR_OK;
+	}
+	crypto_free_secret(buf, len);
+	return st;
+}
+
+static uint32_t h_get_access_right(struct session *s, struct vsmp_reader *rd,
+				   struct vsmp_writer *w)
+{
+	size_t pwlen;
+	uint32_t index = vsmp_get_u32(rd);
+	const uint8_t *pw = vsmp_get_bytes(rd, VSMP_MAX_PASSWORD, &pwlen);
+	FINISH(rd);
+	int found = 0, protected = 0, granted = 0;
+	uint32_t st = VSMP_SDR_OK;
+	for (int type = VSM_KEY_SIGN; type <= VSM_KEY_ENC && st == VSMP_SDR_OK; type++) {
+		struct vsm_key *key;
+		uint32_t kst;
+		if (get_key(s, type, index, false, &key, &kst) < 0) {
+			if (kst != VSMP_SDR_KEYNOTEXIST)
+				st = kst;
+			continue;
+		}
+		found++;
+		if (key->has_password) {
+			protected++;
+			if (vsm_key_check_password(key, pw, pwlen)) {
+				granted++;
+				if (!has_right(s, key)) {
+					if (s->nrights < MAX_RIGHTS)
+						s->rights[s->nrights++] = (struct right){
+							key->type, key->index, key->generation
+						};
+					else
+						st = VSMP_SDR_NOBUFFER;
+				}
+			}
+		}
+		vsm_key_put(s->e->keys, key);
+	}
+	if (st != VSMP_SDR_OK)
+		return st;
+	if (found == 0)
+		return VSMP_SDR_KEYNOTEXIST;
+	return protected > 0 && granted == 0 ? VSMP_SDR_PARDENY : VSMP_SDR_OK;
+}
+
+static uint32_t h_release_access_right(struct session *s, struct vsmp_reader *rd,
+				       struct vsmp_writer *w)
+{
+	uint32_t index = vsmp_get_u32(rd);
+	FINISH(rd);
+	for (size_t i = 0; i < s->nrights;) {
+		if ((uint32_t)s->rights[i].index == index)
+			s->rights[i] = s->rights[--s->nrights];
+		else
+			i++;
+	}
+	return VSMP_SDR_OK;
+}
+
+static uint32_t export_public(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w,
+			      int type)
+{
+	struct vsm_key *key;
+	uint32_t st, index = vsmp_get_u32(rd);
+	FINISH(rd);
+	if (get_key(s, type, index, false, &key, &st) < 0)
+		return st;
+	vsmp_put_bytes(w, key->point, VSMP_POINT_LEN);
+	vsm_key_put(s->e->keys, key);
+	return VSMP_SDR_OK;
+}
+
+static uint32_t h_export_sign(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+{
+	return export_public(s, rd, w, VSM_KEY_SIGN);
+}
+
+static uint32_t h_export_enc(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+{
+	return export_public(s, rd, w, VSM_KEY_ENC);
+}
+
+static uint32_t h_generate_key_pair(struct session *s, struct vsmp_reader *rd,
+				    struct vsmp_writer *w)
+{
+	crypto_sm2_key *key = NULL;
+	uint8_t point[CRYPTO_SM2_POINT_LEN], d[CRYPTO_SM2_SCALAR_LEN];
+	uint32_t bits = vsmp_get_u32(rd);
+	FINISH(rd);
+	if (bits != 256)
+		return VSMP_SDR_INARGERR;
+	uint32_t st = VSMP_SDR_UNKNOWERR;
+	if (crypto_sm2_generate(&key) == 0 && crypto_sm2_public_point(key, point) == 0 &&
+	    crypto_sm2_private_scalar(key, d) == 0) {
+		vsmp_put_bytes(w, point, sizeof(point));
+		vsmp_put_bytes(w, d, sizeof(d));
+		st = VSMP_SDR_OK;
+	}
+	crypto_wipe(d, sizeof(d));
+	crypto_sm2_key_free(key);
+	return st;
+}
+
+/* A random session key, encrypted under pub into the response with its
+ * handle. */
+static uint32_t gen_key_with_pub(struct session *s, const crypto_sm2_key *pub,
+				 struct vsmp_writer *w)
+{
+	uint8_t k[CRYPTO_SM4_KEY_LEN], *der = NULL;
+	size_t derlen = 0;
+	uint32_t handle = 0, st = VSMP_SDR_NOBUFFER;
+	if (!free_session_slot(s))
+		goto out;
+	st = VSMP_SDR_RANDERR;
+	if (crypto_random(k, sizeof(k)) < 0)
+		goto out;
+	st = VSMP_SDR_PKOPERR;
+	if (crypto_sm2_encrypt(pub, k, sizeof(k), &der, &derlen) < 0)
+		goto out;
+	st = add_session_key(s, k, &handle);
+	if (st != VSMP_SDR_OK)
+		goto out;
+	vsm_stats_count(s->e->stats, VSM_STAT_SM2_ENCRYPT);
+	vsmp_put_u32(w, handle);
+	vsmp_put_bytes(w, der, derlen);
+out:
+	crypto_wipe(k, sizeof(k));
+	free(der);
+	return st;
+}
+
+static uint32_t h_gen_key_with_ipk(struct session *s, struct vsmp_reader *rd,
+				   struct vsmp_writer *w)
+{
+	struct vsm_key *key;
+	uint32_t st, index = vsmp_get_u32(rd), bits = vsmp_get_u32(rd);
+	FINISH(rd);
+	if (bits != 128)
+		return VSMP_SDR_INARGERR;
+	if (get_key(s, VSM_KEY_ENC, index, false, &key, &st) < 0)
+		return st;
+	st = gen_key_with_pub(s, key->sm2, w);
+	vsm_key_put(s->e->keys, key);
+	return st;
+}
+
+static uint32_t h_gen_key_with_epk(struct session *s, struct vsmp_reader *rd,
+				   struct vsmp_writer *w)
+{
+	crypto_sm2_key *pub = NULL;
+	size_t plen;
+	uint32_t bits = vsmp_get_u32(rd);
+	const uint8_t *point = vsmp_get_bytes(rd, VSMP_POINT_LEN, &plen);
+	FINISH(rd);
+	if (bits != 128)
+		return VSMP_SDR_INARGERR;
+	uint32_t st = sm2_from_point(point, plen, &pub);
+	if (st == VSMP_SDR_OK)
+		st = gen_key_with_pub(s, pub, w);
+	crypto_sm2_key_free(pub);
+	return st;
+}
+
+static uint32_t h_import_key_with_isk(struct session *s, struct vsmp_reader *rd,
+				      struct vsmp_writer *w)
+{
+	struct vsm_key *key;
+	uint8_t *plain = NULL;
+	size_t clen, plen = 0;
+	uint32_t st, handle = 0, index = vsmp_get_u32(rd);
+	const uint8_t *cipher = vsmp_get_bytes(rd, MAX_ISK_CIPHER, &clen);
+	FINISH(rd);
+	if (get_key(s, VSM_KEY_ENC, index, true, &key, &st) < 0)
+		return st;
+	st = VSMP_SDR_NOBUFFER;
+	if (!free_session_slot(s))
+		goto out;
+	st = VSMP_SDR_ENCDATAERR;
+	if (clen == 0 || crypto_sm2_decrypt(key->sm2, cipher, clen, &plain, &plen) < 0)
+		goto out;
+	vsm_stats_count(s->e->stats, VSM_STAT_SM2_DECRYPT);
+	st = VSMP_SDR_KEYERR;
+	if (plen != CRYPTO_SM4_KEY_LEN)
+		goto out;
+	st = add_session_key(s, plain, &handle);
+	if (st == VSMP_SDR_OK)
+		vsmp_put_u32(w, handle);
+out:
+	crypto_free_secret(plain, plen);
+	vsm_key_put(s->e->keys, key);
+	return st;
+}
+
+static uint32_t h_gen_key_with_kek(struct session *s, struct vsmp_reader *rd,
+				   struct vsmp_writer *w)
+{
+	struct vsm_key *kek;
+	uint8_t k[CRYPTO_SM4_KEY_LEN], wrapped[CRYPTO_SM4_KEY_LEN];
+	uint32_t st, handle = 0;
+	uint32_t bits = vsmp_get_u32(rd), alg = vsmp_get_u32(rd), index = vsmp_get_u32(rd);
+	FINISH(rd);
+	if (bits != 128 || alg != VSMP_SGD_SM4_ECB)
+		return VSMP_SDR_INARGERR;
+	if (get_key(s, VSM_KEY_KEK, index, false, &kek, &st) < 0)
+		return st;
+	st = VSMP_SDR_NOBUFFER;
+	if (!free_session_slot(s))
+		goto out;
+	st = VSMP_SDR_RANDERR;
+	if (crypto_random(k, sizeof(k)) < 0)
+		goto out;
+	st = VSMP_SDR_SYMOPERR;
+	if (crypto_sm4_ecb(true, kek->sm4, k, sizeof(k), wrapped) < 0)
+		goto out;
+	st = add_session_key(s, k, &handle);
+	if (st != VSMP_SDR_OK)
+		goto out;
+	vsmp_put_u32(w, handle);
+	vsmp_put_bytes(w, wrapped, sizeof(wrapped));
+out:
+	crypto_wipe(k, sizeof(k));
+	vsm_key_put(s->e->keys, kek);
+	return st;
+}
+
+static uint32_t h_import_key_with_kek(struct session *s, struct vsmp_reader *rd,
+				      struct vsmp_writer *w)
+{
+	struct vsm_key *kek;
+	uint8_t k[CRYPTO_SM4_KEY_LEN];
+	size_t wlen;
+	uint32_t st, handle = 0;
+	uint32_t alg = vsmp_get_u32(rd), index = vsmp_get_u32(rd);
+	const uint8_t *wrapped = vsmp_get_bytes(rd, CRYPTO_SM4_KEY_LEN, &wlen);
+	FINISH(rd);
+	if (alg != VSMP_SGD_SM4_ECB || wlen != CRYPTO_SM4_KEY_LEN)
+		return VSMP_SDR_INARGERR;
+	if (get_key(s, VSM_KEY_KEK, index, false, &kek, &st) < 0)
+		return st;
+	st = VSMP_SDR_SYMOPERR;
+	if (crypto_sm4_ecb(false, kek->sm4, wrapped, sizeof(k), k) == 0)
+		st = add_session_key(s, k, &handle);
+	if (st == VSMP_SDR_OK)
+		vsmp_put_u32(w, handle);
+	crypto_wipe(k, sizeof(k));
+	vsm_key_put(s->e->keys, kek);
+	return st;
+}
+
+static uint32_t h_destroy_key(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+{
+	uint32_t handle = vsmp_get_u32(rd);
+	FINISH(rd);
+	struct session_key *sk = session_key(s, handle);
+	if (!sk)
+		return VSMP_SDR_KEYNOTEXIST;
+	crypto_wipe(sk, sizeof(*sk));
+	return VSMP_SDR_OK;
+}
+
+static uint32_t h_internal_sign(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+{
+	struct vsm_key *key;
+	uint8_t der[CRYPTO_SM2_SIG_DER_MAX], rs[VSMP_RS_LEN];
+	size_t elen, derlen;
+	uint32_t st, index = vsmp_get_u32(rd);
+	const uint8_t *e = vsmp_get_bytes(rd, CRYPTO_SM3_LEN, &elen);
+	FINISH(rd);
+	if (elen != CRYPTO_SM3_LEN)
+		return VSMP_SDR_INARGERR;
+	if (get_key(s, VSM_KEY_SIGN, index, true, &key, &st) < 0)
+		return st;
+	st = VSMP_SDR_SIGNERR;
+	if (crypto_sm2_sign_digest(key->sm2, e, der, &derlen) == 0 &&
+	    crypto_sm2_sig_der_to_rs(der, derlen, rs, rs + 32) == 0) {
+		vsmp_put_bytes(w, rs, sizeof(rs));
+		vsm_stats_count(s->e->stats, VSM_STAT_SM2_SIGN);
+		st = VSMP_SDR_OK;
+	}
+	vsm_key_put(s->e->keys, key);
+	return st;
+}
+
+static uint32_t h_internal_verify(struct session *s, struct vsmp_reader *rd,
+				  struct vsmp_writer *w)
+{
+	struct vsm_key *key;
+	size_t elen, rslen;
+	uint32_t st, index = vsmp_get_u32(rd);
+	const uint8_t *e = vsmp_get_bytes(rd, CRYPTO_SM3_LEN, &elen);
+	const uint8_t *rs = vsmp_get_bytes(rd, VSMP_RS_LEN, &rslen);
+	FINISH(rd);
+	if (elen != CRYPTO_SM3_LEN || rslen != VSMP_RS_LEN)
+		return VSMP_SDR_INARGERR;
+	if (get_key(s, VSM_KEY_SIGN, index, false, &key, &st) < 0)
+		return st;
+	st = verify_rs(key->sm2, e, elen, rs, rslen);
+	vsm_stats_count(s->e->stats, VSM_STAT_SM2_VERIFY);
+	vsm_key_put(s->e->keys, key);
+	return st;
+}
+
+static uint32_t h_external_verify(struct session *s, struct vsmp_reader *rd,
+				  struct vsmp_writer *w)
+{
+	crypto_sm2_key *pub = NULL;
+	size_t plen, elen, rslen;
+	const uint8_t *point = vsmp_get_bytes(rd, VSMP_POINT_LEN, &plen);
+	const uint8_t *e = vsmp_get_bytes(rd, CRYPTO_SM3_LEN, &elen);
+	const uint8_t *rs = vsmp_get_bytes(rd, VSMP_RS_LEN, &rslen);
+	FINISH(rd);
+	uint32_t st = sm2_from_point(point, plen, &pub);
+	if (st == VSMP_SDR_OK) {
+		st = verify_rs(pub, e, elen, rs, rslen);
+		if (st != VSMP_SDR_INARGERR)
+			vsm_stats_count(s->e->stats, VSM_STAT_SM2_VERIFY);
+	}
+	crypto_sm2_key_free(pub);
+	return st;
+}
+
+static uint32_t h_external_encrypt(struct session *s, struct vsmp_reader *rd,
+				   struct vsmp_writer *w)
+{
+	crypto_sm2_key *pub = NULL;
+	size_t plen, dlen;
+	const uint8_t *point = vsmp_get_bytes(rd, VSMP_POINT_LEN, &plen);
+	const uint8_t *data = vsmp_get_bytes(rd, MAX_SM2_PLAIN, &dlen);
+	FINISH(rd);
+	uint32_t st = sm2_from_point(point, plen, &pub);
+	if (st == VSMP_SDR_OK)
+		st = sm2_encrypt_out(pub, data, dlen, w);
+	if (st == VSMP_SDR_OK)
+		vsm_stats_count(s->e->stats, VSM_STAT_SM2_ENCRYPT);
+	crypto_sm2_key_free(pub);
+	return st;
+}
+
+static uint32_t h_internal_encrypt(struct session *s, struct vsmp_reader *rd,
+				   struct vsmp_writer *w)
+{
+	struct vsm_key *key;
+	size_t dlen;
+	uint32_t st, index = vsmp_get_u32(rd);
+	const uint8_t *data = vsmp_get_bytes(rd, MAX_SM2_PLAIN, &dlen);
+	FINISH(rd);
+	if (dlen < 1)
+		return VSMP_SDR_INARGERR;
+	if (get_key(s, VSM_KEY_ENC, index, false, &key, &st) < 0)
+		return st;
+	st = sm2_encrypt_out(key->sm2, data, dlen, w);
+	if (st == VSMP_SDR_OK)
+		vsm_stats_count(s->e->stats, VSM_STAT_SM2_ENCRYPT);
+	vsm_key_put(s->e->keys, key);
+	return st;
+}
+
+static uint32_t h_internal_decrypt(struct session *s, struct vsmp_reader *rd,
+				   struct vsmp_writer *w)
+{
+	struct vsm_key *key;
+	uint8_t *plain = NULL;
+	size_t clen, plen = 0;
+	uint32_t st, index = vsmp_get_u32(rd);
+	const uint8_t *cipher = vsmp_get_bytes(rd, MAX_SM2_CIPHER, &clen);
+	FINISH(rd);
+	if (clen < 1)
+		return VSMP_SDR_INARGERR;
+	if (get_key(s, VSM_KEY_ENC, index, true, &key, &st) < 0)
+		return st;
+	int r = crypto_sm2_decrypt(key->sm2, cipher, clen, &plain, &plen);
+	st = r == 0 ? VSMP_SDR_OK : r == -EBADMSG ? VSMP_SDR_ENCDATAERR : VSMP_SDR_SKOPERR;
+	if (r == 0) {
+		vsmp_put_bytes(w, plain, plen);
+		vsm_stats_count(s->e->stats, VSM_STAT_SM2_DECRYPT);
+	}
+	crypto_free_secret(plain, plen);
+	vsm_key_put(s->e->keys, key);
+	return st;
+}
+
+/* ENCRYPT, DECRYPT and CALCULATE_MAC share their request layout. The data
+ * is transformed in place, in the session's payload buffer. */
+static uint32_t symmetric(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w,
+			  uint16_t type)
+{
+	size_t ivlen, dlen;
+	uint8_t iv_out[CRYPTO_SM4_BLOCK_LEN];
+	uint32_t handle = vsmp_get_u32(rd), alg = vsmp_get_u32(rd);
+	const uint8_t *iv = vsmp_get_bytes(rd, CRYPTO_SM4_BLOCK_LEN, &ivlen);
+	const uint8_t *data = vsmp_get_bytes(rd, MAX_SYM_DATA, &dlen);
+	FINISH(rd);
+	bool mac = type == VSMP_CALCULATE_MAC, encrypt = type != VSMP_DECRYPT;
+	bool cbc = mac || alg == VSMP_SGD_SM4_CBC;
+	if (mac ? alg != VSMP_SGD_SM4_MAC : alg != VSMP_SGD_SM4_ECB && alg != VSMP_SGD_SM4_CBC)
+		return VSMP_SDR_INARGERR;
+	if ((cbc && ivlen != CRYPTO_SM4_BLOCK_LEN) || (ivlen != 0 && ivlen != CRYPTO_SM4_BLOCK_LEN) ||
+	    dlen == 0 || dlen % CRYPTO_SM4_BLOCK_LEN != 0)
+		return VSMP_SDR_INARGERR;
+	struct session_key *sk = session_key(s, handle);
+	if (!sk)
+		return VSMP_SDR_KEYNOTEXIST;
+	uint8_t *buf = s->buf + (data - s->buf);
+	if (cbc && !encrypt)
+		memcpy(iv_out, buf + dlen - CRYPTO_SM4_BLOCK_LEN, CRYPTO_SM4_BLOCK_LEN);
+	int r = cbc ? crypto_sm4_cbc(encrypt, sk->key, iv, buf, dlen, buf) :
+		      crypto_sm4_ecb(encrypt, sk->key, buf, dlen, buf);
+	if (r < 0)
+		return VSMP_SDR_SYMOPERR;
+	if (cbc && encrypt)
+		memcpy(iv_out, buf + dlen - CRYPTO_SM4_BLOCK_LEN, CRYPTO_SM4_BLOCK_LEN);
+	if (mac) {
+		vsmp_put_bytes(w, iv_out, sizeof(iv_out));
+		vsmp_put_bytes(w, iv_out, sizeof(iv_out));
+	} else {
+		vsmp_put_bytes(w, iv_out, cbc ? sizeof(iv_out) : 0);
+		vsmp_put_bytes(w, buf, dlen);
+	}
+	vsm_stats_count(s->e->stats, mac ? VSM_STAT_SM4_MAC :
+				     encrypt ? VSM_STAT_SM4_ENCRYPT : VSM_STAT_SM4_DECRYPT);
+	return VSMP_SDR_OK;
+}
+
+static uint32_t h_encrypt(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+{
+	return symmetric(s, rd, w, VSMP_ENCRYPT);
+}
+
+static uint32_t h_decrypt(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+{
+	return symmetric(s, rd, w, VSMP_DECRYPT);
+}
+
+static uint32_t h_mac(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+{
+	return symmetric(s, rd, w, VSMP_CALCULATE_MAC);
+}
+
+static uint32_t h_key_generate(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+{
+	uint8_t point[CRYPTO_SM2_POINT_LEN];
+	size_t pwlen;
+	uint32_t type = vsmp_get_u32(rd), index = vsmp_get_u32(rd);
+	const uint8_t *pw = vsmp_get_bytes(rd, VSMP_MAX_PASSWORD, &pwlen);
+	FINISH(rd);
+	if (type < VSM_KEY_SIGN || type > VSM_KEY_KEK || index > INT32_MAX ||
+	    (type == VSM_KEY_KEK && pwlen > 0))
+		return VSMP_SDR_INARGERR;
+	int r = vsm_keystore_generate(s->e->keys, (int)type, (int)index, pw, pwlen, point);
+	if (r < 0)
+		return status_of(r);
+	vsmp_put_bytes(w, point, type == VSM_KEY_KEK ? 0 : sizeof(point));
+	vsm_stats_count(s->e->stats, VSM_STAT_KEYGEN);
+	return VSMP_SDR_OK;
+}
+
+static uint32_t h_key_list(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+{
+	struct vsm_key_info *info;
+	size_t n;
+	FINISH(rd);
+	int r = vsm_keystore_list(s->e->keys, &info, &n);
+	if (r < 0)
+		return status_of(r);
+	vsmp_put_u32(w, (uint32_t)n);
+	for (size_t i = 0; i < n; i++) {
+		vsmp_put_u32(w, (uint32_t)info[i].type);
+		vsmp_put_u32(w, (uint32_t)info[i].index);
+		vsmp_put_u32(w, info[i].has_password);
+		vsmp_put_u64(w, (uint64_t)info[i].created_at);
+	}
+	free(info);
+	return VSMP_SDR_OK;
+}
+
+static uint32_t h_key_destroy(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+{
+	uint32_t type = vsmp_get_u32(rd), index = vsmp_get_u32(rd);
+	FINISH(rd);
+	if (type < VSM_KEY_SIGN || type > VSM_KEY_KEK || index > INT32_MAX)
+		return VSMP_SDR_INARGERR;
+	return status_of(vsm_keystore_destroy(s->e->keys, (int)type, (int)index));
+}
+
+static uint32_t h_key_set_password(struct session *s, struct vsmp_reader *rd,
+				   struct vsmp_writer *w)
+{
+	size_t pwlen;
+	uint32_t type = vsmp_get_u32(rd), index = vsmp_get_u32(rd);
+	const uint8_t *pw = vsmp_get_bytes(rd, VSMP_MAX_PASSWORD, &pwlen);
+	FINISH(rd);
+	if ((type != VSM_KEY_SIGN && type != VSM_KEY_ENC) || index > INT32_MAX)
+		return VSMP_SDR_INARGERR;
+	return status_of(vsm_keystore_set_password(s->e->keys, (int)type, (int)index, pw, pwlen));
+}
+
+static const struct {
+	uint16_t type;
+	handler_fn *fn;
+} handlers[] = {
+	{ VSMP_DEVICE_INFO, h_device_info },
+	{ VSMP_GENERATE_RANDOM, h_random },
+	{ VSMP_GET_ACCESS_RIGHT, h_get_access_right },
+	{ VSMP_RELEASE_ACCESS_RIGHT, h_release_access_right },
+	{ VSMP_EXPORT_SIGN_PUBLIC, h_export_sign },
+	{ VSMP_EXPORT_ENC_PUBLIC, h_export_enc },
+	{ VSMP_GENERATE_KEY_PAIR, h_generate_key_pair },
+	{ VSMP_GEN_KEY_WITH_IPK, h_gen_key_with_ipk },
+	{ VSMP_GEN_KEY_WITH_EPK, h_gen_key_with_epk },
+	{ VSMP_IMPORT_KEY_WITH_ISK, h_import_key_with_isk },
+	{ VSMP_GEN_KEY_WITH_KEK, h_gen_key_with_kek },
+	{ VSMP_IMPORT_KEY_WITH_KEK, h_import_key_with_kek },
+	{ VSMP_DESTROY_KEY, h_destroy_key },
+	{ VSMP_INTERNAL_SIGN, h_internal_sign },
+	{ VSMP_INTERNAL_VERIFY, h_internal_verify },
+	{ VSMP_EXTERNAL_VERIFY, h_external_verify },
+	{ VSMP_EXTERNAL_ENCRYPT, h_external_encrypt },
+	{ VSMP_INTERNAL_ENCRYPT, h_internal_encrypt },
+	{ VSMP_INTERNAL_DECRYPT, h_internal_decrypt },
+	{ VSMP_ENCRYPT, h_encrypt },
+	{ VSMP_DECRYPT, h_decrypt },
+	{ VSMP_CALCULATE_MAC, h_mac },
+	{ VSMP_KEY_GENERATE, h_key_generate },
+	{ VSMP_KEY_LIST, h_key_list },
+	{ VSMP_KEY_DESTROY, h_key_destroy },
+	{ VSMP_KEY_SET_PASSWORD, h_key_set_password },
+};
+
+static handler_fn *handler_for(uint16_t type)
+{
+	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
+		if (handlers[i].type == type)
+			return handlers[i].fn;
+	return NULL;
+}
+
+/* ---- authentication ---- */
+
+static int send_hello(struct session *s, uint8_t nonce[VSMP_NONCE_LEN])
+{
+	struct vsmp_writer w;
+	int r = crypto_random(nonce, VSMP_NONCE_LEN);
+	if (r < 0)
+		return r;
+	vsmp_writer_begin(&w, VSMP_HELLO, 0, VSMP_SDR_OK);
+	vsmp_put_u32(&w, VSMP_VERSION);
+	vsmp_put_bytes(&w, nonce, VSMP_NONCE_LEN);
+	vsmp_put_bytes(&w, s->e->id, strlen(s->e->id));
+	r = vsmp_writer_end(&w);
+	if (r == 0)
+		r = write_all(s->fd, w.buf, w.len);
+	vsmp_writer_free(&w);
+	return r;
+}
+
+/* Checks an AUTH payload: OK with the server proof in the response, or
+ * PARDENY, or PROTOCOL_ERROR. */
+static uint32_t check_auth(struct session *s, const uint8_t server_nonce[VSMP_NONCE_LEN],
+			   struct vsmp_reader *rd, struct vsmp_writer *w)
+{
+	struct store_vsm v;
+	uint8_t *secret = NULL, expect[VSMP_PROOF_LEN], proof_out[VSMP_PROOF_LEN];
+	size_t secret_len = 0, idlen, nlen, plen;
+	uint32_t st = VSMP_SDR_PARDENY;
+	const uint8_t *token_id = vsmp_get_bytes(rd, VSMP_MAX_TOKEN_ID, &idlen);
+	const uint8_t *cnonce = vsmp_get_bytes(rd, VSMP_NONCE_LEN, &nlen);
+	const uint8_t *proof = vsmp_get_bytes(rd, VSMP_PROOF_LEN, &plen);
+	if (vsmp_reader_finish(rd) < 0 || nlen != VSMP_NONCE_LEN || plen != VSMP_PROOF_LEN)
+		return PROTOCOL_ERROR;
+	if (!limit_allows(s->e, s->addr))
+		return VSMP_SDR_PARDENY; /* refused without checking */
+	if (!s->e->store || store_vsm_get(s->e->store, s->e->id, &v) < 0 || !v.token_configured ||
+	    store_vsm_token_get(s->e->store, s->e->id, &secret, &secret_len) < 0)
+		goto out;
+	bool id_ok = strlen(v.token_id) == idlen && crypto_memeq(v.token_id, token_id, idlen);
+	if (vsmp_client_proof(secret, secret_len, server_nonce, cnonce, token_id, idlen,
+			      expect) < 0 ||
+	    !(crypto_memeq(expect, proof, VSMP_PROOF_LEN) & id_ok))
+		goto out;
+	if (vsmp_server_proof(secret, secret_len, server_nonce, cnonce, token_id, idlen,
+			      proof_out) < 0)
+		goto out;
+	vsmp_put_bytes(w, proof_out, sizeof(proof_out));
+	st = VSMP_SDR_OK;
+out:
+	limit_record(s->e, s->addr, st == VSMP_SDR_OK);
+	crypto_free_secret(secret, secret_len);
+	crypto_wipe(expect, sizeof(expect));
+	return st;
+}
+
+/* ---- the connection ---- */
+
+static int ensure_buffer(struct session *s, size_t n)
+{
+	if (n <= s->cap)
+		return 0;
+	size_t cap = s->cap ? s->cap : 4096;
+	while (cap < n)
+		cap *= 2;
+	uint8_t *nb = malloc(cap);
+	if (!nb)
+		return -ENOMEM;
+	crypto_free_secret(s->buf, s->cap);
+	s->buf = nb;
+	s->cap = cap;
+	return 0;
+}
+
+static void session_addr(struct session *s, const struct sockaddr *peer, socklen_t len)
+{
+	if (peer->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+		memcpy(s->addr, &((const struct sockaddr_in6 *)peer)->sin6_addr, 16);
+	} else if (peer->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+		s->addr[10] = s->addr[11] = 0xff;
+		memcpy(s->addr + 12, &((const struct sockaddr_in *)peer)->sin_addr, 4);
+	}
+}
+
+/* Serves one frame. 0 to go on, a negative errno to close. */
+static int serve_frame(struct session *s, const uint8_t server_nonce[VSMP_NONCE_LEN])
+{
+	uint8_t hb[VSMP_HEADER_LEN];
+	struct vsmp_header h;
+	struct vsmp_reader rd;
+	struct vsmp_writer w = { 0 };
+	int r = read_exact(s->fd, hb, sizeof(hb), s->authenticated ? -1 : PREAUTH_TIMEOUT_MS,
+			   s->authenticated ? FRAME_TIMEOUT_MS : PREAUTH_TIMEOUT_MS);
+	if (r < 0)
+		return r;
+	uint16_t raw_type = (uint16_t)(hb[4] << 8 | hb[5]);
+	uint32_t raw_id = (uint32_t)hb[8] << 24 | (uint32_t)hb[9] << 16 | (uint32_t)hb[10] << 8 |
+			  hb[11];
+	uint32_t max = s->authenticated ? VSMP_MAX_PAYLOAD : VSMP_MAX_PAYLOAD_PREAUTH;
+	if (vsmp_header_decode(hb, max, &h) < 0 || h.status != 0 ||
+	    !vsmp_request_known(h.type) || (h.type == VSMP_AUTH) == s->authenticated) {
+		fail_protocol(s, raw_type & ~VSMP_RESPONSE, raw_id);
+		return -EPROTO;
+	}
+	r = ensure_buffer(s, h.length);
+	if (r < 0) {
+		send_status(s, h.type, h.request_id, VSMP_SDR_NOBUFFER);
+		return r;
+	}
+	r = read_exact(s->fd, s->buf, h.length, s->authenticated ? FRAME_TIMEOUT_MS :
+								   PREAUTH_TIMEOUT_MS,
+		       s->authenticated ? FRAME_TIMEOUT_MS : PREAUTH_TIMEOUT_MS);
+	if (r < 0) {
+		if (r == -ETIMEDOUT)
+			fail_protocol(s, h.type, h.request_id);
+		return r;
+	}
+	vsmp_reader_init(&rd, s->buf, h.length);
+	vsmp_writer_begin(&w, (uint16_t)(h.type | VSMP_RESPONSE), h.request_id, VSMP_SDR_OK);
+	handler_fn *fn = handler_for(h.type);
+	uint32_t st = h.type == VSMP_AUTH ? check_auth(s, server_nonce, &rd, &w) :
+		      fn ? fn(s, &rd, &w) : PROTOCOL_ERROR;
+	crypto_wipe(s->buf, h.length);
+	if (st == PROTOCOL_ERROR) {
+		vsmp_writer_free(&w);
+		fail_protocol(s, h.type, h.request_id);
+		return -EPROTO;
+	}
+	r = st == VSMP_SDR_OK ? vsmp_writer_end(&w) : -EINVAL;
+	if (r < 0) {
+		/* A non-OK status, or a response too large: an empty payload. */
+		vsmp_writer_free(&w);
+		if (st == VSMP_SDR_OK)
+			st = r == -EMSGSIZE ? VSMP_SDR_NOBUFFER : VSMP_SDR_UNKNOWERR;
+		r = send_status(s, h.type, h.request_id, st);
+	} else {
+		r = write_all(s->fd, w.buf, w.len);
+		vsmp_writer_free(&w);
+	}
+	if (r < 0)
+		return r;
+	if (h.type == VSMP_AUTH) {
+		if (st != VSMP_SDR_OK)
+			return -EACCES;
+		s->authenticated = true;
+		vsm_stats_sessions(s->e->stats, 1);
+	}
+	return 0;
+}
+
+void vsm_engine_serve(vsm_engine *e, int fd, const struct sockaddr *peer, socklen_t peer_len)
+{
+	uint8_t server_nonce[VSMP_NONCE_LEN];
+	struct session *s = calloc(1, sizeof(*s));
+	if (!s)
+		goto out;
+	s->e = e;
+	s->fd = fd;
+	session_addr(s, peer, peer_len);
+	if (send_hello(s, server_nonce) < 0)
+		goto out;
+	while (serve_frame(s, server_nonce) == 0)
+		;
+out:
+	if (s) {
+		if (s->authenticated)
+			vsm_stats_sessions(e->stats, -1);
+		crypto_free_secret(s->buf, s->cap);
+		crypto_free_secret(s, sizeof(*s));
+	}
+}
