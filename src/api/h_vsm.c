@@ -85,6 +85,74 @@ json_t *api_vsm_details(struct api_ctx *ctx, const struct store_vsm *v)
 	return o;
 }
 
+/* A statistics file older than this is a VSM process that stopped writing:
+ * its figures are not shown. */
+#define VSM_STATS_FRESH_MS 10000
+/* Bounds on what a VSM process's statistics file may hold. */
+#define VSM_STATS_MAX_BYTES (16 * 1024)
+#define VSM_STATS_MAX_OPS   64
+
+/* A non-negative JSON integer. */
+static bool stat_count(json_t *j, json_int_t *ret)
+{
+	if (!json_is_integer(j) || json_integer_value(j) < 0)
+		return false;
+	*ret = json_integer_value(j);
+	return true;
+}
+
+/* Reads the statistics file VSM id's process writes (docs/vsm.md) into
+ * *ret_sessions, *ret_ops_total and *ret_ops (a new object holding only
+ * "<alg>.<op>" or "<op>": {count, rate} entries). False, with nothing set,
+ * when it is absent, malformed or older than VSM_STATS_FRESH_MS. The file
+ * comes from the VSM process, so every field is checked and only known
+ * fields are copied. */
+static bool read_vsm_stats(struct api_ctx *ctx, const char *id, json_int_t *ret_sessions,
+			   json_int_t *ret_ops_total, json_t **ret_ops)
+{
+	char path[sizeof(ctx->state_dir) + 96], *data = NULL;
+	size_t len = 0;
+	json_t *doc = NULL, *ops = NULL;
+	json_int_t sessions = 0, total = 0, updated = 0;
+	bool ok = false;
+	if (api_vsm_stats_path(ctx, id, path, sizeof(path)) < 0 ||
+	    chsm_read_file(path, VSM_STATS_MAX_BYTES, &data, &len) < 0)
+		goto out;
+	doc = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL);
+	int64_t now = chsm_now_ms();
+	if (!json_is_object(doc) || !stat_count(json_object_get(doc, "sessions"), &sessions) ||
+	    !stat_count(json_object_get(doc, "opsTotal"), &total) ||
+	    !stat_count(json_object_get(doc, "updatedAt"), &updated) ||
+	    updated < now - VSM_STATS_FRESH_MS || updated > now + VSM_STATS_FRESH_MS)
+		goto out;
+	json_t *in = json_object_get(doc, "ops");
+	if (!json_is_object(in) || json_object_size(in) > VSM_STATS_MAX_OPS)
+		goto out;
+	ops = json_object();
+	const char *name;
+	json_t *entry;
+	json_object_foreach(in, name, entry) {
+		json_int_t count = 0;
+		json_t *rate = json_object_get(entry, "rate");
+		if (!json_is_object(entry) || !stat_count(json_object_get(entry, "count"), &count) ||
+		    !json_is_number(rate) || json_number_value(rate) < 0 || !name[0] ||
+		    strlen(name) > 64 || !chsm_str_charset(name, strlen(name), "._-"))
+			goto out;
+		json_object_set_new(ops, name, json_pack("{s:I,s:f}", "count", count, "rate",
+							 json_number_value(rate)));
+	}
+	*ret_sessions = sessions;
+	*ret_ops_total = total;
+	*ret_ops = ops;
+	ops = NULL;
+	ok = true;
+out:
+	json_decref(ops);
+	json_decref(doc);
+	free(data);
+	return ok;
+}
+
 json_t *api_vsm_status(struct api_ctx *ctx, const struct store_vsm *v)
 {
 	char digest[65] = "";
@@ -100,9 +168,15 @@ json_t *api_vsm_status(struct api_ctx *ctx, const struct store_vsm *v)
 	json_object_set_new(o, "state", json_string(v->state));
 	json_object_set_new(o, "uptimeSeconds",
 			    json_integer(running ? (chsm_now_ms() - started) / 1000 : 0));
-	json_object_set_new(o, "sessions", json_integer(0));
-	json_object_set_new(o, "opsTotal", json_integer(0));
-	json_object_set_new(o, "ops", json_object());
+	json_int_t sessions = 0, ops_total = 0;
+	json_t *ops = NULL;
+	if (!running || !read_vsm_stats(ctx, v->id, &sessions, &ops_total, &ops)) {
+		sessions = ops_total = 0;
+		ops = json_object();
+	}
+	json_object_set_new(o, "sessions", json_integer(sessions));
+	json_object_set_new(o, "opsTotal", json_integer(ops_total));
+	json_object_set_new(o, "ops", ops);
 	json_object_set_new(o, "cpuPercent", json_real((double)(int)(st.cpu_percent * 10) / 10));
 	json_object_set_new(o, "memoryMiB", json_real((double)(int)(st.rss_bytes * 10 / (1024 * 1024)) / 10));
 	json_object_set_new(o, "stateVersion", json_integer(v->state_version));

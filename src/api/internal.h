@@ -105,6 +105,10 @@ json_t *api_vsm_details(struct api_ctx *ctx, const struct store_vsm *v);
 json_t *api_vsm_status(struct api_ctx *ctx, const struct store_vsm *v);
 /* CHSM running status object of 7.2.2 (h_chsm.c). */
 json_t *api_chsm_status(struct api_ctx *ctx);
+/* The statistics file VSM id's process writes,
+ * <state_dir>/run/vsm-<id>.stats.json, into out (ops.c). Returns 0, or
+ * -ENAMETOOLONG when it does not fit len bytes. */
+int api_vsm_stats_path(const struct api_ctx *ctx, const char *id, char *out, size_t len);
 
 /* Metrics (metrics.c). */
 int api_metrics_new(struct api_metrics **ret);

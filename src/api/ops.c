@@ -47,6 +47,12 @@ rollback:
 	return r;
 }
 
+int api_vsm_stats_path(const struct api_ctx *ctx, const char *id, char *out, size_t len)
+{
+	int n = snprintf(out, len, "%s/run/vsm-%s.stats.json", ctx->state_dir, id);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
 /* Starts the VSM process; ends running, or fault with the reason. */
 static int do_start(struct api_ctx *ctx, const char *id, char *msg, size_t msglen)
 {
@@ -58,9 +64,24 @@ static int do_start(struct api_ctx *ctx, const char *id, char *msg, size_t msgle
 		set_state(ctx, id, "stopped", msg, 0, false);
 		return GMT_E_STATE;
 	}
-	char err[160] = "";
-	int r = vsm_supervisor_start(ctx->supervisor, id, v.network.ip_address, v.network.port, err,
-				     sizeof(err));
+	char err[160] = "", db[sizeof(ctx->state_dir) + 16], stats[sizeof(ctx->state_dir) + 96];
+	uint8_t key[STORE_VSM_KEY_LEN];
+	int r = api_vsm_stats_path(ctx, id, stats, sizeof(stats));
+	if (r >= 0 && (size_t)snprintf(db, sizeof(db), "%s/chsm.db", ctx->state_dir) >= sizeof(db))
+		r = -ENAMETOOLONG;
+	if (r >= 0)
+		r = store_vsm_subkey(ctx->store, id, key);
+	if (r >= 0) {
+		/* The VSM's process gets its own subkey, never the master key. */
+		struct vsm_start_options o = {
+			.vsm_id = id, .ip = v.network.ip_address, .port = v.network.port,
+			.db_path = db, .key = key, .key_len = sizeof(key),
+			.max_sessions = v.max_sessions, .max_keys = v.max_keys,
+			.stats_path = stats, .err = err, .errlen = sizeof(err),
+		};
+		r = vsm_supervisor_start(ctx->supervisor, &o);
+		crypto_wipe(key, sizeof(key));
+	}
 	if (r == -EALREADY)
 		r = 0;
 	if (r < 0) {

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "api/api.h"
@@ -249,6 +250,29 @@ static int fail(const char *what, int r)
 	return 1;
 }
 
+/* Makes <state_dir>/run (0700), where VSM processes write their
+ * statistics files; an existing one must be a directory (not a link) and is
+ * made 0700. Returns 0 or -errno. */
+static int make_run_dir(const char *state_dir)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	int r = device_path(state_dir, "run", path, sizeof(path));
+	if (r < 0)
+		return r;
+	if (mkdir(path, 0700) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return -errno;
+	if (lstat(path, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	if ((st.st_mode & 07777) != 0700 && chmod(path, 0700) < 0)
+		return -errno;
+	return 0;
+}
+
 static int serve(const struct run_options *o)
 {
 	struct api_ctx ctx;
@@ -271,6 +295,10 @@ static int serve(const struct run_options *o)
 
 	if ((r = device_lock(o->state_dir, &lock_fd)) < 0) {
 		rc = fail(r == -EBUSY ? "lock (another chsmd runs on this state dir)" : "lock", r);
+		goto out;
+	}
+	if ((r = make_run_dir(o->state_dir)) < 0) {
+		rc = fail("run directory", r);
 		goto out;
 	}
 	if ((r = device_open_store(o->state_dir, &ctx.store)) < 0) {

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -38,9 +39,14 @@
 #include "vsm/endpoint.h"
 #include "vsm/ready.h"
 
-/* The descriptor number chsm-vsmd receives its readiness pipe on. */
+/* The descriptor numbers chsm-vsmd receives its readiness pipe and its
+ * key pipe on. */
 #define READY_FD 3
 #define READY_FD_TEXT "3"
+#define KEY_FD 4
+#define KEY_FD_TEXT "4"
+/* The longest argv spawn builds, with its NULL. */
+#define ARGV_MAX 20
 /* How long a process that reported ERROR or closed its pipe gets to exit. */
 #define FAILED_EXIT_GRACE_MS 1000
 /* Exits reported per round of the monitor loop; the rest wait a round. */
@@ -61,6 +67,14 @@ struct vsm_proc {
 	pid_t pid;
 	int pidfd;
 	int ready_fd;
+	/* What the process is started with (start() owns these until the
+	 * spawn; the key is wiped right after it). */
+	char *db_path;
+	char *stats_path;
+	char max_sessions[16];     /* "" when not passed */
+	char max_keys[16];
+	bool has_key;
+	uint8_t key[VSM_KEY_LEN];
 	int64_t started_ms;
 	/* CPU accounting for vsm_supervisor_stats. */
 	uint64_t prev_ticks;
@@ -165,6 +179,9 @@ static void free_proc(struct vsm_proc *p)
 		close(p->pidfd);
 	if (p->ready_fd >= 0)
 		close(p->ready_fd);
+	explicit_bzero(p->key, sizeof(p->key));
+	free(p->db_path);
+	free(p->stats_path);
 	free(p);
 }
 
@@ -210,11 +227,12 @@ static int terminate_and_reap(int pidfd, int sig, int64_t grace_ms, siginfo_t *r
 	return 0;
 }
 
-/* The forked child: keeps stdio and the readiness pipe (as READY_FD),
- * closes everything else, resets signals, ties its life to the parent's,
- * and execs. Only async-signal-safe calls: the parent has threads. */
-static void child_exec(const char *path, char *const argv[], int ready_fd, pid_t parent,
-		       int max_fd, const char *exec_text)
+/* The forked child: keeps stdio, the readiness pipe (as READY_FD) and the
+ * key pipe if any (key_fd >= 0, as KEY_FD), closes everything else, resets
+ * signals, ties its life to the parent's, and execs. Only
+ * async-signal-safe calls: the parent has threads. */
+static void child_exec(const char *path, char *const argv[], int ready_fd, int key_fd,
+		       pid_t parent, int max_fd, const char *exec_text)
 {
 	char line[VSM_READY_LINE_MAX];
 	sigset_t none;
@@ -228,14 +246,16 @@ static void child_exec(const char *path, char *const argv[], int ready_fd, pid_t
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
 		_exit(127);
 	setpgid(0, 0);
-	if (ready_fd == READY_FD) {
-		if (fcntl(READY_FD, F_SETFD, 0) < 0)
-			_exit(127);
-	} else if (dup2(ready_fd, READY_FD) < 0) {
+	/* Above both targets first, so neither dup2 overwrites the other's
+	 * source; dup2 leaves the targets without close-on-exec. */
+	int rfd = fcntl(ready_fd, F_DUPFD_CLOEXEC, KEY_FD + 1);
+	int kfd = key_fd >= 0 ? fcntl(key_fd, F_DUPFD_CLOEXEC, KEY_FD + 1) : -1;
+	if (rfd < 0 || (key_fd >= 0 && kfd < 0) || dup2(rfd, READY_FD) < 0 ||
+	    (kfd >= 0 && dup2(kfd, KEY_FD) < 0))
 		_exit(127);
-	}
-	if (syscall(SYS_close_range, READY_FD + 1, ~0U, 0) < 0)
-		for (int fd = READY_FD + 1; fd < max_fd; fd++)
+	int first_closed = kfd >= 0 ? KEY_FD + 1 : READY_FD + 1;
+	if (syscall(SYS_close_range, first_closed, ~0U, 0) < 0)
+		for (int fd = first_closed; fd < max_fd; fd++)
 			close(fd);
 	execv(path, argv);
 	size_t n = vsm_ready_error_line(errno, exec_text, line, sizeof(line));
@@ -246,26 +266,96 @@ static void child_exec(const char *path, char *const argv[], int ready_fd, pid_t
 
 /* Forks and execs p's process; called with s->lock held. Returns 0 with
  * p->pid, p->pidfd and p->ready_fd set, or -errno. */
+/* A close-on-exec pipe already holding p's key, its write end closed:
+ * returns the read end (the key is wiped from p) or -errno. */
+static int key_pipe(struct vsm_proc *p)
+{
+	int kp[2];
+	size_t done = 0;
+	if (pipe2(kp, O_CLOEXEC) < 0)
+		return -errno;
+	/* 32 bytes fit any pipe buffer: this never blocks. */
+	while (done < sizeof(p->key)) {
+		ssize_t n = write(kp[1], p->key + done, sizeof(p->key) - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int r = n < 0 ? -errno : -EIO;
+			close(kp[0]);
+			close(kp[1]);
+			return r;
+		}
+		done += (size_t)n;
+	}
+	close(kp[1]);
+	explicit_bzero(p->key, sizeof(p->key));
+	return kp[0];
+}
+
+/* Fills argv (ARGV_MAX entries) with p's command line. */
+static void build_argv(vsm_supervisor *s, struct vsm_proc *p, char *argv[ARGV_MAX])
+{
+	size_t n = 0;
+	argv[n++] = s->vsmd_path;
+	argv[n++] = "--vsm-id";
+	argv[n++] = p->id;
+	argv[n++] = "--listen";
+	argv[n++] = p->endpoint;
+	argv[n++] = "--ready-fd";
+	argv[n++] = READY_FD_TEXT;
+	if (p->db_path) {
+		argv[n++] = "--db";
+		argv[n++] = p->db_path;
+	}
+	if (p->has_key) {
+		argv[n++] = "--key-fd";
+		argv[n++] = KEY_FD_TEXT;
+	}
+	if (p->max_sessions[0]) {
+		argv[n++] = "--max-sessions";
+		argv[n++] = p->max_sessions;
+	}
+	if (p->max_keys[0]) {
+		argv[n++] = "--max-keys";
+		argv[n++] = p->max_keys;
+	}
+	if (p->stats_path) {
+		argv[n++] = "--stats-file";
+		argv[n++] = p->stats_path;
+	}
+	argv[n] = NULL;
+}
+
 static int spawn(vsm_supervisor *s, struct vsm_proc *p)
 {
 	char exec_text[VSM_READY_LINE_MAX];
-	char *argv[] = { s->vsmd_path, "--vsm-id", p->id, "--listen", p->endpoint,
-			 "--ready-fd", READY_FD_TEXT, NULL };
-	int pipefd[2], r;
+	char *argv[ARGV_MAX];
+	int pipefd[2] = { -1, -1 }, key_fd = -1, r;
+	build_argv(s, p, argv);
 	snprintf(exec_text, sizeof(exec_text), "cannot execute %s", s->vsmd_path);
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
-		return -errno;
+	if (p->has_key) {
+		key_fd = key_pipe(p);
+		if (key_fd < 0)
+			return key_fd;
+	}
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		r = -errno;
+		goto fail;
+	}
 	pid_t parent = getpid();
 	p->prev_mono_ms = chsm_monotonic_ms();
 	pid_t pid = fork();
 	if (pid == 0)
-		child_exec(s->vsmd_path, argv, pipefd[1], parent, s->max_fd, exec_text);
+		child_exec(s->vsmd_path, argv, pipefd[1], key_fd, parent, s->max_fd, exec_text);
 	if (pid < 0) {
 		r = -errno;
 		goto fail;
 	}
 	close(pipefd[1]);
 	pipefd[1] = -1;
+	if (key_fd >= 0)
+		close(key_fd);
+	key_fd = -1;
 	int pidfd = sys_pidfd_open(pid);
 	if (pidfd < 0) {
 		r = -errno;
@@ -279,9 +369,12 @@ static int spawn(vsm_supervisor *s, struct vsm_proc *p)
 	p->ready_fd = pipefd[0];
 	return 0;
 fail:
-	close(pipefd[0]);
+	if (pipefd[0] >= 0)
+		close(pipefd[0]);
 	if (pipefd[1] >= 0)
 		close(pipefd[1]);
+	if (key_fd >= 0)
+		close(key_fd);
 	return r;
 }
 
@@ -481,19 +574,63 @@ fail:
 	return r;
 }
 
-int vsm_supervisor_start(vsm_supervisor *s, const char *vsm_id, const char *ip, int port,
-			 char *err, size_t errlen)
+/* Checks the options other than id and endpoint; a message into err. */
+static int check_options(const struct vsm_start_options *o, char *err, size_t errlen)
+{
+	if ((o->key && o->key_len != VSM_KEY_LEN) || (!o->key && o->key_len)) {
+		set_err(err, errlen, "invalid VSM key");
+		return -EINVAL;
+	}
+	if (o->max_sessions < 0 || o->max_keys < 0) {
+		set_err(err, errlen, "invalid limit");
+		return -EINVAL;
+	}
+	if ((o->db_path && (!*o->db_path || strlen(o->db_path) >= PATH_MAX)) ||
+	    (o->stats_path && (!*o->stats_path || strlen(o->stats_path) >= PATH_MAX))) {
+		set_err(err, errlen, "invalid path");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Copies what o gives the process into p. */
+static int fill_proc(struct vsm_proc *p, const struct vsm_start_options *o)
+{
+	if (o->db_path && !(p->db_path = strdup(o->db_path)))
+		return -ENOMEM;
+	if (o->stats_path && !(p->stats_path = strdup(o->stats_path)))
+		return -ENOMEM;
+	if (o->max_sessions > 0)
+		snprintf(p->max_sessions, sizeof(p->max_sessions), "%d", o->max_sessions);
+	if (o->max_keys > 0)
+		snprintf(p->max_keys, sizeof(p->max_keys), "%d", o->max_keys);
+	if (o->key) {
+		memcpy(p->key, o->key, VSM_KEY_LEN);
+		p->has_key = true;
+	}
+	return 0;
+}
+
+int vsm_supervisor_start(vsm_supervisor *s, const struct vsm_start_options *o)
 {
 	char endpoint[VSM_ENDPOINT_MAX_LEN];
 	int r;
+	if (!o)
+		return -EINVAL;
+	const char *vsm_id = o->vsm_id;
+	char *err = o->err;
+	size_t errlen = o->errlen;
 	if (!vsm_id_valid(vsm_id)) {
 		set_err(err, errlen, "invalid VSM id");
 		return -EINVAL;
 	}
-	if (vsm_endpoint_format(ip, port, endpoint, sizeof(endpoint)) < 0) {
+	if (vsm_endpoint_format(o->ip, o->port, endpoint, sizeof(endpoint)) < 0) {
 		set_err(err, errlen, "invalid address or port");
 		return -EINVAL;
 	}
+	r = check_options(o, err, errlen);
+	if (r < 0)
+		return r;
 
 	pthread_mutex_lock(&s->lock);
 	struct vsm_proc *p = find_id(s, vsm_id);
@@ -510,8 +647,9 @@ int vsm_supervisor_start(vsm_supervisor *s, const char *vsm_id, const char *ip, 
 		return -ENOSPC;
 	}
 	p = calloc(1, sizeof(*p));
-	if (!p) {
+	if (!p || fill_proc(p, o) < 0) {
 		pthread_mutex_unlock(&s->lock);
+		free_proc(p);
 		set_err(err, errlen, "out of memory");
 		return -ENOMEM;
 	}

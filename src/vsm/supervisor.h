@@ -3,8 +3,10 @@
  *
  * Guarantees:
  *  - A VSM process starts by fork+exec of vsmd_path with only stdin, stdout,
- *    stderr and its readiness pipe (as fd 3); every other descriptor is
- *    closed before exec. Its signal mask and ignored signals are reset, it
+ *    stderr, its readiness pipe (as fd 3) and, when given a key, the pipe
+ *    holding that key (as fd 4); every other descriptor is closed before
+ *    exec. The key travels only through that pipe, never in argv or the
+ *    environment, and the supervisor's copy is wiped once it is written. Its signal mask and ignored signals are reset, it
  *    gets its own process group (terminal signals go to the daemon, which
  *    stops VSMs in order), and PR_SET_PDEATHSIG(SIGTERM) is set before exec,
  *    so it dies with the daemon. The fork happens on the supervisor's own
@@ -48,19 +50,35 @@ typedef void (*vsm_exit_fn)(void *ctx, const char *vsm_id, const char *reason);
 int vsm_supervisor_new(const char *vsmd_path, vsm_exit_fn on_unexpected_exit, void *ctx,
 		       vsm_supervisor **ret_sup);
 
-/* Starts the VSM's process listening on ip:port (ip an IPv4 or IPv6
- * literal) and waits up to CHSM_VSM_READY_TIMEOUT_SECONDS for READY.
- * Returns 0; -EINVAL for a bad id, ip or port; -EALREADY if it runs;
+/* What a VSM process is started with. */
+struct vsm_start_options {
+	const char *vsm_id;
+	const char *ip;           /* an IPv4 or IPv6 literal */
+	int port;
+	const char *db_path;      /* the database, passed as --db; NULL: none */
+	const uint8_t *key;       /* the VSM's store subkey (secret), passed through
+	                           * a pipe as --key-fd 4; NULL: none */
+	size_t key_len;           /* VSM_KEY_LEN when key is set */
+	int max_sessions;         /* --max-sessions; 0: not passed */
+	int max_keys;             /* --max-keys; 0: not passed */
+	const char *stats_path;   /* --stats-file; NULL: none */
+	char *err;                /* may be NULL */
+	size_t errlen;
+};
+#define VSM_KEY_LEN 32
+
+/* Starts the VSM's process listening on o->ip:o->port with the rest of o
+ * and waits up to CHSM_VSM_READY_TIMEOUT_SECONDS for READY. The key is
+ * not kept. Returns 0; -EINVAL for a bad id, ip or port, a key not
+ * VSM_KEY_LEN long, a negative limit, or a path of PATH_MAX or more; -EALREADY if it runs;
  * -EBUSY while another call starts or stops it; -ENOSPC beyond
  * CHSM_MAX_VSMS_CEILING processes; the bind error the process reported
  * (-EADDRINUSE, -EADDRNOTAVAIL, -EACCES, ...); the exec error (-ENOENT,
  * -EACCES, ...); -ETIMEDOUT (the process was killed); -EPROTO if it wrote
  * anything but a readiness line (it is killed); -EIO if it exited
- * without a word; or another -errno. On failure no process is left and err
- * (may be NULL) receives a short human message; err is untouched on
- * success. */
-int vsm_supervisor_start(vsm_supervisor *s, const char *vsm_id, const char *ip, int port,
-			 char *err, size_t errlen);
+ * without a word; or another -errno. On failure no process is left and
+ * o->err receives a short human message; it is untouched on success. */
+int vsm_supervisor_start(vsm_supervisor *s, const struct vsm_start_options *o);
 
 /* Stops the VSM's process: SIGTERM, up to CHSM_VSM_STOP_GRACE_SECONDS for
  * it to exit, then SIGKILL, and waits for the exit. Not reported to

@@ -24,6 +24,27 @@
 #include "vsm/supervisor.h"
 #include "vsm_test_util.h"
 
+/* vsm_supervisor_start with only an id and an endpoint. */
+static int start(vsm_supervisor *sup, const char *id, const char *ip, int port, char *err,
+		 size_t errlen)
+{
+	struct vsm_start_options o = {
+		.vsm_id = id, .ip = ip, .port = port, .err = err, .errlen = errlen,
+	};
+	return vsm_supervisor_start(sup, &o);
+}
+
+/* True when something accepts connections on ip:port (the service keeps
+ * the connection open for a HELLO; this closes it). */
+static bool accepts(const char *ip, int port)
+{
+	int fd = test_connect(ip, port);
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
 /* Records the unexpected exits the supervisor reports. */
 struct recorder {
 	pthread_mutex_t lock;
@@ -46,7 +67,7 @@ static void record_exit(void *ctx, const char *vsm_id, const char *reason)
 	vsm_supervisor *sup = rec->restart_sup;
 	pthread_mutex_unlock(&rec->lock);
 	/* No supervisor lock is held here: calling back into it must work. */
-	int r = sup ? vsm_supervisor_start(sup, vsm_id, rec->restart_ep.ip, rec->restart_ep.port,
+	int r = sup ? start(sup, vsm_id, rec->restart_ep.ip, rec->restart_ep.port,
 					   NULL, 0) : 0;
 	pthread_mutex_lock(&rec->lock);
 	rec->restart_result = r;
@@ -126,11 +147,11 @@ static void test_start_connect_stop(void **state)
 	int64_t started = 0, before = chsm_now_ms();
 	test_pick_endpoint(&ep);
 
-	assert_int_equal(vsm_supervisor_start(f->sup, "vsm-1", ep.ip, ep.port, err, sizeof(err)), 0);
+	assert_int_equal(start(f->sup, "vsm-1", ep.ip, ep.port, err, sizeof(err)), 0);
 	assert_true(vsm_supervisor_running(f->sup, "vsm-1", &pid, &started));
 	assert_true(pid > 0);
 	assert_true(started >= before && started <= chsm_now_ms());
-	assert_true(test_connect_and_see_close(ep.ip, ep.port));
+	assert_true(accepts(ep.ip, ep.port));
 
 	/* chsm-vsmd honours SIGTERM: the stop does not need the SIGKILL that
 	 * follows the grace period. */
@@ -153,8 +174,8 @@ static void test_start_twice(void **state)
 	char err[256] = "";
 	test_pick_endpoint(&ep);
 	test_pick_endpoint(&ep2);
-	assert_int_equal(vsm_supervisor_start(f->sup, "twice", ep.ip, ep.port, NULL, 0), 0);
-	assert_int_equal(vsm_supervisor_start(f->sup, "twice", ep2.ip, ep2.port, err, sizeof(err)),
+	assert_int_equal(start(f->sup, "twice", ep.ip, ep.port, NULL, 0), 0);
+	assert_int_equal(start(f->sup, "twice", ep2.ip, ep2.port, err, sizeof(err)),
 			 -EALREADY);
 	assert_non_null(strstr(err, "already"));
 	assert_int_equal(test_connect(ep2.ip, ep2.port), -ECONNREFUSED);
@@ -170,14 +191,14 @@ static void test_port_in_use(void **state)
 	test_pick_endpoint(&ep);
 	int lfd = test_listen(&ep);
 	assert_true(lfd >= 0);
-	assert_int_equal(vsm_supervisor_start(f->sup, "busy", ep.ip, ep.port, err, sizeof(err)),
+	assert_int_equal(start(f->sup, "busy", ep.ip, ep.port, err, sizeof(err)),
 			 -EADDRINUSE);
 	assert_non_null(strstr(err, ep.text));
 	assert_non_null(strstr(err, "in use"));
 	assert_false(vsm_supervisor_running(f->sup, "busy", NULL, NULL));
 	close(lfd);
 	/* The failed attempt left nothing behind: the same id starts now. */
-	assert_int_equal(vsm_supervisor_start(f->sup, "busy", ep.ip, ep.port, err, sizeof(err)), 0);
+	assert_int_equal(start(f->sup, "busy", ep.ip, ep.port, err, sizeof(err)), 0);
 	assert_int_equal(vsm_supervisor_stop(f->sup, "busy"), 0);
 	assert_int_equal(report_count(&f->rec), 0);
 }
@@ -198,7 +219,7 @@ static void test_bad_arguments(void **state)
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		err[0] = '\0';
-		assert_int_equal(vsm_supervisor_start(f->sup, cases[i].id, cases[i].ip, cases[i].port,
+		assert_int_equal(start(f->sup, cases[i].id, cases[i].ip, cases[i].port,
 						      err, sizeof(err)),
 				 -EINVAL);
 		assert_true(err[0] != '\0');
@@ -206,7 +227,7 @@ static void test_bad_arguments(void **state)
 	char long_id[66];
 	memset(long_id, 'a', 65);
 	long_id[65] = '\0';
-	assert_int_equal(vsm_supervisor_start(f->sup, long_id, "127.0.0.1", 5000, NULL, 0), -EINVAL);
+	assert_int_equal(start(f->sup, long_id, "127.0.0.1", 5000, NULL, 0), -EINVAL);
 }
 
 static void test_kill9_is_reported(void **state)
@@ -215,7 +236,7 @@ static void test_kill9_is_reported(void **state)
 	struct test_endpoint ep;
 	int pid = 0;
 	test_pick_endpoint(&ep);
-	assert_int_equal(vsm_supervisor_start(f->sup, "victim", ep.ip, ep.port, NULL, 0), 0);
+	assert_int_equal(start(f->sup, "victim", ep.ip, ep.port, NULL, 0), 0);
 	assert_true(vsm_supervisor_running(f->sup, "victim", &pid, NULL));
 	assert_int_equal(kill(pid, SIGKILL), 0);
 
@@ -229,7 +250,7 @@ static void test_kill9_is_reported(void **state)
 	assert_int_equal(vsm_supervisor_stop(f->sup, "victim"), -ENOENT);
 
 	/* It can be started again, and that stop is not reported. */
-	assert_int_equal(vsm_supervisor_start(f->sup, "victim", ep.ip, ep.port, NULL, 0), 0);
+	assert_int_equal(start(f->sup, "victim", ep.ip, ep.port, NULL, 0), 0);
 	assert_int_equal(vsm_supervisor_stop(f->sup, "victim"), 0);
 	sleep_ms(300);
 	assert_int_equal(report_count(&f->rec), 1);
@@ -242,7 +263,7 @@ static void test_stats(void **state)
 	struct vsm_proc_stats st;
 	test_pick_endpoint(&ep);
 	assert_int_equal(vsm_supervisor_stats(f->sup, "stats", &st), -ENOENT);
-	assert_int_equal(vsm_supervisor_start(f->sup, "stats", ep.ip, ep.port, NULL, 0), 0);
+	assert_int_equal(start(f->sup, "stats", ep.ip, ep.port, NULL, 0), 0);
 	assert_int_equal(vsm_supervisor_stats(f->sup, "stats", &st), 0);
 	assert_true(st.rss_bytes > 0);
 	/* A small daemon: more than a page, less than a GiB. */
@@ -262,8 +283,8 @@ static void test_free_stops_running(void **state)
 	int pid1 = 0, pid2 = 0;
 	test_pick_endpoint(&ep1);
 	test_pick_endpoint(&ep2);
-	assert_int_equal(vsm_supervisor_start(f->sup, "a", ep1.ip, ep1.port, NULL, 0), 0);
-	assert_int_equal(vsm_supervisor_start(f->sup, "b", ep2.ip, ep2.port, NULL, 0), 0);
+	assert_int_equal(start(f->sup, "a", ep1.ip, ep1.port, NULL, 0), 0);
+	assert_int_equal(start(f->sup, "b", ep2.ip, ep2.port, NULL, 0), 0);
 	assert_true(vsm_supervisor_running(f->sup, "a", &pid1, NULL));
 	assert_true(vsm_supervisor_running(f->sup, "b", &pid2, NULL));
 	vsm_supervisor_free(f->sup);
@@ -280,7 +301,7 @@ static void test_callback_may_restart(void **state)
 	int pid = 0, pid2 = 0;
 	test_pick_endpoint(&f->rec.restart_ep);
 	const struct test_endpoint *ep = &f->rec.restart_ep;
-	assert_int_equal(vsm_supervisor_start(f->sup, "phoenix", ep->ip, ep->port, NULL, 0), 0);
+	assert_int_equal(start(f->sup, "phoenix", ep->ip, ep->port, NULL, 0), 0);
 	assert_true(vsm_supervisor_running(f->sup, "phoenix", &pid, NULL));
 	pthread_mutex_lock(&f->rec.lock);
 	f->rec.restart_sup = f->sup;
@@ -294,7 +315,7 @@ static void test_callback_may_restart(void **state)
 	pthread_mutex_unlock(&f->rec.lock);
 	assert_true(vsm_supervisor_running(f->sup, "phoenix", &pid2, NULL));
 	assert_true(pid2 != pid);
-	assert_true(test_connect_and_see_close(ep->ip, ep->port));
+	assert_true(accepts(ep->ip, ep->port));
 	assert_int_equal(vsm_supervisor_stop(f->sup, "phoenix"), 0);
 	assert_int_equal(report_count(&f->rec), 1);
 }
@@ -311,8 +332,8 @@ static void *start_stop_worker(void *arg)
 	for (int i = 0; i < 3; i++) {
 		struct test_endpoint ep;
 		test_pick_endpoint(&ep);
-		if (vsm_supervisor_start(w->sup, w->id, ep.ip, ep.port, NULL, 0) != 0 ||
-		    !test_connect_and_see_close(ep.ip, ep.port) ||
+		if (start(w->sup, w->id, ep.ip, ep.port, NULL, 0) != 0 ||
+		    !accepts(ep.ip, ep.port) ||
 		    vsm_supervisor_stop(w->sup, w->id) != 0)
 			w->failures++;
 	}
@@ -345,7 +366,7 @@ static void test_concurrent_calls(void **state)
 	struct test_endpoint ep;
 	int pid = 0;
 	test_pick_endpoint(&ep);
-	assert_int_equal(vsm_supervisor_start(f->sup, "shared", ep.ip, ep.port, NULL, 0), 0);
+	assert_int_equal(start(f->sup, "shared", ep.ip, ep.port, NULL, 0), 0);
 	assert_true(vsm_supervisor_running(f->sup, "shared", &pid, NULL));
 	for (int i = 0; i < 2; i++) {
 		w[i] = (struct worker){ .sup = f->sup, .id = "shared", .failures = 1 };
@@ -371,7 +392,7 @@ static void test_no_stray_descriptors(void **state)
 	int leak = open(leak_path, O_WRONLY | O_CREAT, 0600); /* no O_CLOEXEC on purpose */
 	assert_true(leak >= 0);
 	test_pick_endpoint(&ep);
-	assert_int_equal(vsm_supervisor_start(f->sup, "fds", ep.ip, ep.port, NULL, 0), 0);
+	assert_int_equal(start(f->sup, "fds", ep.ip, ep.port, NULL, 0), 0);
 	assert_true(vsm_supervisor_running(f->sup, "fds", &pid, NULL));
 	for (int fd = 0; fd < 1024; fd++) {
 		snprintf(fd_path, sizeof(fd_path), "/proc/%d/fd/%d", pid, fd);
@@ -393,7 +414,7 @@ static void test_exec_failure(void **state)
 	char err[256] = "";
 	test_pick_endpoint(&ep);
 	assert_int_equal(vsm_supervisor_new("/nonexistent/chsm-vsmd", record_exit, &f->rec, &sup), 0);
-	assert_int_equal(vsm_supervisor_start(sup, "x", ep.ip, ep.port, err, sizeof(err)), -ENOENT);
+	assert_int_equal(start(sup, "x", ep.ip, ep.port, err, sizeof(err)), -ENOENT);
 	assert_non_null(strstr(err, "cannot execute /nonexistent/chsm-vsmd"));
 	assert_false(vsm_supervisor_running(sup, "x", NULL, NULL));
 	vsm_supervisor_free(sup);
@@ -415,7 +436,7 @@ static void test_exit_after_ready_is_reported(void **state)
 	struct fixture *f = *state;
 	vsm_supervisor *sup = script_supervisor(f, "ready-then-exit",
 						"printf 'READY\\n' >&3\nexec 3>&-\nexit 3");
-	assert_int_equal(vsm_supervisor_start(sup, "s1", "127.0.0.1", 9, NULL, 0), 0);
+	assert_int_equal(start(sup, "s1", "127.0.0.1", 9, NULL, 0), 0);
 	assert_int_equal(wait_reports(&f->rec, 1, 10), 1);
 	pthread_mutex_lock(&f->rec.lock);
 	assert_string_equal(f->rec.id, "s1");
@@ -447,7 +468,7 @@ static void test_bad_vsmd_start_failures(void **state)
 		char err[256] = "";
 		vsm_supervisor *sup = script_supervisor(f, cases[i].name, cases[i].body);
 		int64_t t0 = chsm_monotonic_ms();
-		int r = vsm_supervisor_start(sup, "s", "127.0.0.1", 9, err, sizeof(err));
+		int r = start(sup, "s", "127.0.0.1", 9, err, sizeof(err));
 		if (r != cases[i].want || !strstr(err, cases[i].message))
 			fail_msg("%s: got %d \"%s\", want %d \"%s\"", cases[i].name, r, err,
 				 cases[i].want, cases[i].message);
@@ -459,6 +480,105 @@ static void test_bad_vsmd_start_failures(void **state)
 	assert_int_equal(report_count(&f->rec), 0);
 }
 
+/* The VSM gets its options on the command line and its key through fd 4:
+ * the key is in neither its argv nor its environment. */
+static void test_key_and_options_reach_vsm(void **state)
+{
+	struct fixture *f = *state;
+	static const uint8_t key[VSM_KEY_LEN] = "K0123456789abcdefghijklmnopqrst";
+	char body[1024], path[256], *data = NULL;
+	size_t len = 0;
+	int pid = 0;
+	snprintf(body, sizeof(body),
+		 "cat <&4 > %s/key\nprintf '%%s\\n' \"$@\" > %s/argv\nenv > %s/env\n"
+		 "printf 'READY\\n' >&3\nexec 3>&-\nexec sleep 60",
+		 f->dir, f->dir, f->dir);
+	vsm_supervisor *sup = script_supervisor(f, "keyed", body);
+	struct vsm_start_options o = {
+		.vsm_id = "keyed", .ip = "127.0.0.1", .port = 9, .db_path = "/state/chsm.db",
+		.key = key, .key_len = sizeof(key), .max_sessions = 7, .max_keys = 9,
+		.stats_path = "/state/run/vsm-keyed.stats.json",
+	};
+	assert_int_equal(vsm_supervisor_start(sup, &o), 0);
+	assert_true(vsm_supervisor_running(sup, "keyed", &pid, NULL));
+
+	snprintf(path, sizeof(path), "%s/key", f->dir);
+	assert_int_equal(chsm_read_file(path, 4096, &data, &len), 0);
+	assert_int_equal(len, sizeof(key));
+	assert_memory_equal(data, key, sizeof(key));
+	free(data);
+
+	snprintf(path, sizeof(path), "%s/argv", f->dir);
+	assert_int_equal(chsm_read_file(path, 4096, &data, &len), 0);
+	assert_string_equal(data, "--vsm-id\nkeyed\n--listen\n127.0.0.1:9\n--ready-fd\n3\n"
+				  "--db\n/state/chsm.db\n--key-fd\n4\n--max-sessions\n7\n"
+				  "--max-keys\n9\n--stats-file\n/state/run/vsm-keyed.stats.json\n");
+	free(data);
+	snprintf(path, sizeof(path), "%s/env", f->dir);
+	assert_int_equal(chsm_read_file(path, 1 << 20, &data, &len), 0);
+	assert_null(strstr(data, "K0123456789"));
+	free(data);
+
+	vsm_supervisor_free(sup);
+	assert_true(pid_gone(pid));
+	assert_int_equal(report_count(&f->rec), 0);
+}
+
+/* Without a key no fd 4 is passed, and no option the caller left unset. */
+static void test_no_key_no_options(void **state)
+{
+	struct fixture *f = *state;
+	char body[512], path[256], *data = NULL;
+	size_t len = 0;
+	snprintf(body, sizeof(body),
+		 "if [ -e /proc/self/fd/4 ]; then echo open; else echo closed; fi > %s/fd4\n"
+		 "printf '%%s ' \"$@\" > %s/argv\nprintf 'READY\\n' >&3\nexec 3>&-\n"
+		 "exec sleep 60",
+		 f->dir, f->dir);
+	vsm_supervisor *sup = script_supervisor(f, "plain", body);
+	assert_int_equal(start(sup, "plain", "127.0.0.1", 9, NULL, 0), 0);
+	snprintf(path, sizeof(path), "%s/fd4", f->dir);
+	assert_int_equal(chsm_read_file(path, 4096, &data, &len), 0);
+	assert_string_equal(data, "closed\n");
+	free(data);
+	snprintf(path, sizeof(path), "%s/argv", f->dir);
+	assert_int_equal(chsm_read_file(path, 4096, &data, &len), 0);
+	assert_string_equal(data, "--vsm-id plain --listen 127.0.0.1:9 --ready-fd 3 ");
+	free(data);
+	vsm_supervisor_free(sup);
+}
+
+static void test_bad_start_options(void **state)
+{
+	struct fixture *f = *state;
+	static const uint8_t key[VSM_KEY_LEN] = {1};
+	char long_path[PATH_MAX + 8];
+	memset(long_path, 'p', sizeof(long_path) - 1);
+	long_path[0] = '/';
+	long_path[sizeof(long_path) - 1] = '\0';
+	struct vsm_start_options base = { .vsm_id = "opt", .ip = "127.0.0.1", .port = 9 };
+	struct vsm_start_options cases[7];
+	for (size_t i = 0; i < 7; i++)
+		cases[i] = base;
+	cases[0].key = key;                    /* key without its length */
+	cases[1].key = key;
+	cases[1].key_len = 16;                 /* wrong length */
+	cases[2].key_len = 32;                 /* length without a key */
+	cases[3].max_sessions = -1;
+	cases[4].max_keys = -5;
+	cases[5].db_path = "";
+	cases[6].stats_path = long_path;
+	for (size_t i = 0; i < 7; i++) {
+		char err[128] = "";
+		cases[i].err = err;
+		cases[i].errlen = sizeof(err);
+		if (vsm_supervisor_start(f->sup, &cases[i]) != -EINVAL || !err[0])
+			fail_msg("case %zu: not refused", i);
+		assert_false(vsm_supervisor_running(f->sup, "opt", NULL, NULL));
+	}
+	assert_int_equal(vsm_supervisor_start(f->sup, NULL), -EINVAL);
+}
+
 /* A stop that has to fall back to SIGKILL still stops it, unreported. */
 static void test_stop_ignoring_sigterm(void **state)
 {
@@ -467,7 +587,7 @@ static void test_stop_ignoring_sigterm(void **state)
 	vsm_supervisor *sup = script_supervisor(f, "stubborn",
 						"trap '' TERM\nprintf 'READY\\n' >&3\nexec 3>&-\n"
 						"while :; do sleep 1; done");
-	assert_int_equal(vsm_supervisor_start(sup, "s5", "127.0.0.1", 9, NULL, 0), 0);
+	assert_int_equal(start(sup, "s5", "127.0.0.1", 9, NULL, 0), 0);
 	assert_true(vsm_supervisor_running(sup, "s5", &pid, NULL));
 	assert_int_equal(vsm_supervisor_stop(sup, "s5"), 0);
 	assert_true(pid_gone(pid));
@@ -492,6 +612,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_exit_after_ready_is_reported, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_vsmd_start_failures, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_ignoring_sigterm, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_key_and_options_reach_vsm, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_key_no_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_start_options, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
