@@ -55,6 +55,8 @@ enum {
 /* Bounds of --max-sessions and --max-keys (those of the management API). */
 #define MAX_SESSIONS_LIMIT 4096
 #define MAX_KEYS_LIMIT     1000000
+_Static_assert(sizeof(((struct vsm_service_config *)0)->vsm_key) == VSM_KEY_BYTES,
+	       "the service holds the whole key");
 
 struct options {
 	const char *vsm_id;
@@ -244,12 +246,7 @@ fail:
 int main(int argc, char **argv)
 {
 	struct options opts;
-	/* Until the service takes them: the options are parsed, the key is
-	 * read and wiped. */
-	struct {
-		uint8_t vsm_key[VSM_KEY_BYTES];
-		bool has_key;
-	} cfg;
+	struct vsm_service_config cfg;
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	char line[VSM_READY_LINE_MAX], text[VSM_READY_LINE_MAX];
@@ -282,6 +279,11 @@ int main(int argc, char **argv)
 		}
 		cfg.has_key = true;
 	}
+	cfg.vsm_id = opts.vsm_id;
+	cfg.db_path = opts.db_path;
+	cfg.max_sessions = opts.max_sessions;
+	cfg.max_keys = opts.max_keys;
+	cfg.stats_path = opts.stats_path;
 	if (vsm_endpoint_parse(opts.listen, &addr, &addrlen) < 0) {
 		fprintf(stderr, "chsm-vsmd: invalid --listen (IPv4:PORT or [IPv6]:PORT, port 1-65535)\n");
 		usage(stderr);
@@ -303,7 +305,7 @@ int main(int argc, char **argv)
 		status = EXIT_BIND;
 		goto out;
 	}
-	r = vsm_service_new(fd, &svc);
+	r = vsm_service_new(fd, &cfg, &svc);
 	explicit_bzero(cfg.vsm_key, sizeof(cfg.vsm_key));
 	if (r < 0) {
 		fprintf(stderr, "vsm=%s event=error op=service error=%s\n", opts.vsm_id,
