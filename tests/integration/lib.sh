@@ -276,3 +276,22 @@ proc_gone() { [ ! -e "/proc/$1" ] || [ "$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev
 
 # jqt FILE EXPR: the jq expression is true of the JSON file.
 jqt() { jq -e "$2" "$1" >/dev/null; }
+
+# hold_port PORT: a process (not a VSM) that listens on 127.0.0.1:PORT, or
+# on a free port for 0, until killed. Sets HOLDER_PID and HELD_PORT.
+hold_port() {
+  local f=$IT_DIR/holder.$1.$RANDOM
+  python3 -c 'import signal, socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
+print(s.getsockname()[1], flush=True); signal.pause()' "$1" > "$f" 2>/dev/null &
+  HOLDER_PID=$!
+  IT_BG_PIDS="${IT_BG_PIDS:-} $HOLDER_PID"
+  for _ in $(seq 1 100); do
+    HELD_PORT=$(head -n 1 "$f" 2>/dev/null)
+    [ -n "$HELD_PORT" ] && return 0
+    kill -0 "$HOLDER_PID" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}

@@ -120,6 +120,10 @@ check "GET /tasks: callback url" [ "$(resp_data .callback.url)" = "$URL1" ]
 check "GET /tasks: attempts 1, delivered" jqt "$RESP_BODY" '.data.callback == {"url": .data.callback.url, "attempts": 1, "delivered": true}'
 task_ok "a task without callbackUrl" POST $API/vsms/cb1/restart
 check "GET /tasks: no callback url" jqt "$RESP_BODY" '.data.callback.url == null and .data.callback.delivered == false'
+async_cb POST $API/vsms/cb1/restart "http://127.0.0.1:$RCV_PORT"
+check "a URL without a path: callback delivered" eventually 15 delivered "$TASK_ID" 1
+check_callback "callback to a URL without a path" "$R1" "$TASK_ID" succeeded
+check "... to the request-target /" [ "$(jq -r .path "$REC.json")" = / ]
 receiver_stop
 
 # ---- retried after 500s ----

@@ -145,13 +145,12 @@ check "--json on an error: exit 1" [ "$RC" = 1 ]
 check "--json on an error: the envelope" jqt "$OUT" '.code == 3001 and (.requestId | length) > 0 and (has("data") | not)'
 fails "start a running VSM" 1 '^3003 ' vsm start c2
 # a VSM whose port another process holds: its start task fails with 3009
-exec 7< <(python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(120)')
-HOLDER=$!; IT_BG_PIDS="${IT_BG_PIDS:-} $HOLDER"
-read -r TAKEN <&7
+check "another process holds a port" hold_port 0
+TAKEN=$HELD_PORT
 ok "create a VSM on a taken port" --wait vsm create --id busy --name busy --ip 127.0.0.1 --prefix 8 --port "$TAKEN"
 fails "--wait on a failing task" 1 '^3009 ' vsm start busy --wait
 check "--wait on a failing task: prints the final task" jqt "$OUT" '.state == "failed" and .code == 3009'
-kill "$HOLDER" 2>/dev/null
+kill "$HOLDER_PID" 2>/dev/null
 
 fails "usage: vsm info without ID" 2 'chsmctl' vsm info
 fails "usage: unknown option" 2 'chsmctl' vsm list --bogus

@@ -33,6 +33,17 @@ check "a listens again" eventually 10 listening 127.0.0.1 "$PA"
 check "a has a new process" [ -n "$(vsm_pid a)" ]
 check "b stays stopped" vsm_state_is b stopped
 check "b does not listen" not_listening 127.0.0.1 "$PB"
+# a's port taken by another process while chsmd is down: a goes to fault
+check "SIGTERM stops chsmd again" chsm_stop
+check "another process takes a's port" hold_port "$PA"
+chsm_start
+check "a, which cannot bind its port, is in fault" eventually 10 vsm_state_is a fault
+gmt_request GET $API/vsms/a/status
+check "... with lastError ($(resp_data .lastError))" jqt "$RESP_BODY" '.data.lastError | type == "string" and length > 0'
+check "chsmd serves all the same" vsm_state_is b stopped
+kill "$HOLDER_PID"; wait "$HOLDER_PID" 2>/dev/null
+task_ok "start a once its port is free" POST $API/vsms/a/start
+check "a listens" listening 127.0.0.1 "$PA"
 
 # ---- (2) SIGKILL: nothing answered is lost ----
 PC=$(free_port); PB2=$(free_port)
@@ -164,14 +175,15 @@ done
 # ---- (4) tasks across restarts ----
 # A start task is `running` while the supervisor waits for the VSM to be
 # ready, at most CHSM_VSM_READY_TIMEOUT_SECONDS (5 s). chsm-vsmd runs here
-# behind a wrapper that, while the file "slow" exists, first sleeps 60 s: a
-# start task then stays running for those 5 s, and chsmd is crashed under
-# it. The crash must come within them for the checks that need a task in
-# flight: the test measures that from the tasks' startedAt and, on a host
-# too slow for it, skips those checks and says so.
+# behind a wrapper that first sleeps the seconds written in the file "slow"
+# (when there is one). With 2, a start is in flight when chsmd gets SIGTERM.
+# With 60, a start task stays running for those 5 s, and chsmd is crashed
+# under it. The crash must come within them for the checks that need a
+# task in flight: the test measures that from the tasks' startedAt and, on
+# a host too slow for it, skips those checks and says so.
 cat > "$IT_DIR/slow-vsmd" <<WRAPPER
 #!/usr/bin/env bash
-if [ -e "$IT_DIR/slow" ]; then sleep 60 & echo \$! >> "$IT_DIR/sleepers"; wait \$!; fi
+if [ -s "$IT_DIR/slow" ]; then sleep "\$(cat "$IT_DIR/slow")" & echo \$! >> "$IT_DIR/sleepers"; wait \$!; fi
 exec "$CHSM_BIN/chsm-vsmd" "\$@"
 WRAPPER
 chmod +x "$IT_DIR/slow-vsmd"
@@ -179,28 +191,51 @@ chsm_stop
 chsm_start --vsmd "$IT_DIR/slow-vsmd"
 check "a running VSM comes back through the wrapper" eventually 10 vsm_state_is a running
 task_ok "stop a" POST $API/vsms/a/stop
+# SIGTERM lets a running task finish: a start that takes 2 s succeeds.
+echo 2 > "$IT_DIR/slow"
+gmt_request POST $API/vsms/a/start
+expect "start a (2 s)" 0 202
+T_a=$(resp_data .taskId)
+task_running() { gmt_request GET "$API/tasks/$1"; [ "$(resp_data .state)" = running ]; }
+check "the start task is running" eventually 4 task_running "$T_a"
+check "SIGTERM stops chsmd cleanly while a task runs" chsm_stop
+rm -f "$IT_DIR/slow"
+chsm_start --vsmd "$IT_DIR/slow-vsmd"
+gmt_request GET "$API/tasks/$T_a"
+check "the task in flight at SIGTERM finished: succeeded" [ "$(resp_data .state)" = succeeded ]
+check "a runs again after the restart" eventually 10 vsm_state_is a running
+task_ok "stop a" POST $API/vsms/a/stop
 NEWPORT=$(free_port)
-touch "$IT_DIR/slow"
+echo 60 > "$IT_DIR/slow"
 # As little time as possible between the first start and the crash: the
-# requests go in two parallel batches, each in its own folder.
-par_request() {  # NAME METHOD TARGET [BODY]: in the background
+# requests are signed beforehand (gmt_request with a gmt_send that only
+# records its arguments), then sent in two parallel batches.
+presign() {  # NAME METHOD TARGET [BODY]
   local name=$1; shift
-  ( IT_DIR=$IT_DIR/par-$name; mkdir -p "$IT_DIR"; gmt_request "$@"
-    printf '%s' "$RESP_CODE" > "$IT_DIR/code"; cp "$RESP_BODY" "$IT_DIR/body" ) &
-  PAR_PIDS="${PAR_PIDS:-} $!"
+  ( IT_DIR=$IT_DIR/par-$name; mkdir -p "$IT_DIR"
+    gmt_send() { printf '%s\0' "$@" > "$IT_DIR/args"; }
+    gmt_request "$@" )
 }
-par_wait() { wait $PAR_PIDS; PAR_PIDS=""; }
+send_presigned() {  # NAME...: sends them at once, and waits for the answers
+  local name pids=""
+  for name in "$@"; do
+    ( IT_DIR=$IT_DIR/par-$name; mapfile -d '' -t args < "$IT_DIR/args"; gmt_send "${args[@]}"
+      printf '%s' "$RESP_CODE" > "$IT_DIR/code"; cp "$RESP_BODY" "$IT_DIR/body" ) &
+    pids="$pids $!"
+  done
+  wait $pids
+}
 par_code() { cat "$IT_DIR/par-$1/code" 2>/dev/null; }
-for v in b c d; do par_request "start-$v" POST "$API/vsms/$v/start"; done
-par_wait
+for v in b c d; do presign "start-$v" POST "$API/vsms/$v/start"; done
+presign del DELETE $API/vsms/b
+presign net PUT $API/vsms/b/network "$(vsm_net 127.0.0.1 "$NEWPORT")"
+presign stop POST $API/vsms/d/stop
+send_presigned start-b start-c start-d
+send_presigned del net stop
 for v in b c d; do
   check "start $v (slow) accepted" [ "$(par_code "start-$v")" = 0 ]
   eval "T_$v=\$(jq -r .data.taskId "$IT_DIR/par-start-$v/body")"
 done
-par_request del DELETE $API/vsms/b
-par_request net PUT $API/vsms/b/network "$(vsm_net 127.0.0.1 "$NEWPORT")"
-par_request stop POST $API/vsms/d/stop
-par_wait
 DEL_CODE=$(par_code del) NET_CODE=$(par_code net) STOP_CODE=$(par_code stop)
 chsm_kill
 KILL_MS=$(($(date +%s%N) / 1000000))

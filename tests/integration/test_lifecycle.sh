@@ -237,8 +237,8 @@ kill -KILL "$(vsm_pid v2)"
 check "v2 in fault again" eventually 10 vsm_state_is v2 fault
 task_ok "restart v2 from fault" POST $API/vsms/v2/restart
 check "v2 listens after restart from fault" listening 127.0.0.2 "$P2"
-kill -KILL "$(vsm_pid v2)"
-check "v2 in fault once more" eventually 10 vsm_state_is v2 fault
+kill -TERM "$(vsm_pid v2)"
+check "v2 in fault once more (its process ended on a SIGTERM chsmd did not send)" eventually 10 vsm_state_is v2 fault
 task_ok "stop v2 from fault" POST $API/vsms/v2/stop
 check "v2 stopped" vsm_state_is v2 stopped
 task_ok "start v2" POST $API/vsms/v2/start
@@ -253,6 +253,18 @@ check "deleted VSM's process ended" [ -z "$(vsm_pid "$GEN")" ]
 check "deleted VSM no longer listens" not_listening 127.0.0.1 "$P4"
 gmt_request DELETE "$API/vsms/$GEN"
 expect "delete it again" 3001 404
+
+# ---- an IPv6 VSM ----
+P6=$(free_port)
+task_ok "create v6 on ::1 (written long), started" POST $API/vsms \
+  "{\"vsmId\":\"v6\",\"name\":\"six\",\"network\":$(vsm_net 0:0:0:0:0:0:0:1 "$P6"),\"start\":true}"
+check "v6: address in canonical form" [ "$(resp_data .result.network.ipAddress)" = ::1 ]
+check "v6: serviceEndpoint [::1]:port" [ "$(resp_data .result.serviceEndpoint)" = "[::1]:$P6" ]
+check "v6 listens on ::1" listening ::1 "$P6"
+gmt_request PUT $API/vsms/v1/network "$(vsm_net ::0:1 "$P6")"
+expect "another VSM onto v6's endpoint written otherwise" 3009 409
+task_ok "delete v6 (running)" DELETE $API/vsms/v6
+check "v6 no longer listens" not_listening ::1 "$P6"
 
 # ---- CHSM configuration (7.2.4-7.2.7) ----
 NETCFG='{"hostname":"chsm-it","interfaces":[{"name":"eth0","address":"10.1.2.3/24","gateway":"10.1.2.1"}],"dns":["10.1.2.53"]}'
