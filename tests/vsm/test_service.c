@@ -299,6 +299,8 @@ static uint32_t auth_with(struct client *c, const char *token_id, const uint8_t 
 						   expect),
 				 0);
 		assert_memory_equal(sp, expect, VSMP_PROOF_LEN);
+	} else {
+		resp_free(r);
 	}
 	return st;
 }
@@ -597,6 +599,7 @@ static void test_requests_before_auth(void **state)
 		begin(&c, &w, types[i]);
 		vsmp_put_u32(&w, 1);
 		assert_int_equal(exchange(&c, &w, types[i], &r), VSMP_SDR_COMMFAIL);
+		resp_free(&r);
 		assert_true(sees_close(c.fd));
 		close_client(&c);
 	}
