@@ -1,7 +1,8 @@
 /*
  * test_vsmd.c: chsm-vsmd run directly: argument validation (a table of bad
  * command lines, each must exit non-zero without listening or reporting
- * READY), the readiness line, serving and stopping on SIGTERM/SIGINT.
+ * READY), the readiness line, reading the key from --key-fd, serving and
+ * stopping on SIGTERM/SIGINT.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,13 +25,22 @@
 
 #define MAX_ARGS 12
 
-/* Runs chsm-vsmd with args (NULL-terminated) and a pipe on fd 3.
- * Returns its pid; *ret_ready is the pipe's read end. */
-static pid_t run_vsmd(const char *const *args, int *ret_ready)
+/* Runs chsm-vsmd with args (NULL-terminated), a pipe on fd 3 and, when
+ * key is not NULL, a pipe holding key_len bytes of key (then EOF) on fd 4.
+ * Returns its pid; *ret_ready is the ready pipe's read end. */
+static pid_t run_vsmd_key(const char *const *args, const void *key, size_t key_len,
+			  int *ret_ready)
 {
 	const char *argv[MAX_ARGS + 2] = { VSMD_PATH };
-	int pipefd[2];
+	int pipefd[2], keyfd[2] = { -1, -1 };
 	size_t n = 0;
+	if (key) {
+		assert_int_equal(pipe(keyfd), 0);
+		fcntl(keyfd[0], F_SETFD, FD_CLOEXEC);
+		fcntl(keyfd[1], F_SETFD, FD_CLOEXEC);
+		assert_int_equal(write(keyfd[1], key, key_len), (ssize_t)key_len);
+		close(keyfd[1]);
+	}
 	while (args[n] && n < MAX_ARGS) {
 		argv[n + 1] = args[n];
 		n++;
@@ -42,18 +52,28 @@ static pid_t run_vsmd(const char *const *args, int *ret_ready)
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		/* Only the write end survives exec, as fd 3. */
-		if (pipefd[1] == 3)
-			fcntl(3, F_SETFD, 0);
-		else
-			dup2(pipefd[1], 3);
+		/* Only the write end survives exec, as fd 3, and the key's
+		 * read end as fd 4 (both moved above 4 first). */
+		int rfd = fcntl(pipefd[1], F_DUPFD_CLOEXEC, 10);
+		int kfd = key ? fcntl(keyfd[0], F_DUPFD_CLOEXEC, 10) : -1;
+		dup2(rfd, 3);
+		if (kfd >= 0)
+			dup2(kfd, 4);
 		execv(VSMD_PATH, (char *const *)argv);
 		_exit(126);
 	}
 	close(pipefd[1]);
+	if (keyfd[0] >= 0)
+		close(keyfd[0]);
 	*ret_ready = pipefd[0];
 	return pid;
 }
+
+static pid_t run_vsmd(const char *const *args, int *ret_ready)
+{
+	return run_vsmd_key(args, NULL, 0, ret_ready);
+}
+
 
 /* Reads what chsm-vsmd wrote to the ready pipe until EOF or a newline
  * (up to 10 s). */
@@ -146,6 +166,22 @@ static void test_bad_command_lines(void **state)
 		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "3", "extra" },
 		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "3", "--bogus" },
 		{ "--vsm-id", "v", "--listen" },
+		/* bad service options */
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "3", "--max-sessions", "0" },
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "3", "--max-sessions", "4097" },
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "3", "--max-sessions", "1x" },
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "3", "--max-sessions", " 5" },
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "3", "--max-keys", "0" },
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "3", "--max-keys", "-1" },
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "3", "--max-keys", "1000001" },
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "3", "--key-fd", "2" },
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "3", "--key-fd", "3" },
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "3", "--key-fd", "900" },
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "3", "--key-fd", "four" },
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "3", "--db", "" },
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "3", "--stats-file", "" },
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "3", "--db", "a", "--db", "b" },
+		{ "--vsm-id", "v", "--listen", L, "--ready-fd", "3", "--max-keys" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int ready;
@@ -231,6 +267,56 @@ static void test_ipv6(void **state)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* --key-fd: exactly 32 bytes are read; fewer is refused before listening.
+ * With a key and a database that does not exist, the service (which opens
+ * it) fails; with a key and no database it serves. */
+static void test_key_fd(void **state)
+{
+	static const uint8_t key[32] = { 0x4b, 1, 2, 3 };
+	struct test_endpoint ep;
+	char buf[256], missing[64];
+	int ready;
+	(void)state;
+	test_pick_endpoint(&ep);
+	const char *args[] = { "--vsm-id", "k", "--listen", ep.text, "--ready-fd", "3",
+			       "--key-fd", "4", "--max-sessions", "2", "--max-keys", "5", NULL };
+
+	pid_t pid = run_vsmd_key(args, key, 31, &ready);
+	int status = wait_exit(pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+	read_ready(ready, buf, sizeof(buf));
+	close(ready);
+	assert_non_null(strstr(buf, "ERROR EINVAL cannot read the VSM key"));
+	assert_int_equal(test_connect(ep.ip, ep.port), -ECONNREFUSED);
+
+	pid = run_vsmd_key(args, key, sizeof(key), &ready);
+	read_ready(ready, buf, sizeof(buf));
+	close(ready);
+	assert_string_equal(buf, "READY\n");
+	assert_true(test_connect_and_see_close(ep.ip, ep.port));
+	/* The key's descriptor is closed once read. */
+	char fd_path[64], link[256];
+	snprintf(fd_path, sizeof(fd_path), "/proc/%d/fd/4", (int)pid);
+	ssize_t n = readlink(fd_path, link, sizeof(link) - 1);
+	if (n >= 0) {
+		link[n] = '\0';
+		assert_null(strstr(link, "pipe:"));
+	}
+	kill(pid, SIGTERM);
+	status = wait_exit(pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	snprintf(missing, sizeof(missing), "/nonexistent-%d/chsm.db", (int)getpid());
+	const char *with_db[] = { "--vsm-id", "k", "--listen", ep.text, "--ready-fd", "3",
+				  "--key-fd", "4", "--db", missing, NULL };
+	pid = run_vsmd_key(with_db, key, sizeof(key), &ready);
+	status = wait_exit(pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 3);
+	read_ready(ready, buf, sizeof(buf));
+	close(ready);
+	assert_true(strncmp(buf, "ERROR ENOENT", 12) == 0);
+}
+
 static void test_address_in_use(void **state)
 {
 	struct test_endpoint ep;
@@ -271,6 +357,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_command_lines),
+		cmocka_unit_test(test_key_fd),
 		cmocka_unit_test(test_serves_until_sigterm),
 		cmocka_unit_test(test_sigint_and_no_ready_fd),
 		cmocka_unit_test(test_ipv6),
