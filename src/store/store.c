@@ -181,6 +181,13 @@ static int restrict_side_file(const char *path, const char *suffix)
 	return 0;
 }
 
+/* restrict_side_file for the -wal and the -shm file. */
+static int restrict_side_files(const char *path)
+{
+	int r = restrict_side_file(path, "-wal");
+	return r < 0 ? r : restrict_side_file(path, "-shm");
+}
+
 /* Runs a PRAGMA; when expect is not NULL, its first result must be that
  * text (a build or file that cannot honour the setting is refused). */
 static int pragma(chsm_store *s, const char *sql, const char *expect)
@@ -362,9 +369,7 @@ int store_open(const char *path, const uint8_t master_key[STORE_MASTER_KEY_LEN],
 	r = migrate(s);
 	if (r < 0)
 		goto out;
-	r = restrict_side_file(path, "-wal");
-	if (r >= 0)
-		r = restrict_side_file(path, "-shm");
+	r = restrict_side_files(path);
 	if (r < 0)
 		goto out;
 	*ret_store = s;
@@ -407,9 +412,7 @@ int store_open_vsm(const char *path, const char *id, const uint8_t vsm_key[STORE
 		goto out;
 	}
 	s->schema_version = version;
-	r = restrict_side_file(path, "-wal");
-	if (r >= 0)
-		r = restrict_side_file(path, "-shm");
+	r = restrict_side_files(path);
 	if (r < 0)
 		goto out;
 	*ret_store = s;

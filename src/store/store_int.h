@@ -100,6 +100,11 @@ int store_count(chsm_store *s, size_t *ret_count, const char *sql, const char *t
 int store_zeroise(chsm_store *s, int *ret_count, const char *zero_sql, const char *delete_sql,
 		  const char *types, ...);
 
+/* Makes room for one more element of elem_size bytes in *array, which
+ * holds count of *cap: doubles the capacity (16 at first) when full.
+ * Returns 0 or -ENOMEM (*array and *cap unchanged). */
+int store_grow(void **array, size_t *cap, size_t count, size_t elem_size);
+
 /* Steps st: 1 when a row is ready, 0 when done, or a negative errno. */
 int store_step(sqlite3_stmt *st);
 /* Copies text column col into dst (cap bytes with the NUL); -EIO when it does

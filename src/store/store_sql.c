@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -265,6 +266,21 @@ out:
 	va_end(ap2);
 	va_end(ap);
 	return r;
+}
+
+int store_grow(void **array, size_t *cap, size_t count, size_t elem_size)
+{
+	if (count < *cap)
+		return 0;
+	size_t ncap = *cap ? 2 * *cap : 16;
+	if (ncap > SIZE_MAX / elem_size)
+		return -ENOMEM;
+	void *n = realloc(*array, ncap * elem_size);
+	if (!n)
+		return -ENOMEM;
+	*array = n;
+	*cap = ncap;
+	return 0;
 }
 
 int store_step(sqlite3_stmt *st)

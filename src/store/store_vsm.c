@@ -241,16 +241,11 @@ int store_vsm_list(chsm_store *s, struct store_vsm **ret_vsms, size_t *ret_count
 	if (r < 0)
 		goto out;
 	while ((r = store_step(st)) == 1) {
-		if (count == cap) {
-			size_t ncap = cap ? 2 * cap : 16;
-			struct store_vsm *n = realloc(vsms, ncap * sizeof(*n));
-			if (!n) {
-				r = -ENOMEM;
-				goto out;
-			}
-			vsms = n;
-			cap = ncap;
-		}
+		void *grown = vsms;
+		r = store_grow(&grown, &cap, count, sizeof(*vsms));
+		if (r < 0)
+			goto out;
+		vsms = grown;
 		r = row_to_vsm(st, &vsms[count]);
 		if (r < 0)
 			goto out;
@@ -555,16 +550,11 @@ int store_vsm_key_list(chsm_store *s, const char *id, struct store_key_ref **ret
 	if (r < 0)
 		goto out;
 	while ((r = store_step(st)) == 1) {
-		if (count == cap) {
-			size_t ncap = cap ? 2 * cap : 16;
-			struct store_key_ref *n = realloc(keys, ncap * sizeof(*n));
-			if (!n) {
-				r = -ENOMEM;
-				goto out;
-			}
-			keys = n;
-			cap = ncap;
-		}
+		void *grown = keys;
+		r = store_grow(&grown, &cap, count, sizeof(*keys));
+		if (r < 0)
+			goto out;
+		keys = grown;
 		r = store_col_copy(st, 0, keys[count].type, sizeof(keys[count].type));
 		if (r >= 0)
 			r = store_col_int(st, 1, &keys[count].index);
