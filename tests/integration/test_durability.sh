@@ -17,6 +17,12 @@ vsm_snapshot() {  # ID: the fields an answered change makes durable
   jq -cS '.data | {vsmId, name, stateVersion, resources, network, token, keyCount, serviceEndpoint}' "$RESP_BODY"
 }
 digest_of() { gmt_request GET "$API/vsms/$1/status"; resp_data .stateDigest; }
+# vsm_tool PORT TOKENID SECRETFILE ARGS...: vsmtool against the VSM on
+# 127.0.0.1:PORT, authenticated with that token.
+vsm_tool() {
+  OPENCHSM_SDF_ENDPOINT=127.0.0.1:$1 OPENCHSM_SDF_TOKEN_ID=$2 OPENCHSM_SDF_TOKEN_SECRET_FILE=$3 \
+    "$CHSM_BIN/vsmtool" "${@:4}"
+}
 
 # ---- (1) SIGTERM: VSM processes end with chsmd; running ones come back ----
 PA=$(free_port); PB=$(free_port)
@@ -63,8 +69,16 @@ gmt_request PUT $API/chsm/image-upload-address '{"url":"file:///var/tmp/chsm-ima
 expect "image upload address" 0 200
 gmt_request PUT $API/chsm/log-upload-address '{"url":"syslog+udp://127.0.0.1:5514","level":"info"}'
 expect "log upload address" 0 200
+# a key made through the VSM service is an answered change too
+head -c 24 /dev/urandom > "$IT_DIR/k.bin"
+PK=$(free_port)
+task_ok "create k with a token (started)" POST $API/vsms "{\"vsmId\":\"k\",\"name\":\"K\",\"network\":$(vsm_net 127.0.0.1 "$PK"),
+  \"token\":{\"tokenId\":\"k-app\",\"secret\":\"$(base64 -w0 "$IT_DIR/k.bin")\"},\"start\":true}"
+check "k: a signing key made by vsmtool" vsm_tool "$PK" k-app "$IT_DIR/k.bin" key gen sign 1
+vsm_tool "$PK" k-app "$IT_DIR/k.bin" key export sign 1 > "$IT_DIR/k.pub.before"
+check "k: its public key exported" grep -q 'BEGIN PUBLIC KEY' "$IT_DIR/k.pub.before"
 LAST_TASK=$TASK_ID
-for v in a b c d; do vsm_snapshot $v > "$IT_DIR/before.$v"; digest_of $v > "$IT_DIR/digest.$v"; done
+for v in a b c d k; do vsm_snapshot $v > "$IT_DIR/before.$v"; digest_of $v > "$IT_DIR/digest.$v"; done
 gmt_request GET $API/chsm/status/all
 jq -cS .data.config "$RESP_BODY" > "$IT_DIR/config.before"
 gmt_request GET $API/vsms
@@ -85,13 +99,17 @@ check "after the crash b, c and d are stopped" \
   eval 'vsm_state_is b stopped && vsm_state_is c stopped && vsm_state_is d stopped'
 gmt_request GET $API/vsms
 check "after the crash the same VSMs" [ "$(jq -c '[.data.vsms[].vsmId] | sort' "$RESP_BODY")" = "$(cat "$IT_DIR/ids.before")" ]
-for v in a b c d; do
+for v in a b c d k; do
   check "after the crash $v's details (network, token, resources, stateVersion) are as answered" \
     [ "$(vsm_snapshot $v)" = "$(cat "$IT_DIR/before.$v")" ]
   check "after the crash $v's stateDigest is unchanged" [ "$(digest_of $v)" = "$(cat "$IT_DIR/digest.$v")" ]
 done
 check "b's new endpoint kept" grep -q "\"127.0.0.2:$PB2\"" "$IT_DIR/before.b"
 check "a's new token kept" grep -q '"tokenId":"a-app"' "$IT_DIR/before.a"
+check "k holds its key" grep -q '"keyCount":1' "$IT_DIR/before.k"
+check "after the crash k runs again" eventually 10 listening 127.0.0.1 "$PK"
+vsm_tool "$PK" k-app "$IT_DIR/k.bin" key export sign 1 > "$IT_DIR/k.pub.after"
+check "after the crash k's key is the same key" cmp -s "$IT_DIR/k.pub.before" "$IT_DIR/k.pub.after"
 gmt_request GET $API/chsm/status/all
 check "after the crash the CHSM configuration is as answered" [ "$(jq -cS .data.config "$RESP_BODY")" = "$(cat "$IT_DIR/config.before")" ]
 check "configuration holds the NTP change" grep -q '"enabled":false' "$IT_DIR/config.before"
@@ -102,19 +120,28 @@ GMT_TS=$REPLAY_TS GMT_NONCE=$REPLAY_NONCE gmt_request GET $API/chsm
 expect "a request replayed after the restart is refused" 2004 401
 
 # ---- (3) zeroisation ----
-# raw secrets, the base64 that carried them, and (read from a copy of the
-# database taken while chsmd is stopped) the sealed values at rest
+# Looked for: the raw token secrets, the base64 that carried them, and the
+# sealed tokens and keys at rest, read from a copy of the database taken
+# while chsmd is stopped. Keys are made through the VSM service (vsmtool).
 head -c 32 /dev/urandom > "$IT_DIR/s1.bin"
 head -c 32 /dev/urandom > "$IT_DIR/s2.bin"
 head -c 48 /dev/urandom > "$IT_DIR/s3.bin"
 for s in s1 s2 s3; do base64 -w0 "$IT_DIR/$s.bin" > "$IT_DIR/$s.b64"; done
-task_ok "create z1 with secret s1" POST $API/vsms "{\"vsmId\":\"z1\",\"name\":\"Z1\",\"network\":$(vsm_net 127.0.0.1 "$(free_port)"),
+PZ1=$(free_port); PZ2=$(free_port)
+task_ok "create z1 with secret s1" POST $API/vsms "{\"vsmId\":\"z1\",\"name\":\"Z1\",\"network\":$(vsm_net 127.0.0.1 "$PZ1"),
   \"token\":{\"tokenId\":\"z1-app\",\"secret\":\"$(cat "$IT_DIR/s1.b64")\"},\"start\":true}"
-task_ok "create z2 with secret s2" POST $API/vsms "{\"vsmId\":\"z2\",\"name\":\"Z2\",\"network\":$(vsm_net 127.0.0.1 "$(free_port)"),
-  \"token\":{\"tokenId\":\"z2-app\",\"secret\":\"$(cat "$IT_DIR/s2.b64")\"}}"
+task_ok "create z2 with secret s2" POST $API/vsms "{\"vsmId\":\"z2\",\"name\":\"Z2\",\"network\":$(vsm_net 127.0.0.1 "$PZ2"),
+  \"token\":{\"tokenId\":\"z2-app\",\"secret\":\"$(cat "$IT_DIR/s2.b64")\"},\"start\":true}"
+check "z1: a signing key" vsm_tool "$PZ1" z1-app "$IT_DIR/s1.bin" key gen sign 1
+check "z1: a KEK" vsm_tool "$PZ1" z1-app "$IT_DIR/s1.bin" key gen kek 2
+check "z2: a signing key" vsm_tool "$PZ2" z2-app "$IT_DIR/s2.bin" key gen sign 1
+check "z2: a KEK" vsm_tool "$PZ2" z2-app "$IT_DIR/s2.bin" key gen kek 3
+gmt_request GET $API/vsms/z1
+check "z1 holds 2 keys" [ "$(resp_data .keyCount)" = 2 ]
 
-# sealed_copy NAME: stops chsmd, writes each VSM's sealed token of a copy of
-# the database to $IT_DIR/NAME.<vsmId>.sealed, starts chsmd again.
+# sealed_copy NAME: stops chsmd, writes each VSM's sealed token and keys of
+# a copy of the database to $IT_DIR/NAME.<vsmId>.token.sealed and
+# NAME.<vsmId>.key.<type>.<index>.sealed, starts chsmd again.
 sealed_copy() {
   chsm_stop
   rm -rf "$IT_DIR/copy"; cp -a "$STATE" "$IT_DIR/copy"
@@ -122,55 +149,71 @@ sealed_copy() {
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 for vsm, sealed in db.execute("SELECT vsm_id, sealed FROM vsm_tokens"):
-    open(f"{sys.argv[2]}.{vsm}.sealed", "wb").write(sealed)
+    open(f"{sys.argv[2]}.{vsm}.token.sealed", "wb").write(sealed)
+for vsm, typ, idx, sealed in db.execute("SELECT vsm_id, type, idx, sealed FROM vsm_keys"):
+    open(f"{sys.argv[2]}.{vsm}.key.{typ}.{idx}.sealed", "wb").write(sealed)
 EOF
   rm -rf "$IT_DIR/copy"
   chsm_start
 }
-# found_in_state NEEDLEFILE...: prints "needle: file" for every file of
-# the state directory (database, -wal, -shm, everything) holding one.
-found_in_state() {
-  python3 - "$STATE" "$@" <<'EOF'
+# found_in PATH NEEDLEFILE...: prints "needle: file" for every file under
+# PATH (a folder: the database, -wal, -shm, everything) holding a needle.
+found_in() {
+  python3 - "$@" <<'EOF'
 import os, sys
 needles = {n: open(n, "rb").read() for n in sys.argv[2:]}
-for root, _, files in os.walk(sys.argv[1]):
-    for f in files:
-        data = open(os.path.join(root, f), "rb").read()
-        for name, needle in needles.items():
-            if needle and needle in data:
-                print(f"{os.path.basename(name)}: {f}")
+top = sys.argv[1]
+paths = [top] if os.path.isfile(top) else \
+    [os.path.join(r, f) for r, _, fs in os.walk(top) for f in fs]
+for p in paths:
+    data = open(p, "rb").read()
+    for name, needle in needles.items():
+        if needle and needle in data:
+            print(f"{os.path.basename(name)}: {os.path.basename(p)}")
 EOF
 }
-absent() {  # DESCRIPTION NEEDLEFILE...
+absent() {  # DESCRIPTION NEEDLEFILE...: in no file of the state dir
   local desc=$1; shift
-  local hits; hits=$(found_in_state "$@")
+  local hits; hits=$(found_in "$STATE" "$@")
   check "$desc${hits:+ (found: $(echo $hits))}" [ -z "$hits" ]
+}
+present() {  # DESCRIPTION NEEDLEFILE...: each in some file (sanity)
+  local desc=$1 n; shift
+  for n in "$@"; do
+    check "$desc: $(basename "$n")" [ -n "$(found_in "$STATE" "$n")" ]
+  done
 }
 
 sealed_copy snap1
-check "the copy holds z1's sealed token" [ -s "$IT_DIR/snap1.z1.sealed" ]
-check "the copy holds z2's sealed token" [ -s "$IT_DIR/snap1.z2.sealed" ]
-check "the search finds z2's sealed token in the state dir (sanity)" [ -n "$(found_in_state "$IT_DIR/snap1.z2.sealed")" ]
+check "the copy holds z1's sealed token and 2 keys" \
+  eval 'ls "$IT_DIR"/snap1.z1.token.sealed "$IT_DIR"/snap1.z1.key.sign.1.sealed "$IT_DIR"/snap1.z1.key.kek.2.sealed >/dev/null'
+check "the copy holds z2's sealed token and 2 keys" \
+  eval 'ls "$IT_DIR"/snap1.z2.token.sealed "$IT_DIR"/snap1.z2.key.sign.1.sealed "$IT_DIR"/snap1.z2.key.kek.3.sealed >/dev/null'
+present "the search finds the sealed values in the state dir" "$IT_DIR"/snap1.z[12].*.sealed
 absent "no raw or base64 secret in any file before anything" "$IT_DIR"/s[12].bin "$IT_DIR"/s[12].b64
 
+check "z2 came back running" eventually 10 listening 127.0.0.1 "$PZ2"
+check "z2: destroy its KEK through the VSM service" vsm_tool "$PZ2" z2-app "$IT_DIR/s2.bin" key destroy kek 3
+absent "destroyed key: its sealed value is in no file" "$IT_DIR/snap1.z2.key.kek.3.sealed"
 gmt_request PUT $API/vsms/z1/token "{\"tokenId\":\"z1-app\",\"secret\":\"$(cat "$IT_DIR/s3.b64")\"}"
 expect "replace z1's token by s3" 0 200
-absent "replaced token: its sealed value is in no file" "$IT_DIR/snap1.z1.sealed"
-check "z2's sealed token is still found (sanity)" [ -n "$(found_in_state "$IT_DIR/snap1.z2.sealed")" ]
+absent "replaced token: its sealed value is in no file" "$IT_DIR/snap1.z1.token.sealed"
+present "the other sealed values are still found" "$IT_DIR"/snap1.z1.key.*.sealed \
+  "$IT_DIR"/snap1.z2.token.sealed "$IT_DIR"/snap1.z2.key.sign.1.sealed
 sealed_copy snap2
-check "the copy holds z1's new sealed token" [ -s "$IT_DIR/snap2.z1.sealed" ]
+check "the copy holds z1's new sealed token" [ -s "$IT_DIR/snap2.z1.token.sealed" ]
 check "z1 came back running" eventually 10 vsm_state_is z1 running
 task_ok "reset z1 (running)" POST $API/vsms/z1/reset
-absent "after reset: no trace of s1 or s3 (raw, base64, sealed) in any file" \
-  "$IT_DIR"/s[13].bin "$IT_DIR"/s[13].b64 "$IT_DIR/snap1.z1.sealed" "$IT_DIR/snap2.z1.sealed"
-check "z2's sealed token is still found (sanity)" [ -n "$(found_in_state "$IT_DIR/snap2.z2.sealed")" ]
-task_ok "delete z2" DELETE $API/vsms/z2
-absent "after delete: no trace of s2 (raw, base64, sealed) in any file" \
-  "$IT_DIR/s2.bin" "$IT_DIR/s2.b64" "$IT_DIR/snap1.z2.sealed" "$IT_DIR/snap2.z2.sealed"
-for s in s1 s2 s3; do
-  check "the chsmd log does not hold $s (base64)" bash -c "! grep -qF -- '$(cat "$IT_DIR/$s.b64")' '$CHSMD_LOG'"
-  check "the chsmd log does not hold $s (raw)" bash -c "! grep -qaF -f '$IT_DIR/$s.bin' '$CHSMD_LOG'"
-done
+gmt_request GET $API/vsms/z1
+check "reset: z1 holds no key" [ "$(resp_data .keyCount)" = 0 ]
+absent "after reset: no trace of s1 or s3 (raw, base64, sealed) nor of z1's keys in any file" \
+  "$IT_DIR"/s[13].bin "$IT_DIR"/s[13].b64 "$IT_DIR"/snap[12].z1.*.sealed
+present "z2's sealed values are still found" "$IT_DIR"/snap2.z2.*.sealed
+task_ok "delete z2 (running)" DELETE $API/vsms/z2
+absent "after delete: no trace of s2 (raw, base64, sealed) nor of z2's keys in any file" \
+  "$IT_DIR/s2.bin" "$IT_DIR/s2.b64" "$IT_DIR"/snap[12].z2.*.sealed
+LOG_HITS=$(found_in "$CHSMD_LOG" "$IT_DIR"/s[123].bin "$IT_DIR"/s[123].b64)
+check "the chsmd log holds no token secret, raw or base64${LOG_HITS:+ (found: $(echo $LOG_HITS))}" [ -z "$LOG_HITS" ]
 
 # ---- (4) tasks across restarts ----
 # A start task is `running` while the supervisor waits for the VSM to be
