@@ -18,6 +18,8 @@
 #include "common/util.h"
 
 #define WRITE_INTERVAL_MS 1000
+/* An unchanged document is rewritten this often, so updatedAt stays fresh. */
+#define HEARTBEAT_MS      5000
 
 static const char *const op_names[VSM_STAT_COUNT] = {
 	[VSM_STAT_SM2_SIGN] = "sm2.sign",       [VSM_STAT_SM2_VERIFY] = "sm2.verify",
@@ -56,7 +58,8 @@ uint64_t vsm_stats_get(vsm_stats *st, enum vsm_stat_op op)
 	return atomic_load_explicit(&st->ops[op], memory_order_relaxed);
 }
 
-int vsm_stats_json(vsm_stats *st, const uint64_t *prev, int64_t interval_ms, char **ret_json)
+int vsm_stats_json(vsm_stats *st, const uint64_t *prev, int64_t interval_ms,
+		   uint64_t *ret_counts, char **ret_json)
 {
 	uint64_t now[VSM_STAT_COUNT], total = 0;
 	char *buf = NULL;
@@ -80,6 +83,8 @@ int vsm_stats_json(vsm_stats *st, const uint64_t *prev, int64_t interval_ms, cha
 		free(buf);
 		return -ENOMEM;
 	}
+	if (ret_counts)
+		memcpy(ret_counts, now, sizeof(now));
 	*ret_json = buf;
 	return 0;
 }
@@ -127,9 +132,9 @@ fail:
 static void *writer_main(void *arg)
 {
 	vsm_stats *st = arg;
-	uint64_t prev[VSM_STAT_COUNT] = { 0 }, written_changes = UINT64_MAX;
-	int64_t prev_at = chsm_monotonic_ms();
-	bool stop = false;
+	uint64_t prev[VSM_STAT_COUNT] = { 0 }, cur[VSM_STAT_COUNT], written_changes = UINT64_MAX;
+	int64_t prev_at = chsm_monotonic_ms(), written_at = 0;
+	bool stop = false, moving = false;
 	while (!stop) {
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -140,19 +145,24 @@ static void *writer_main(void *arg)
 		stop = st->stop;
 		pthread_mutex_unlock(&st->lock);
 		uint64_t changes = atomic_load_explicit(&st->changes, memory_order_relaxed);
-		if (changes == written_changes)
-			continue;
 		int64_t now = chsm_monotonic_ms();
+		/* Unchanged: skip, unless the last document still shows rates
+		 * (they must fall to 0) or is getting old (readers check
+		 * updatedAt). */
+		if (changes == written_changes && !moving && now - written_at < HEARTBEAT_MS)
+			continue;
 		char *json = NULL;
-		if (vsm_stats_json(st, prev, now - prev_at, &json) == 0) {
+		if (vsm_stats_json(st, prev, now - prev_at, cur, &json) == 0) {
 			/* A failed write is tried again a second later. */
-			if (write_replace(st->path, json, strlen(json)) == 0)
+			if (write_replace(st->path, json, strlen(json)) == 0) {
 				written_changes = changes;
+				written_at = now;
+			}
 			free(json);
+			moving = memcmp(cur, prev, sizeof(cur)) != 0;
+			memcpy(prev, cur, sizeof(prev));
+			prev_at = now;
 		}
-		for (int i = 0; i < VSM_STAT_COUNT; i++)
-			prev[i] = vsm_stats_get(st, i);
-		prev_at = now;
 	}
 	return NULL;
 }

@@ -5,7 +5,9 @@
  * Counting is a relaxed atomic increment, safe from any thread. When a path
  * is configured, a thread rewrites the file (temp file + rename, so readers
  * see a whole document or the previous one) about once a second while
- * anything changed, and once more when stopped. Never logs.
+ * anything changed or the rates it shows are not yet back to 0, at least
+ * every 5 s otherwise (updatedAt stays fresh), and once more when stopped.
+ * Never logs.
  */
 #ifndef CHSM_VSM_STATS_H
 #define CHSM_VSM_STATS_H
@@ -40,7 +42,9 @@ uint64_t vsm_stats_get(vsm_stats *st, enum vsm_stat_op op);
 
 /* The JSON document for the counters now and the rates over interval_ms
  * since prev (counts at the previous write; may be NULL: rates 0), into a
- * malloc'ed NUL-terminated *ret_json. */
-int vsm_stats_json(vsm_stats *st, const uint64_t *prev, int64_t interval_ms, char **ret_json);
+ * malloc'ed NUL-terminated *ret_json; the counts it shows into ret_counts
+ * (VSM_STAT_COUNT values) unless NULL. */
+int vsm_stats_json(vsm_stats *st, const uint64_t *prev, int64_t interval_ms,
+		   uint64_t *ret_counts, char **ret_json);
 
 #endif

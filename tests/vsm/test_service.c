@@ -1142,6 +1142,21 @@ static void test_stats_file(void **state)
 		assert_true(i < 100);
 		usleep(100 * 1000);
 	}
+	/* Once nothing happens, the rate falls back to 0 (the count stays). */
+	for (int i = 0;; i++) {
+		char *json;
+		size_t n;
+		if (chsm_read_file(stats_path, 65536, &json, &n) == 0) {
+			const char *o = strstr(json, "\"sm2.sign\": {\"count\": ");
+			bool ok = o && o[22] != '0' && strstr(o, "\"rate\": 0.0}") &&
+				  strstr(o, "\"rate\": 0.0}") < strstr(o, "}");
+			free(json);
+			if (ok)
+				break;
+		}
+		assert_true(i < 100);
+		usleep(100 * 1000);
+	}
 	close_client(&c);
 }
 
