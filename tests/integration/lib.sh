@@ -277,6 +277,50 @@ proc_gone() { [ ! -e "/proc/$1" ] || [ "$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev
 # jqt FILE EXPR: the jq expression is true of the JSON file.
 jqt() { jq -e "$2" "$1" >/dev/null; }
 
+# ---- answers checked completely (auth, errors and idempotency tests) ----
+
+# expect_signed DESCRIPTION CODE HTTPSTATUS [NONCE]: expect, and also the
+# device signature verifies over NONCE (default $LAST_NONCE; "" for a request
+# without a well-formed nonce; device_pub_pem must have run), and an error's
+# envelope has a message and a requestId but no data. Each extra failure is
+# counted; the successes are counted once, by expect.
+expect_signed() {
+  local desc=$1 code=$2 nonce=${4-${LAST_NONCE:-}}
+  expect "$desc" "$code" "$3"
+  if ! device_signed "$nonce"; then
+    IT_FAIL=$((IT_FAIL + 1)); echo "not ok - $desc: device signature does not verify"
+  fi
+  if [ "$code" != 0 ] && ! error_envelope_ok; then
+    IT_FAIL=$((IT_FAIL + 1)); echo "not ok - $desc: error envelope: $(head -c 300 "$RESP_BODY")"
+  fi
+}
+
+# error_envelope_ok: the last answer is an error envelope (§6): a message
+# and a requestId, no data.
+error_envelope_ok() {
+  jq -e '(has("data") | not) and (.message | type == "string" and length > 0)
+    and (.requestId | type == "string" and length > 0)' "$RESP_BODY" >/dev/null 2>&1
+}
+
+# device_signed NONCE: what response_signature_ok checks, with three
+# processes instead of a dozen (the auth and errors tests check hundreds of
+# answers on shared cores).
+device_signed() {
+  local name value sig="" kid="" digest _ f=$IT_DIR/rsp
+  while IFS=' ' read -r name value; do
+    case ${name,,} in
+      x-gmt-device-signature:) sig=${value%$'\r'} ;;
+      x-gmt-device-key-id:) kid=${value%$'\r'} ;;
+    esac
+  done < "$RESP_HEADERS"
+  [ -n "$sig" ] && [ "$kid" = "$DEVICE_FP" ] || return 1
+  read -r digest _ < <(openssl dgst -sm3 -r "$RESP_BODY")
+  printf 'GMT0088-V1-RESPONSE\n%s\n%s\n%s' "$1" "$RESP_STATUS" "$digest" > "$f.tbs"
+  base64 -d <<<"$sig" > "$f.sig" 2>/dev/null &&
+    openssl dgst -sm3 -verify "$IT_DIR/device.pub.pem" -sigopt distid:$DISTID \
+      -signature "$f.sig" "$f.tbs" >/dev/null 2>&1
+}
+
 # hold_port PORT: a process (not a VSM) that listens on 127.0.0.1:PORT, or
 # on a free port for 0, until killed. Sets HOLDER_PID and HELD_PORT.
 hold_port() {
