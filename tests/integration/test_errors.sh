@@ -341,6 +341,14 @@ for p in "${PROBES[@]}"; do
 done
 check "v1 is stopped" vsm_state_is v1 stopped
 
+# ---- 3003: an import never overwrites a VSM that holds keys ----
+base64 -d <<<"$V2_SECRET" > "$IT_DIR/v2.token"
+task_ok "start v2" POST $F/vsms/v2/start
+check "a key made in v2 through the VSM service (vsmtool)" env OPENCHSM_SDF_ENDPOINT=127.0.0.1:$P2 \
+  OPENCHSM_SDF_TOKEN_ID=t2 OPENCHSM_SDF_TOKEN_SECRET_FILE="$IT_DIR/v2.token" "$CHSM_BIN/vsmtool" key gen sign 1
+task_ok "stop v2" POST $F/vsms/v2/stop
+err "import into a stopped VSM that holds keys" 3003 409 POST $F/vsms/v2/image/import "$DL"
+
 # ---- no secret in the log ----
 check "chsmd stops cleanly" chsm_stop
 check "the log has request lines" grep -q 'event=request' "$CHSMD_LOG"
