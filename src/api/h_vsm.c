@@ -324,10 +324,13 @@ static bool parse_token(struct api_call *c, const json_t *obj, const char **ret_
 static const char *const configurable_states[] = {"stopped", "running", NULL};
 
 /* The common frame of 7.3.3 and 7.3.4: load, check state, apply, bump the
- * state version, commit, answer with the details and when it applies. */
+ * state version, commit, answer with the details and when it applies:
+ * "now", or "next-start" for a running VSM unless the change is live (a
+ * running VSM uses it from its next session on). */
 typedef bool (*vsm_change_fn)(struct api_call *c, struct store_vsm *v, void *arg);
 
-static void change_vsm(struct api_call *c, vsm_change_fn change, void *arg, const char *event)
+static void change_vsm(struct api_call *c, vsm_change_fn change, void *arg, const char *event,
+		       bool live)
 {
 	struct api_ctx *ctx = c->ctx;
 	struct store_vsm v;
@@ -358,7 +361,8 @@ static void change_vsm(struct api_call *c, vsm_change_fn change, void *arg, cons
 	(void)store_vsm_get(ctx->store, v.id, &v);
 	chsm_log(CHSM_LOG_INFO, event, "vsm", v.id, "request_id", c->request_id, NULL);
 	json_t *d = api_vsm_details(ctx, &v);
-	json_object_set_new(d, "applied", json_string(strcmp(v.state, "running") == 0 ? "next-start" : "now"));
+	json_object_set_new(d, "applied", json_string(!live && strcmp(v.state, "running") == 0
+							       ? "next-start" : "now"));
 	api_ok(c, d);
 	return;
 rollback:
@@ -378,7 +382,7 @@ void h_vsm_network(struct api_call *c)
 {
 	struct store_vsm_network n;
 	if (parse_network(c, c->body, &n))
-		change_vsm(c, apply_network, &n, "vsm.network");
+		change_vsm(c, apply_network, &n, "vsm.network", false);
 }
 
 struct token_arg {
@@ -403,7 +407,8 @@ void h_vsm_token(struct api_call *c)
 	struct token_arg t = {0};
 	if (!parse_token(c, c->body, &t.id, &t.secret, &t.len))
 		return;
-	change_vsm(c, apply_token, &t, "vsm.token");
+	/* The VSM reads its token at every AUTH (docs/vsm.md): live. */
+	change_vsm(c, apply_token, &t, "vsm.token", true);
 	crypto_free_secret(t.secret, t.len);
 }
 
