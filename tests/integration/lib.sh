@@ -339,3 +339,10 @@ print(s.getsockname()[1], flush=True); signal.pause()' "$1" > "$f" 2>/dev/null &
   done
   return 1
 }
+
+# vsm_tool PORT TOKENID SECRETFILE ARGS...: vsmtool (the SDF library's CLI)
+# against the VSM on 127.0.0.1:PORT, authenticated with that token.
+vsm_tool() {
+  OPENCHSM_SDF_ENDPOINT=127.0.0.1:$1 OPENCHSM_SDF_TOKEN_ID=$2 OPENCHSM_SDF_TOKEN_SECRET_FILE=$3 \
+    "$CHSM_BIN/vsmtool" "${@:4}"
+}

@@ -17,12 +17,6 @@ vsm_snapshot() {  # ID: the fields an answered change makes durable
   jq -cS '.data | {vsmId, name, stateVersion, resources, network, token, keyCount, serviceEndpoint}' "$RESP_BODY"
 }
 digest_of() { gmt_request GET "$API/vsms/$1/status"; resp_data .stateDigest; }
-# vsm_tool PORT TOKENID SECRETFILE ARGS...: vsmtool against the VSM on
-# 127.0.0.1:PORT, authenticated with that token.
-vsm_tool() {
-  OPENCHSM_SDF_ENDPOINT=127.0.0.1:$1 OPENCHSM_SDF_TOKEN_ID=$2 OPENCHSM_SDF_TOKEN_SECRET_FILE=$3 \
-    "$CHSM_BIN/vsmtool" "${@:4}"
-}
 
 # ---- (1) SIGTERM: VSM processes end with chsmd; running ones come back ----
 PA=$(free_port); PB=$(free_port)
