@@ -3,11 +3,12 @@
  * server and the CHSM's state.
  *
  * api_handle() is the server's request handler. For every request it runs,
- * once and in this order: route lookup (1004/1005), authentication (§5),
- * idempotency (§5), content type and body checks (1006/1007/1001), the
- * handler of the interface, the envelope (§6), the response signature, the
- * request log line and the metrics. Handlers only validate their fields and
- * do their work.
+ * once and in this order: the body limit (1006, from the HTTP layer), route
+ * lookup (1004/1005), authentication (§5), the path parameter (1003),
+ * content type and body (1007/1001/1003), availability (5003), idempotency
+ * (§5: 3010 or the first answer again), the handler of the interface, the
+ * envelope (§6), the response signature, the request log line and the
+ * metrics. Handlers only validate their fields and do their work.
  */
 #ifndef CHSM_API_H
 #define CHSM_API_H

@@ -557,6 +557,10 @@ void h_vsm_image_export(struct api_call *c)
 		api_fail(c, GMT_E_NO_UPLOAD_ADDRESS, NULL);
 		return;
 	}
+	if (r < 0) {
+		api_fail(c, GMT_E_STORAGE, NULL);
+		return;
+	}
 	not_yet(c, "vsm.image.export", &tr);
 }
 

@@ -148,10 +148,49 @@ static json_t *details_of(struct api_ctx *ctx, const char *id)
 	return api_vsm_details(ctx, &v);
 }
 
+static const char *const transitional[] = {"creating", "starting", "stopping", "restarting",
+					    "resetting", "deleting", NULL};
+
+static bool is_transitional(const char *state)
+{
+	for (const char *const *s = transitional; *s; s++)
+		if (strcmp(state, *s) == 0)
+			return true;
+	return false;
+}
+
+/* After a failed operation: a VSM left in a transitional state goes to
+ * fault with the reason, so that it can be started, reset or deleted. */
+static void settle_after_failure(struct api_ctx *ctx, const char *id, const char *reason)
+{
+	struct store_vsm v;
+	if (store_vsm_get(ctx->store, id, &v) == 0 && is_transitional(v.state))
+		set_state(ctx, id, "fault", reason, 0, false);
+}
+
+static int run_operation(struct api_ctx *ctx, const struct store_task *t, json_t **ret_result,
+			 char *msg, size_t msglen);
+
 int api_run_task(void *vctx, const struct store_task *t, json_t **ret_result, char *msg,
 		 size_t msglen)
 {
 	struct api_ctx *ctx = vctx;
+	int code = run_operation(ctx, t, ret_result, msg, msglen);
+	if (code != GMT_OK) {
+		if (!msg[0])
+			snprintf(msg, msglen, "%s failed: %s", t->operation, gmt_code_message(code));
+		settle_after_failure(ctx, t->target, msg);
+	}
+	char code_s[12];
+	snprintf(code_s, sizeof(code_s), "%d", code);
+	chsm_log(code == GMT_OK ? CHSM_LOG_INFO : CHSM_LOG_WARNING, "task.end", "task", t->id,
+		 "operation", t->operation, "target", t->target, "code", code_s, NULL);
+	return code;
+}
+
+static int run_operation(struct api_ctx *ctx, const struct store_task *t, json_t **ret_result,
+			 char *msg, size_t msglen)
+{
 	const char *op = t->operation, *id = t->target;
 	int code;
 	if (strcmp(op, "vsm.create") == 0) {
@@ -192,8 +231,19 @@ int api_run_task(void *vctx, const struct store_task *t, json_t **ret_result, ch
 
 void api_task_interrupted(void *vctx, const struct store_task *t)
 {
+	struct api_ctx *ctx = vctx;
 	chsm_log(CHSM_LOG_WARNING, "task.interrupted", "task", t->id, "operation", t->operation,
 		 "target", t->target, NULL);
+	/* No VSM process survives a chsmd restart: a stop is complete; any
+	 * other operation left the VSM in an unknown state, which the task's
+	 * failure and the VSM's fault both say. */
+	struct store_vsm v;
+	if (strncmp(t->operation, "vsm.", 4) != 0 || store_vsm_get(ctx->store, t->target, &v) < 0)
+		return;
+	if (strcmp(t->operation, "vsm.stop") == 0)
+		set_state(ctx, t->target, "stopped", NULL, 0, false);
+	else
+		set_state(ctx, t->target, "fault", "interrupted by a CHSM restart", 0, false);
 }
 
 void api_vsm_died(void *vctx, const char *vsm_id, const char *reason)
@@ -204,18 +254,11 @@ void api_vsm_died(void *vctx, const char *vsm_id, const char *reason)
 	set_state(ctx, vsm_id, "fault", msg, 0, false);
 }
 
-/* Whether id has a task that will still run (pending). */
-static bool has_pending_task(struct api_ctx *ctx, const char *id)
+/* Whether id has a pending or running task (which settles it). */
+static bool has_active_task(struct api_ctx *ctx, const char *id)
 {
 	char task_id[32];
-	struct store_task t;
-	if (store_task_active_for_target(ctx->store, id, task_id) < 0)
-		return false;
-	if (store_task_get(ctx->store, task_id, &t) < 0)
-		return false;
-	bool pending = strcmp(t.state, "pending") == 0;
-	store_task_clear(&t);
-	return pending;
+	return store_task_active_for_target(ctx->store, id, task_id) == 0;
 }
 
 void api_resume_vsms(struct api_ctx *ctx)
@@ -228,7 +271,7 @@ void api_resume_vsms(struct api_ctx *ctx)
 	}
 	for (size_t i = 0; i < n; i++) {
 		const char *s = v[i].state;
-		if (has_pending_task(ctx, v[i].id))
+		if (has_active_task(ctx, v[i].id))
 			continue; /* its task settles it */
 		if (strcmp(s, "fault") == 0)
 			continue;

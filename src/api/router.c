@@ -293,10 +293,11 @@ static int authenticate(struct api_call *c)
 	}
 	struct gmt_auth_result res;
 	int rc = gmt_verify_request(&h, req->method, req->target, req->body, req->body_len, &v, &res);
-	pthread_mutex_unlock(&ctx->auth_lock);
-	crypto_free_secret(code, code_len);
+	/* Counted under the lock, so parallel guesses cannot pass the limit. */
 	if (res.enrollment_mac_bad)
 		count_enrollment_failure(ctx);
+	pthread_mutex_unlock(&ctx->auth_lock);
+	crypto_free_secret(code, code_len);
 	if (rc == GMT_OK) {
 		c->enrollment = res.enrollment;
 		snprintf(c->key_id, sizeof(c->key_id), "%s",

@@ -44,7 +44,8 @@ bool api_valid_header_name(const char *s);
 bool api_valid_header_value(const char *s);
 /* Lowercase or uppercase 64-digit hex (an SM3 digest). */
 bool api_valid_sm3_hex(const char *s);
-/* Printable ASCII without controls, 1..max bytes. */
+/* 1..max bytes without control characters (ASCII controls and DEL);
+ * bytes of 0x80 and above pass, so names may be UTF-8. */
 bool api_valid_text(const char *s, size_t max);
 
 /* Writes url without userinfo and without query/fragment into a malloc'ed

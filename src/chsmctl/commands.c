@@ -157,7 +157,7 @@ static const struct cli_opt vsm_create_opts[] = {
 	{"id", OPT_STRING, "vsmId", 0, 0, 0, NULL, "ID",
 	 "VSM ID, [A-Za-z0-9][A-Za-z0-9_.-]{0,63} (vsmId; generated when absent)"},
 	{"name", OPT_STRING, "name", OPTF_REQUIRED, 0, 0, NULL, "NAME", "display name (name)"},
-	VSM_NETWORK_OPTS("network.", OPTF_REQUIRED, 1),
+	VSM_NETWORK_OPTS("network.", OPTF_REQUIRED, 0), /* the CHSM requires network */
 	VSM_TOKEN_OPTS("token.", OPTF_REQUIRED, 2),
 	{"max-keys", OPT_UINT, "resources.maxKeys", 0, 0, UINT32_MAX, NULL, "N",
 	 "most keys the VSM may hold (resources.maxKeys)"},

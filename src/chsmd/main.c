@@ -323,7 +323,6 @@ static int serve(const struct run_options *o)
 		goto out;
 	}
 	api_apply_ntp_config(&ctx);
-	api_resume_vsms(&ctx);
 	struct task_engine_config tcfg = {
 		.store = ctx.store, .device_key = ctx.device_key, .run = api_run_task,
 		.interrupted = api_task_interrupted, .ctx = &ctx, .workers = 2,
@@ -332,6 +331,9 @@ static int serve(const struct run_options *o)
 		rc = fail("task engine", r);
 		goto out;
 	}
+	/* After the engine settled interrupted tasks: VSMs with work queued
+	 * are left to it, the others that were running run again. */
+	api_resume_vsms(&ctx);
 	device_path(o->state_dir, "tls-cert.pem", cert, sizeof(cert));
 	device_path(o->state_dir, "tls-key.pem", key, sizeof(key));
 	struct http_server_config hcfg = {
