@@ -264,7 +264,7 @@ int SDF_OpenSession(void *hDeviceHandle, void **phSessionHandle)
 	struct sdf_device *d = hDeviceHandle;
 	if (!d || d->magic != DEVICE_MAGIC || !phSessionHandle)
 		return SDR_INARGERR;
-	int fd;
+	int fd = -1;
 	if (connect_endpoint(&d->cfg, &fd) < 0)
 		return SDR_OPENSESSION;
 	int rc = authenticate(fd, &d->cfg);
