@@ -21,7 +21,6 @@
 #include "common/util.h"
 
 static const char *const upload_schemes[] = {"https", "http", "file", NULL};
-static const char *const download_schemes[] = {"https", "http", "file", NULL};
 static const char *const log_schemes[] = {"syslog+udp", "syslog+tcp", "https", "http", NULL};
 
 const char *api_chsm_state_name(int state)
@@ -437,23 +436,6 @@ void h_chsm_log_upload(struct api_call *c)
 
 /* ---- 7.2.8 - 7.2.13 ---- */
 
-/* Validates {url, sm3} of a download request. */
-static bool download_fields(struct api_call *c, const struct api_field *fields)
-{
-	if (!api_fields(c, fields))
-		return false;
-	if (!api_valid_url(json_string_value(json_object_get(c->body, "url")), download_schemes)) {
-		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: url");
-		return false;
-	}
-	if (!api_valid_sm3_hex(json_string_value(json_object_get(c->body, "sm3")))) {
-		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: sm3");
-		return false;
-	}
-	const char *cb;
-	return api_callback_url(c, &cb);
-}
-
 static bool upload_configured(struct api_call *c)
 {
 	uint8_t *raw = NULL;
@@ -490,7 +472,7 @@ void h_chsm_image_import(struct api_call *c)
 	static const struct api_field fields[] = {
 		{"url", API_STRING, true}, {"sm3", API_STRING, true},
 		{"replaceExisting", API_BOOL, false}, {"callbackUrl", API_STRING, false}, {NULL}};
-	if (download_fields(c, fields))
+	if (api_download_fields(c, fields))
 		not_yet(c, "chsm.image.import");
 }
 
@@ -499,7 +481,7 @@ void h_chsm_upgrade(struct api_call *c)
 	static const struct api_field fields[] = {
 		{"url", API_STRING, true}, {"sm3", API_STRING, true},
 		{"callbackUrl", API_STRING, false}, {NULL}};
-	if (download_fields(c, fields))
+	if (api_download_fields(c, fields))
 		not_yet(c, "chsm.upgrade");
 }
 
@@ -522,6 +504,6 @@ void h_chsm_restore(struct api_call *c)
 	static const struct api_field fields[] = {
 		{"url", API_STRING, true}, {"sm3", API_STRING, true},
 		{"allowOtherDevice", API_BOOL, false}, {"callbackUrl", API_STRING, false}, {NULL}};
-	if (download_fields(c, fields))
+	if (api_download_fields(c, fields))
 		not_yet(c, "chsm.restore");
 }

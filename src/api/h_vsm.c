@@ -521,22 +521,10 @@ static void not_yet(struct api_call *c, const char *operation, const struct tran
 
 static bool download_request(struct api_call *c)
 {
-	static const char *const schemes[] = {"https", "http", "file", NULL};
 	static const struct api_field fields[] = {
 		{"url", API_STRING, true}, {"sm3", API_STRING, true},
 		{"callbackUrl", API_STRING, false}, {NULL}};
-	const char *cb;
-	if (!api_fields(c, fields) || !api_callback_url(c, &cb))
-		return false;
-	if (!api_valid_url(json_string_value(json_object_get(c->body, "url")), schemes)) {
-		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: url");
-		return false;
-	}
-	if (!api_valid_sm3_hex(json_string_value(json_object_get(c->body, "sm3")))) {
-		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: sm3");
-		return false;
-	}
-	return true;
+	return api_download_fields(c, fields);
 }
 
 void h_vsm_image_export(struct api_call *c)

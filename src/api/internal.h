@@ -56,6 +56,10 @@ bool api_fields(struct api_call *c, const struct api_field *fields);
 /* The optional "callbackUrl" of an async request, validated (NULL if absent).
  * Returns false (with c's error set) when present and invalid. */
 bool api_callback_url(struct api_call *c, const char **ret_url);
+/* Checks fields, then the url (https, http or file) and sm3 (64 hex) of
+ * a request that downloads an image or package, and its callbackUrl. On
+ * failure sets c's error and returns false. */
+bool api_download_fields(struct api_call *c, const struct api_field *fields);
 /* Admits, records and queues a task on target with params (may be NULL),
  * applying prepare(ctx, arg) inside the same transaction; prepare returns a
  * gmt_code (e.g. 3003) to refuse. On success answers 202 with the task. */

@@ -112,6 +112,23 @@ bool api_callback_url(struct api_call *c, const char **ret_url)
 	return true;
 }
 
+bool api_download_fields(struct api_call *c, const struct api_field *fields)
+{
+	static const char *const schemes[] = {"https", "http", "file", NULL};
+	if (!api_fields(c, fields))
+		return false;
+	if (!api_valid_url(json_string_value(json_object_get(c->body, "url")), schemes)) {
+		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: url");
+		return false;
+	}
+	if (!api_valid_sm3_hex(json_string_value(json_object_get(c->body, "sm3")))) {
+		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: sm3");
+		return false;
+	}
+	const char *cb;
+	return api_callback_url(c, &cb);
+}
+
 void api_submit_task(struct api_call *c, const char *operation, const char *target,
 		     const json_t *params, api_prepare_fn prepare, void *arg)
 {
