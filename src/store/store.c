@@ -432,6 +432,68 @@ int store_vsm_subkey(chsm_store *s, const char *id, uint8_t out[STORE_VSM_KEY_LE
 	return store_vsm_seal_key(s, id, out);
 }
 
+int store_snapshot_begin(chsm_store *s, chsm_store **ret_snapshot)
+{
+	chsm_store *snap = NULL;
+	char *path = NULL;
+	int r;
+	if (!s || !ret_snapshot)
+		return -EINVAL;
+	if (s->restricted || s->snapshot)
+		return -EPERM;
+	store_lock(s);
+	const char *name = sqlite3_db_filename(s->db, "main");
+	path = name && *name ? strdup(name) : NULL;
+	store_unlock(s);
+	if (!path)
+		return name && *name ? -ENOMEM : -EINVAL;
+	r = store_alloc(&snap);
+	if (r < 0)
+		goto out;
+	memcpy(snap->seal_key, s->seal_key, sizeof(snap->seal_key));
+	memcpy(snap->vsm_root, s->vsm_root, sizeof(snap->vsm_root));
+	snap->schema_version = s->schema_version;
+	r = connect_db(snap, path, SQLITE_OPEN_READONLY);
+	if (r < 0)
+		goto out;
+	/* A deferred transaction takes its WAL read mark at its first read:
+	 * from then on it sees the database as it was at that instant. */
+	store_lock(snap);
+	r = store_run(snap, NULL, "BEGIN", "");
+	if (r >= 0) {
+		snap->in_tx = true;
+		size_t n = 0;
+		r = store_count(snap, &n, "SELECT count(*) FROM vsms", "");
+	}
+	store_unlock(snap);
+	if (r < 0)
+		goto out;
+	snap->snapshot = true;
+	snap->parent = s;
+	store_lock(s);
+	s->snapshots++;
+	store_unlock(s);
+	*ret_snapshot = snap;
+	snap = NULL;
+out:
+	store_close(snap);
+	free(path);
+	return r;
+}
+
+void store_snapshot_end(chsm_store *snap)
+{
+	if (!snap || !snap->snapshot)
+		return;
+	chsm_store *parent = snap->parent;
+	store_close(snap);
+	/* The read mark is gone: a deferred checkpoint can run now. */
+	store_lock(parent);
+	parent->snapshots--;
+	(void)store_checkpoint_pending(parent);
+	store_unlock(parent);
+}
+
 void store_close(chsm_store *s)
 {
 	if (!s)
@@ -440,7 +502,8 @@ void store_close(chsm_store *s)
 		if (s->in_tx)
 			(void)store_run(s, NULL, "ROLLBACK", "");
 		s->in_tx = false;
-		(void)store_checkpoint_pending(s);
+		if (!s->snapshot)
+			(void)store_checkpoint_pending(s);
 		sqlite3_close(s->db);
 	}
 	crypto_wipe(s->seal_key, sizeof(s->seal_key));
@@ -462,7 +525,7 @@ int store_begin(chsm_store *s)
 	int r;
 	if (!s)
 		return -EINVAL;
-	if (s->restricted)
+	if (s->restricted || s->snapshot)
 		return -EPERM;
 	store_lock(s);
 	if (s->in_tx) {
@@ -486,7 +549,7 @@ static int end_transaction(chsm_store *s, const char *sql)
 	int r;
 	if (!s)
 		return -EINVAL;
-	if (s->restricted)
+	if (s->restricted || s->snapshot)
 		return -EPERM;
 	store_lock(s);
 	if (!s->in_tx) {

@@ -247,6 +247,44 @@ struct store_key_ref {
 int store_vsm_key_list(chsm_store *s, const char *id, struct store_key_ref **ret_keys,
 		       size_t *ret_count);
 
+/* ---- consistent snapshots and secret walks (images, backups) ----
+ * A snapshot is a second, read-only connection to the same database file
+ * (not a copy), in one deferred read transaction: thanks to WAL it sees the
+ * database exactly as it was when store_snapshot_begin returned, whatever
+ * other connections (chsmd's own, a VSM process's) commit afterwards, and
+ * it blocks none of them: they write on. The one exception is the WAL
+ * checkpoint a zeroising write asks for (store.h, top): on the snapshot's
+ * own parent store it is deferred until the last snapshot ends (which runs
+ * it); in another process (a VSM's restricted store) it waits, within the
+ * busy timeout, for the snapshot to end. Snapshots are meant to be
+ * short-lived: the time to stream an image, not to upload it. End every
+ * snapshot before closing its parent store.
+ *
+ * Every read function of this header works on a snapshot (store_vsm_get,
+ * store_vsm_list, store_vsm_key_count, store_vsm_state_digest,
+ * store_setting_get, store_secret_get, store_vsm_walk, ...); every write,
+ * and store_begin, is -EPERM. Use it from one thread at a time. */
+
+/* Opens a snapshot of master store s into *ret_snapshot (-EPERM on a
+ * restricted store or on a snapshot). */
+int store_snapshot_begin(chsm_store *s, chsm_store **ret_snapshot);
+/* Ends the read transaction, closes the connection and wipes the keys.
+ * Accepts NULL (and does nothing for a store that is not a snapshot). */
+void store_snapshot_end(chsm_store *snapshot);
+
+/* Visits the token and keys of VSM id in plaintext: token (once, when the
+ * VSM has one) with its id and secret, then key for every key in (type,
+ * index) order (the state digest's order). Each plaintext is wiped as soon
+ * as its callback returns; a callback keeps no pointer to it. A callback's
+ * non-zero return stops the walk and is returned as is. -ENOENT when there
+ * is no such VSM, -EBADMSG when a sealed value does not open. */
+struct store_vsm_visitor {
+	int (*token)(void *arg, const char *token_id, const uint8_t *secret, size_t len);
+	int (*key)(void *arg, const char *type, int index, const uint8_t *material, size_t len);
+	void *arg;
+};
+int store_vsm_walk(chsm_store *s, const char *id, const struct store_vsm_visitor *vis);
+
 /* ---- tasks (PROFILE.md §7) ---- */
 struct store_task {
 	char id[32];

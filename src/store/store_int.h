@@ -37,6 +37,14 @@ struct chsm_store {
 	uint8_t vsm_key[STORE_VSM_KEY_LEN];
 	int schema_version;
 	bool in_tx;                    /* between store_begin and commit/rollback */
+	/* A read-only connection in one read transaction (store_snapshot_begin):
+	 * every write is -EPERM. */
+	bool snapshot;
+	chsm_store *parent;            /* a snapshot's store */
+	/* Open snapshots of this store (under lock): while there are any, the
+	 * WAL checkpoint that zeroisation asks for is deferred (it would wait
+	 * for their read mark); the last one to end runs it. */
+	int snapshots;
 	bool need_checkpoint;          /* a zeroised row may linger in the WAL */
 	int64_t nonce_purged_at;       /* now_ms of the last nonce purge */
 };

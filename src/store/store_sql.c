@@ -55,7 +55,7 @@ static int exec_fixed(chsm_store *s, const char *sql)
 
 int store_checkpoint_pending(chsm_store *s)
 {
-	if (!s->need_checkpoint || s->in_tx)
+	if (!s->need_checkpoint || s->in_tx || s->snapshots > 0)
 		return 0;
 	int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 	if (rc != SQLITE_OK)
@@ -67,6 +67,8 @@ int store_checkpoint_pending(chsm_store *s)
 int store_write_begin(chsm_store *s)
 {
 	int r;
+	if (s->snapshot)
+		return -EPERM;
 	store_lock(s);
 	if (s->in_tx) {
 		/* A failure that SQLite answers by rolling the whole transaction

@@ -687,3 +687,65 @@ int store_vsm_state_digest(chsm_store *s, const char *id, char out[65])
 	store_unlock(s);
 	return r < 0 ? r : 0;
 }
+
+/* ---- walking a VSM's secrets (images) ---- */
+
+int store_vsm_walk(chsm_store *s, const char *id, const struct store_vsm_visitor *vis)
+{
+	sqlite3_stmt *st = NULL;
+	uint8_t *plain = NULL;
+	size_t plain_len = 0;
+	char token_id[CHSM_VSM_NAME_MAX_LEN + 1];
+	if (!s || !id_valid(id) || !vis || !vis->token || !vis->key)
+		return -EINVAL;
+	int r = store_may_reach(s, id);
+	if (r < 0)
+		return r;
+	store_lock(s);
+	r = vsm_exists(s, id);
+	if (r < 0)
+		goto out;
+	r = token_read(s, id, token_id, &plain, &plain_len);
+	if (r == -ENOENT) {
+		r = 0;
+	} else if (r >= 0) {
+		r = vis->token(vis->arg, token_id, plain, plain_len);
+		crypto_free_secret(plain, plain_len);
+		plain = NULL;
+	}
+	if (r != 0)
+		goto out;
+	r = store_prepare(s, &st,
+			  "SELECT type, idx, sealed FROM vsm_keys WHERE vsm_id = ?"
+			  " ORDER BY type, idx",
+			  "t", id);
+	if (r < 0)
+		goto out;
+	while ((r = store_step(st)) == 1) {
+		char type[STORE_KEY_TYPE_MAX_LEN + 1], aad[STORE_AAD_MAX];
+		size_t aad_len = 0;
+		int index = 0;
+		r = store_col_copy(st, 0, type, sizeof(type));
+		if (r >= 0)
+			r = store_col_int(st, 1, &index);
+		if (r >= 0 && index < 0)
+			r = -EIO;
+		if (r >= 0)
+			r = key_aad(id, type, index, aad, &aad_len);
+		if (r >= 0)
+			r = vsm_unseal(s, id, aad, aad_len, sqlite3_column_blob(st, 2),
+				       (size_t)sqlite3_column_bytes(st, 2), &plain, &plain_len);
+		if (r < 0)
+			goto out;
+		r = vis->key(vis->arg, type, index, plain, plain_len);
+		crypto_free_secret(plain, plain_len);
+		plain = NULL;
+		if (r != 0)
+			goto out;
+	}
+out:
+	crypto_free_secret(plain, plain_len);
+	sqlite3_finalize(st);
+	store_unlock(s);
+	return r;
+}
