@@ -59,6 +59,18 @@ enum chsm_client_error {
 	CHSM_CLIENT_E_BAD_RESPONSE     = -10005,
 	/* The operation needs a platform key and the client has none. */
 	CHSM_CLIENT_E_NO_KEY           = -10006,
+	/* chsm_client_drift: a precondition failed (target not an empty,
+	 * stopped VSM; source running; no image; address in use); nothing was
+	 * changed. */
+	CHSM_CLIENT_E_DRIFT_REFUSED    = -10007,
+	/* chsm_client_drift: a CHSM answered an error or a task failed; the
+	 * result carries the Appendix A code. */
+	CHSM_CLIENT_E_DRIFT_FAILED     = -10008,
+	/* chsm_client_drift: the target does not hold what the source held
+	 * (stateDigest, key count or source VSM differ). */
+	CHSM_CLIENT_E_DRIFT_MISMATCH   = -10009,
+	/* The image at a URL is not a readable image of the expected kind. */
+	CHSM_CLIENT_E_BAD_IMAGE        = -10010,
 };
 
 typedef struct chsm_client chsm_client;
@@ -183,6 +195,115 @@ int chsm_client_keygen(const char *out_path,
  * holds no SM2 key, -errno when it cannot be read, or -ENOMEM. */
 int chsm_client_key_info(const char *path, char **ret_public_pem,
 			 char ret_fingerprint[CHSM_CLIENT_FINGERPRINT_LEN + 1]);
+
+/* ---- drift: moving a failed VSM to another CHSM of its domain ---- */
+
+/* The steps of chsm_client_drift, in the order they run. */
+enum chsm_client_drift_step {
+	CHSM_DRIFT_CHECK_SOURCE = 1, /* 7.3.1, 7.3.2 of the source VSM */
+	CHSM_DRIFT_READ_IMAGE,       /* header of the given image (source down) */
+	CHSM_DRIFT_CHECK_TARGET,     /* 7.3.1 of the target VSM */
+	CHSM_DRIFT_STOP_SOURCE,      /* 7.3.8 of a source in fault (or running) */
+	CHSM_DRIFT_EXPORT,           /* 7.3.5 on the source, waited for */
+	CHSM_DRIFT_IMPORT,           /* 7.3.6 on the target, waited for */
+	CHSM_DRIFT_MOVE_NETWORK,     /* 7.3.3 on the target */
+	CHSM_DRIFT_START,            /* 7.3.7 on the target, waited for */
+	CHSM_DRIFT_VERIFY,           /* 7.3.2 of the target: stateDigest */
+};
+
+enum chsm_client_drift_outcome {
+	CHSM_DRIFT_OK,
+	CHSM_DRIFT_SKIPPED,
+	CHSM_DRIFT_FAILED,
+};
+
+/* Options of chsm_client_drift. Zero-initialise, then set what you need. */
+struct chsm_client_drift_options {
+	const char *vsm_id;            /* required: the source VSM */
+	const char *target_vsm_id;     /* required: the empty, stopped target */
+	/* An earlier image of the source VSM and the SM3 of the whole file,
+	 * used only when the source CHSM does not answer. */
+	const char *image_url;
+	const char *image_sm3;
+	/* CA file for an https image_url; NULL: the system's CA store. */
+	const char *image_cacert_path;
+	/* Give the target the source's network (ipAddress, prefixLength,
+	 * gateway, port) before starting it. */
+	bool move_network;
+	/* Stop a running source VSM first; without it a running source is
+	 * refused. */
+	bool stop_source;
+	/* Limit of the whole drift; 0: none (each exchange keeps the
+	 * clients' own limits). */
+	long timeout_ms;
+};
+
+/* Called once per step as it ends: outcome, how long it took, and a short
+ * description (what was found or done, or why it failed; never a secret).
+ * detail is valid only during the call. */
+typedef void chsm_client_drift_step_fn(void *userdata, enum chsm_client_drift_step step,
+				       enum chsm_client_drift_outcome outcome, long duration_ms,
+				       const char *detail);
+
+/* What chsm_client_drift found and did; release with
+ * chsm_client_drift_result_free. */
+struct chsm_client_drift_result {
+	enum chsm_client_drift_step failed_step; /* 0 when none failed */
+	int code;             /* Appendix A code of the failing answer or task, or 0 */
+	char message[512];    /* why it failed ("" on success) */
+	bool source_answered; /* the source CHSM answered: a fresh image was used */
+	long total_ms;
+	/* A JSON object: vsmId, targetVsmId, imageSource ("export" or
+	 * "given"), imageUrl, sm3, keyCount, stateDigest, network (or null),
+	 * networkMoved, steps [{step, outcome, durationMs, detail}], totalMs,
+	 * and on failure failedStep, code, message. NULL only when out of
+	 * memory. */
+	char *json;
+};
+
+/* Moves VSM opts->vsm_id of the CHSM behind `from` into the empty VSM
+ * opts->target_vsm_id of the CHSM behind `to` (both of one security
+ * domain), and checks that the target then holds what the source held.
+ * `from` may be NULL when the source CHSM is known to be lost. Steps (see
+ * docs/libchsmclient.md for the rules): check the source (a source CHSM
+ * that does not answer at the transport level means: use the given image
+ * and read its header for the expected vsmId, keyCount, stateDigest and
+ * network); check the target (stopped, no keys); stop the source if it is
+ * in fault (running: only with stop_source); export a fresh image; import
+ * it into the target; with move_network give the target the source's
+ * network, refusing when something still answers at that address; start
+ * the target; compare its stateDigest with the source's. Nothing changes
+ * on the target before every precondition held; the target is never reset.
+ * step (may be NULL) is called after each step.
+ * Returns 0 when the target runs with the source's stateDigest;
+ * CHSM_CLIENT_E_DRIFT_REFUSED, CHSM_CLIENT_E_DRIFT_FAILED (ret->code),
+ * CHSM_CLIENT_E_DRIFT_MISMATCH, CHSM_CLIENT_E_BAD_IMAGE, -ETIMEDOUT, -EINVAL
+ * for bad options, or an error of chsm_client_request (the target, or the
+ * source once it answered, became unreachable). *ret is filled in every
+ * case but -EINVAL. */
+int chsm_client_drift(chsm_client *from, chsm_client *to,
+		      const struct chsm_client_drift_options *opts,
+		      chsm_client_drift_step_fn *step, void *userdata,
+		      struct chsm_client_drift_result *ret);
+
+/* "check-source", "read-image", ...: the step's name; "?" if unknown. */
+const char *chsm_client_drift_step_name(enum chsm_client_drift_step step);
+
+/* Releases ret->json and zeroes *ret. Accepts NULL. */
+void chsm_client_drift_result_free(struct chsm_client_drift_result *ret);
+
+/* Reads the header of the image at url (https://, http:// or file://)
+ * without any secret: downloads at most its prologue and header (a Range
+ * request; never more than 16 bytes plus the format's header bound) and
+ * checks the magic, format version, flags and header length of
+ * docs/image-format.md. cacert_path: CA file for https (NULL: the system
+ * store); timeout_ms 0: 60 000. Returns 0 and sets *ret_header_json (the
+ * header object as compact JSON, malloc'ed) and *ret_type (1 VSM image,
+ * 2 CHSM image, 3 backup, 4 package); CHSM_CLIENT_E_TRANSPORT when it
+ * cannot be read, CHSM_CLIENT_E_BAD_IMAGE when it is not such an image,
+ * -EINVAL or -ENOMEM. err (may be NULL) receives a one-line reason. */
+int chsm_client_image_header(const char *url, const char *cacert_path, long timeout_ms,
+			     char **ret_header_json, int *ret_type, char *err, size_t errlen);
 
 /* A static English description of an error returned by this library:
  * "device signature invalid" for CHSM_CLIENT_E_DEVICE_SIGNATURE, the

@@ -54,7 +54,11 @@ enum cli_action {
 	CLI_KEYGEN,   /* generate a platform key pair (no CHSM needed) */
 	CLI_ENROLL,   /* enroll --key's public key with an enrollment code */
 	CLI_HELP,     /* print the usage of help_group / cmd and exit 0 */
+	CLI_DRIFT,    /* move a VSM to another CHSM (chsm_client_drift) */
 };
+
+/* Most options one command has. */
+#define CLI_MAX_CMD_OPTS 24
 
 #define CMD_ID      0x01u  /* one positional VSM ID, substituted for {id} */
 #define CMD_TASK_ID 0x02u  /* one positional task ID, substituted for {id} */
@@ -109,7 +113,13 @@ struct cli_invocation {
 	const char *target_id;           /* the positional ID, if any */
 	const char *keygen_out;          /* CLI_KEYGEN: --out */
 	const char *enrollment_code;     /* CLI_ENROLL: --enrollment-code */
+	/* The first value of each of cmd's options (same index as cmd->opts),
+	 * NULL when not given; "" for a flag that was given. */
+	const char *opt_values[CLI_MAX_CMD_OPTS];
 };
+
+/* The value of cmd's option name in inv (see opt_values), or NULL. */
+const char *cli_opt_value(const struct cli_invocation *inv, const char *name);
 
 /* Parses chsmctl's argv (argv[0] is the program). Environment variables
  * CHSMCTL_URL, CHSMCTL_KEY, CHSMCTL_DEVICE_FINGERPRINT and CHSMCTL_CACERT

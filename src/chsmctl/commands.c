@@ -169,6 +169,38 @@ static const struct cli_opt vsm_create_opts[] = {
 	{0},
 };
 
+/* drift: two CHSMs, each with the trust options of the global ones. */
+#define DRIFT_SIDE_OPTS(side, what)                                                     \
+	{side "-key", OPT_LOCAL, NULL, 0, 0, 0, NULL, "FILE",                           \
+	 "platform key for the " what " CHSM (default: --key)"},                         \
+	{side "-device-fingerprint", OPT_LOCAL, NULL, 0, 0, 0, NULL, "FP",              \
+	 "device key fingerprint of the " what " CHSM"},                                 \
+	{side "-cacert", OPT_LOCAL, NULL, 0, 0, 0, NULL, "FILE",                        \
+	 "CA certificate for the " what " CHSM's TLS (default: --cacert)"}
+
+static const struct cli_opt drift_opts[] = {
+	{"from", OPT_LOCAL, NULL, OPTF_REQUIRED, 0, 0, NULL, "URL",
+	 "the source CHSM, https://host:port"},
+	{"vsm", OPT_LOCAL, NULL, OPTF_REQUIRED, 0, 0, NULL, "ID", "the source VSM"},
+	{"to", OPT_LOCAL, NULL, OPTF_REQUIRED, 0, 0, NULL, "URL",
+	 "the target CHSM, https://host:port (same security domain)"},
+	{"target-vsm", OPT_LOCAL, NULL, OPTF_REQUIRED, 0, 0, NULL, "ID",
+	 "the target VSM: stopped and holding no keys"},
+	{"image", OPT_LOCAL, NULL, OPTF_REQUIRED, 1, 0, NULL, "URL",
+	 "an earlier image of the source VSM, used when the source CHSM does not answer"},
+	{"sm3", OPT_LOCAL, NULL, OPTF_REQUIRED, 1, 0, NULL, "HEX",
+	 "SM3 of the whole image file, 64 hex digits"},
+	{"image-cacert", OPT_LOCAL, NULL, 0, 0, 0, NULL, "FILE",
+	 "CA certificate for an https --image (default: the system's)"},
+	{"move-network", OPT_FLAG_TRUE, NULL, 0, 0, 0, NULL, NULL,
+	 "give the target the source's network (refused while the address answers)"},
+	{"stop-source", OPT_FLAG_TRUE, NULL, 0, 0, 0, NULL, NULL,
+	 "stop a running source VSM first (else a running source is refused)"},
+	DRIFT_SIDE_OPTS("from", "source"),
+	DRIFT_SIDE_OPTS("to", "target"),
+	{0},
+};
+
 #define BODY (CMD_BODY)
 #define ASYNC (CMD_BODY | CMD_ASYNC)
 
@@ -181,6 +213,8 @@ const struct cli_command cli_commands[] = {
 	 no_opts, "show the configured platform key and the device key (7.4.1)"},
 	{NULL, "set-platform-key", CLI_REQUEST, "PUT", "/auth/platform-key", BODY,
 	 set_platform_key_opts, "rotate the platform key, signed by the current --key (7.4.2)"},
+	{NULL, "drift", CLI_DRIFT, NULL, NULL, CMD_NOKEY | CMD_NOURL, drift_opts,
+	 "move a failed VSM into an empty VSM of another CHSM of its domain"},
 
 	{"chsm", "info", CLI_REQUEST, "GET", "/chsm", 0, no_opts, "CHSM details (7.2.1)"},
 	{"chsm", "status", CLI_REQUEST, "GET", "/chsm/status", 0, no_opts,

@@ -21,7 +21,7 @@
 #include "chsmctl/cli.h"
 #include "openchsm/chsm_client.h"
 
-enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_REFUSED = 3, EXIT_MISMATCH = 4 };
 
 /* Prints JSON text indented by two spaces, with a final newline. */
 static void print_json(FILE *f, const char *text)
@@ -157,6 +157,101 @@ out:
 	return status;
 }
 
+/* ---- drift ---- */
+
+/* One client for one side of a drift: --from-X / --to-X, else the global
+ * --key, --cacert and --insecure. */
+static int drift_client(const struct cli_invocation *inv, const char *side, chsm_client **ret)
+{
+	char name[64];
+	const char *url = cli_opt_value(inv, side);
+	snprintf(name, sizeof(name), "%s-key", side);
+	const char *key = cli_opt_value(inv, name);
+	snprintf(name, sizeof(name), "%s-device-fingerprint", side);
+	const char *fp = cli_opt_value(inv, name);
+	snprintf(name, sizeof(name), "%s-cacert", side);
+	const char *ca = cli_opt_value(inv, name);
+	struct chsm_client_options opts = {
+		.url = url,
+		.platform_key_path = key ? key : inv->g.key,
+		.device_fingerprint = fp,
+		.cacert_path = ca ? ca : inv->g.cacert,
+		.insecure = inv->g.insecure,
+		.timeout_ms = inv->g.timeout_ms,
+	};
+	int r = chsm_client_new(&opts, ret);
+	if (r < 0) {
+		fprintf(stderr, "chsmctl: --%s %s: %s\n", side, url, chsm_client_strerror(r));
+		if (r == CHSM_CLIENT_E_UNTRUSTED)
+			fprintf(stderr, "chsmctl: give --%s-device-fingerprint FP, --%s-cacert "
+				"FILE (or --cacert), or --insecure\n", side, side);
+	}
+	return r;
+}
+
+static void on_drift_step(void *userdata, enum chsm_client_drift_step step,
+			  enum chsm_client_drift_outcome outcome, long duration_ms,
+			  const char *detail)
+{
+	static const char *const outcomes[] = {"ok", "skipped", "FAILED"};
+	(void)userdata;
+	fprintf(stderr, "drift: %-13s %-7s %7ld ms  %s\n", chsm_client_drift_step_name(step),
+		outcomes[outcome], duration_ms, detail);
+}
+
+/* Runs chsm_client_drift: a line per step on stderr, the summary JSON on
+ * stdout on success. Exit: 0 done and verified, 1 failed, 2 usage,
+ * 3 refused (nothing changed), 4 the target does not hold the source's
+ * state. */
+static int run_drift(const struct cli_invocation *inv)
+{
+	chsm_client *from = NULL, *to = NULL;
+	struct chsm_client_drift_result res = {0};
+	struct chsm_client_drift_options o = {
+		.vsm_id = cli_opt_value(inv, "vsm"),
+		.target_vsm_id = cli_opt_value(inv, "target-vsm"),
+		.image_url = cli_opt_value(inv, "image"),
+		.image_sm3 = cli_opt_value(inv, "sm3"),
+		.image_cacert_path = cli_opt_value(inv, "image-cacert"),
+		.move_network = cli_opt_value(inv, "move-network") != NULL,
+		.stop_source = cli_opt_value(inv, "stop-source") != NULL,
+		.timeout_ms = inv->g.timeout_ms,
+	};
+	int status, r = drift_client(inv, "from", &from);
+	if (r == 0)
+		r = drift_client(inv, "to", &to);
+	if (r < 0) {
+		status = r == -ENOMEM ? EXIT_FAILED : EXIT_USAGE;
+		goto out;
+	}
+	r = chsm_client_drift(from, to, &o, on_drift_step, NULL, &res);
+	if (r == -EINVAL) {
+		fputs("chsmctl: drift: invalid options\n", stderr);
+		status = EXIT_USAGE;
+		goto out;
+	}
+	fprintf(stderr, "drift: %-13s %-7s %7ld ms\n", "total", r == 0 ? "ok" : "FAILED",
+		res.total_ms);
+	if (r == 0) {
+		if (res.json)
+			print_json(stdout, res.json);
+		status = EXIT_OK;
+		goto out;
+	}
+	if (res.code)
+		fprintf(stderr, "%d %s\n", res.code, res.message);
+	else
+		fprintf(stderr, "chsmctl: %s: %s\n", chsm_client_strerror(r), res.message);
+	status = r == CHSM_CLIENT_E_DRIFT_REFUSED   ? EXIT_REFUSED
+		 : r == CHSM_CLIENT_E_DRIFT_MISMATCH ? EXIT_MISMATCH
+						     : EXIT_FAILED;
+out:
+	chsm_client_drift_result_free(&res);
+	chsm_client_free(from);
+	chsm_client_free(to);
+	return status;
+}
+
 static int run_keygen(const struct cli_invocation *inv)
 {
 	char fp[CHSM_CLIENT_FINGERPRINT_LEN + 1];
@@ -190,6 +285,9 @@ int main(int argc, char **argv)
 		break;
 	case CLI_KEYGEN:
 		status = run_keygen(&inv);
+		break;
+	case CLI_DRIFT:
+		status = run_drift(&inv);
 		break;
 	default:
 		status = run_remote(&inv);

@@ -28,7 +28,7 @@
 #include "openchsm/chsm_client.h"
 
 /* Most options a command has, most values of one repeatable option. */
-#define MAX_CMD_OPTS 24
+#define MAX_CMD_OPTS CLI_MAX_CMD_OPTS
 #define MAX_VALUES   32
 #define TASK_ID_MAX  64
 
@@ -601,6 +601,54 @@ static int build_globals(struct parser *p, struct cli_globals *g)
 	return 0;
 }
 
+static bool hex64(const char *s)
+{
+	uint8_t raw[CRYPTO_SM3_LEN];
+	return strlen(s) == CRYPTO_SM3_HEX_LEN &&
+	       chsm_hex_decode(s, CRYPTO_SM3_HEX_LEN, raw, sizeof(raw)) == 0;
+}
+
+/* drift: two CHSMs instead of --url, each with its own trust options. */
+static int check_drift(struct parser *p, struct cli_invocation *inv)
+{
+	static const char *const ids[] = {"vsm", "target-vsm"};
+	static const char *const fps[] = {"from-device-fingerprint", "to-device-fingerprint"};
+	int r = check_required(p);
+	if (r < 0)
+		return r;
+	if (global_value(p, "url") || global_value(p, "device-fingerprint"))
+		return fail(p, "drift talks to two CHSMs: give --from and --to, and "
+			    "--from-device-fingerprint and --to-device-fingerprint, "
+			    "instead of --url and --device-fingerprint");
+	for (size_t i = 0; i < 2; i++) {
+		const char *id = cli_opt_value(inv, ids[i]);
+		if (!valid_vsm_id(id))
+			return fail(p, "--%s: invalid VSM ID '%.64s': expected "
+				    "[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", ids[i], id);
+		const char *fp = cli_opt_value(inv, fps[i]);
+		if (fp && !hex64(fp))
+			return fail(p, "--%s: expected 64 hex digits", fps[i]);
+	}
+	const char *sm3 = cli_opt_value(inv, "sm3");
+	if (sm3 && !hex64(sm3))
+		return fail(p, "--sm3: expected 64 hex digits");
+	if (!cli_opt_value(inv, "from-key") && !inv->g.key)
+		return fail(p, "no platform key for the source CHSM: give --from-key or --key");
+	if (!cli_opt_value(inv, "to-key") && !inv->g.key)
+		return fail(p, "no platform key for the target CHSM: give --to-key or --key");
+	return 0;
+}
+
+const char *cli_opt_value(const struct cli_invocation *inv, const char *name)
+{
+	if (!inv || !inv->cmd)
+		return NULL;
+	for (size_t i = 0; inv->cmd->opts[i].name && i < CLI_MAX_CMD_OPTS; i++)
+		if (strcmp(inv->cmd->opts[i].name, name) == 0)
+			return inv->opt_values[i];
+	return NULL;
+}
+
 static int parse_command(struct parser *p, int start, struct cli_invocation *inv)
 {
 	const struct cli_command *c = p->cmd;
@@ -640,15 +688,18 @@ static int parse_command(struct parser *p, int start, struct cli_invocation *inv
 	inv->cmd = c;
 	inv->target_id = p->positional;
 	for (size_t i = 0; c->opts[i].name; i++) {
+		inv->opt_values[i] = p->opt[i].n ? p->opt[i].v[0] : NULL;
 		if (c->opts[i].kind != OPT_LOCAL)
 			continue;
-		if (p->opt[i].n == 0 && (c->opts[i].flags & OPTF_REQUIRED))
+		if (p->opt[i].n == 0 && (c->opts[i].flags & OPTF_REQUIRED) && !c->opts[i].group)
 			return fail(p, "missing --%s", c->opts[i].name);
 		if (strcmp(c->opts[i].name, "out") == 0)
 			inv->keygen_out = p->opt[i].n ? p->opt[i].v[0] : NULL;
 		else if (strcmp(c->opts[i].name, "enrollment-code") == 0)
 			inv->enrollment_code = p->opt[i].n ? p->opt[i].v[0] : NULL;
 	}
+	if (c->action == CLI_DRIFT)
+		return check_drift(p, inv);
 	if (c->action != CLI_REQUEST)
 		return 0;
 	inv->method = c->method;

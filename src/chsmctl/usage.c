@@ -148,6 +148,13 @@ static void command_usage(FILE *f, const struct cli_command *c)
 		opt_line(f, &cli_body_opt);
 	if (c->flags & CMD_ASYNC)
 		fputs("\nAnswers with a task; with --wait, follows it to its end.\n", f);
+	if (c->action == CLI_DRIFT)
+		fputs("\nPrints one line per step (name, outcome, milliseconds) on stderr and,\n"
+		      "when done, a JSON summary on stdout. Exit status: 0 the target runs\n"
+		      "with the source's stateDigest; 1 a CHSM error, failed task or network\n"
+		      "failure; 2 usage error; 3 refused, nothing changed; 4 the target does\n"
+		      "not hold the source's state.\n",
+		      f);
 	fputs("\nGlobal options: see 'chsmctl --help'.\n", f);
 }
 

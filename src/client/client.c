@@ -501,6 +501,10 @@ static const struct {
 	 "use https, or allow insecure operation"},
 	{CHSM_CLIENT_E_BAD_RESPONSE, "response is not a GM/T 0088 response"},
 	{CHSM_CLIENT_E_NO_KEY, "no platform key"},
+	{CHSM_CLIENT_E_DRIFT_REFUSED, "drift refused"},
+	{CHSM_CLIENT_E_DRIFT_FAILED, "drift failed"},
+	{CHSM_CLIENT_E_DRIFT_MISMATCH, "drift verification failed"},
+	{CHSM_CLIENT_E_BAD_IMAGE, "not a readable image"},
 };
 
 const char *chsm_client_strerror(int err)

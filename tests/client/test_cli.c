@@ -277,7 +277,7 @@ static void test_table_covered(void **state)
 		if (c->flags & CMD_ASYNC)
 			assert_true(strcmp(c->method, "POST") == 0 || strcmp(c->method, "DELETE") == 0);
 	}
-	assert_int_equal(n, 4 + 13 + 14 + 1);
+	assert_int_equal(n, 5 + 13 + 14 + 1);
 }
 
 static void test_set_platform_key(void **state)
@@ -322,6 +322,76 @@ static void test_local_commands(void **state)
 	assert_int_equal(parse_line("--url https://h:1", "fingerprint", &inv, err, sizeof(err)), 0);
 	assert_null(inv.g.key);
 	cli_invocation_free(&inv);
+}
+
+/* drift: two CHSMs, each with its own trust options; the global --key and
+ * --cacert are defaults, --url and --device-fingerprint are refused. */
+#define DRIFT_OK "drift --from https://a:1 --vsm v1 --to https://b:2 --target-vsm v2"
+
+static void test_drift_command(void **state)
+{
+	struct cli_invocation inv;
+	char err[256];
+	clear_env();
+	assert_int_equal(parse_line("--key /k.pem", DRIFT_OK " --move-network --image "
+				    "file:///i --sm3 " SM3_UPPER " --from-device-fingerprint "
+				    SM3_LOWER " --to-key /t.pem --to-cacert /ca.pem --timeout 30",
+				    &inv, err, sizeof(err)),
+			 0);
+	assert_int_equal(inv.action, CLI_DRIFT);
+	assert_string_equal(cli_opt_value(&inv, "from"), "https://a:1");
+	assert_string_equal(cli_opt_value(&inv, "to"), "https://b:2");
+	assert_string_equal(cli_opt_value(&inv, "vsm"), "v1");
+	assert_string_equal(cli_opt_value(&inv, "target-vsm"), "v2");
+	assert_string_equal(cli_opt_value(&inv, "image"), "file:///i");
+	assert_string_equal(cli_opt_value(&inv, "sm3"), SM3_UPPER);
+	assert_string_equal(cli_opt_value(&inv, "move-network"), "");
+	assert_null(cli_opt_value(&inv, "stop-source"));
+	assert_null(cli_opt_value(&inv, "from-key"));
+	assert_string_equal(cli_opt_value(&inv, "to-key"), "/t.pem");
+	assert_string_equal(cli_opt_value(&inv, "from-device-fingerprint"), SM3_LOWER);
+	assert_null(cli_opt_value(&inv, "nosuch"));
+	assert_string_equal(inv.g.key, "/k.pem");
+	assert_int_equal(inv.g.timeout_ms, 30000);
+	assert_null(inv.path);
+	assert_null(inv.body);
+	cli_invocation_free(&inv);
+
+	/* per-side keys replace the global one */
+	assert_int_equal(parse_line("", DRIFT_OK " --from-key /f.pem --to-key /t.pem", &inv, err,
+				    sizeof(err)),
+			 0);
+	cli_invocation_free(&inv);
+
+	static const struct {
+		const char *prefix, *line, *message;
+	} bad[] = {
+		{"--key /k", "drift --vsm v1 --to https://b:2 --target-vsm v2", "missing --from"},
+		{"--key /k", "drift --from https://a:1 --to https://b:2 --target-vsm v2",
+		 "missing --vsm"},
+		{"--key /k", DRIFT_OK " --image file:///i", "--image needs --sm3 too"},
+		{"--key /k", DRIFT_OK " --sm3 " SM3_LOWER, "--sm3 needs --image too"},
+		{"--key /k", DRIFT_OK " --image u --sm3 abc", "64 hex digits"},
+		{"--key /k", DRIFT_OK " --to-device-fingerprint xyz", "64 hex digits"},
+		{"--key /k", "drift --from https://a:1 --vsm .v --to https://b:2 --target-vsm v2",
+		 "invalid VSM ID"},
+		{"--key /k", "drift --from https://a:1 --vsm v1 --to https://b:2 --target-vsm a/b",
+		 "invalid VSM ID"},
+		{"--key /k --url https://c:3", DRIFT_OK, "give --from and --to"},
+		{"--key /k --device-fingerprint " SM3_LOWER, DRIFT_OK, "--from-device-fingerprint"},
+		{"", DRIFT_OK " --to-key /t", "give --from-key or --key"},
+		{"", DRIFT_OK " --from-key /f", "give --to-key or --key"},
+		{"--key /k", DRIFT_OK " --move-network=yes", "takes no value"},
+		{"--key /k", DRIFT_OK " --vsm v3", "given twice"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int r = parse_line(bad[i].prefix, bad[i].line, &inv, err, sizeof(err));
+		if (r != -EINVAL)
+			fail_msg("'%s': %d, expected a usage error", bad[i].line, r);
+		if (!strstr(err, bad[i].message))
+			fail_msg("'%s': message '%s', expected '%s'", bad[i].line, err,
+				 bad[i].message);
+	}
 }
 
 /* ---- global options ---- */
@@ -712,6 +782,7 @@ int main(void)
 		cmocka_unit_test(test_table_covered),
 		cmocka_unit_test(test_set_platform_key),
 		cmocka_unit_test(test_local_commands),
+		cmocka_unit_test(test_drift_command),
 		cmocka_unit_test(test_globals),
 		cmocka_unit_test(test_env_fallback),
 		cmocka_unit_test(test_help),
