@@ -13,6 +13,7 @@ PACKAGES=(
   libcmocka-dev                 # unit tests
   python3 jq                    # integration tests: callback receiver, JSON checks
   procps psmisc iproute2        # ps, fuser, ss for tests
+  rsyslog                       # integration tests: a real syslog collector (run unprivileged by the test)
 )
 
 missing=()
@@ -26,4 +27,15 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+# Without an init system (containers), no service may start during the
+# install (rsyslog's would): a temporary policy-rc.d refuses them.
+policy_added=0
+if [ ! -d /run/systemd/system ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod 755 /usr/sbin/policy-rc.d
+  policy_added=1
+fi
+rc=0
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" || rc=$?
+if [ "$policy_added" = 1 ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+exit $rc
