@@ -13,6 +13,7 @@ PACKAGES=(
   libcmocka-dev                 # unit tests
   python3 jq                    # integration tests: callback receiver, JSON checks
   procps psmisc iproute2        # ps, fuser, ss for tests
+  nginx                         # tests run their own (WebDAV PUT), never the service
   rsyslog                       # integration tests: a real syslog collector (run unprivileged by the test)
 )
 
@@ -37,5 +38,14 @@ if [ ! -d /run/systemd/system ] && [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 rc=0
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" || rc=$?
+# nginx runs only as the tests' own instances: stop and disable the system
+# service its package starts and enables where an init system runs.
+if printf '%s\n' "${missing[@]}" | grep -qx nginx; then
+  if [ -d /run/systemd/system ]; then $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+  else
+    $SUDO invoke-rc.d nginx stop >/dev/null 2>&1 || true
+    $SUDO update-rc.d nginx disable >/dev/null 2>&1 || true
+  fi
+fi
 if [ "$policy_added" = 1 ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
 exit $rc

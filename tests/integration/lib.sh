@@ -346,3 +346,89 @@ vsm_tool() {
   OPENCHSM_SDF_ENDPOINT=127.0.0.1:$1 OPENCHSM_SDF_TOKEN_ID=$2 OPENCHSM_SDF_TOKEN_SECRET_FILE=$3 \
     "$CHSM_BIN/vsmtool" "${@:4}"
 }
+
+# ---- nginx: an HTTP(S) server that takes PUT (WebDAV module) ----
+
+# nginx_start [tls]: our own nginx (never the system service), run as the
+# current user, everything under $IT_DIR/nginx, serving $IT_DIR/www on
+# 127.0.0.1: GET, PUT (creating folders) and DELETE anywhere; /auth/ answers
+# 403 unless "Authorization: Bearer test-token"; /redir/X redirects (302) to
+# /X, /redir-other/X to /X on a second origin, /loop/ to itself. Sets
+# NGINX_PID, NGINX_URL (http://127.0.0.1:PORT), NGINX_URL2 (the second
+# origin), NGINX_WWW; with "tls" also NGINX_TLS_URL (https, an ECDSA P-256
+# certificate for IP 127.0.0.1) and NGINX_CA (that certificate).
+nginx_start() {
+  local d=$IT_DIR/nginx port port2 tls="" user=""
+  NGINX_WWW=$IT_DIR/www
+  mkdir -p "$d/tmp" "$NGINX_WWW"
+  port=$(free_port); port2=$(free_port)
+  [ "$(id -u)" -ne 0 ] || user="user root root;"
+  if [ "${1:-}" = tls ]; then
+    local tport; tport=$(free_port)
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+      -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+      -keyout "$d/tls.key" -out "$d/tls.crt" 2>/dev/null || fail_now "nginx: openssl req"
+    NGINX_CA=$d/tls.crt
+    NGINX_TLS_URL=https://127.0.0.1:$tport
+    tls="server { listen 127.0.0.1:$tport ssl; ssl_certificate $d/tls.crt;
+      ssl_certificate_key $d/tls.key; root $NGINX_WWW; client_max_body_size 0;
+      location / { dav_methods PUT DELETE; create_full_put_path on; } }"
+  fi
+  cat > "$d/nginx.conf" <<CONF
+$user
+daemon off;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log info;
+events { worker_connections 64; }
+http {
+  access_log $d/access.log;
+  client_body_temp_path $d/tmp/body;
+  proxy_temp_path $d/tmp/proxy;
+  fastcgi_temp_path $d/tmp/fastcgi;
+  uwsgi_temp_path $d/tmp/uwsgi;
+  scgi_temp_path $d/tmp/scgi;
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:$port;
+    root $NGINX_WWW;
+    client_max_body_size 0;
+    location / { dav_methods PUT DELETE; create_full_put_path on; }
+    location /auth/ {
+      if (\$http_authorization != "Bearer test-token") { return 403; }
+      dav_methods PUT DELETE; create_full_put_path on;
+    }
+    location /redir/ { rewrite ^/redir(/.*)\$ \$1 redirect; }
+    location /redir-other/ { rewrite ^/redir-other(/.*)\$ http://127.0.0.1:$port2\$1 redirect; }
+    location /loop/ { return 302 /loop/; }
+  }
+  server {
+    listen 127.0.0.1:$port2;
+    root $NGINX_WWW;
+    location /auth/ { if (\$http_authorization != "Bearer test-token") { return 403; } }
+  }
+  $tls
+}
+CONF
+  nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" >>"$d/stdout.log" 2>&1 &
+  NGINX_PID=$!
+  IT_BG_PIDS="${IT_BG_PIDS:-} $NGINX_PID"
+  NGINX_URL=http://127.0.0.1:$port
+  NGINX_URL2=http://127.0.0.1:$port2
+  for _ in $(seq 1 100); do
+    listening 127.0.0.1 "$port" && listening 127.0.0.1 "$port2" && return 0
+    kill -0 "$NGINX_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  tail -n 20 "$d/error.log" "$d/stdout.log" 2>/dev/null | sed 's/^/#   /'
+  fail_now "nginx did not start"
+}
+
+# nginx_stop: stops it (fast shutdown) and waits.
+nginx_stop() {
+  [ -n "${NGINX_PID:-}" ] || return 0
+  kill -TERM "$NGINX_PID" 2>/dev/null
+  wait "$NGINX_PID" 2>/dev/null
+  IT_BG_PIDS=$(printf '%s\n' ${IT_BG_PIDS:-} | grep -vx "$NGINX_PID" | tr '\n' ' ')
+  NGINX_PID=""
+}
