@@ -6,8 +6,9 @@
 # <openchsm/sdf.h> and libopenchsm-sdf only) with exact SDR codes; its
 # signatures, hashes, SM2 ciphertexts and SM4 results checked with the
 # openssl CLI; wrong tokens, maxKeys and maxSessions, malformed frames on
-# raw sockets, threads on two VSMs, a VSM killed under an open session
-# (7.3.2 fault); and the tenant example examples/tenant_sign_encrypt.
+# raw sockets before AUTH (the driver) and after it (vsmp_raw.py), threads
+# on two VSMs, a VSM killed under an open session (7.3.2 fault); and the
+# tenant example examples/tenant_sign_encrypt.
 #
 # Environment (set by CTest): CHSM_BIN, SDF_E2E (the driver), SDF_EXAMPLE.
 . "$(dirname "$0")/lib.sh"
@@ -143,6 +144,29 @@ OPENCHSM_SDF_CONFIG=$IT_DIR/a.conf OPENCHSM_SDF_ENDPOINT=127.0.0.1:1 driver open
 # ---- maxSessions, malformed frames ----
 driver sessions 3
 driver frames
+
+# ---- malformed frames after AUTH: a raw client in Python (vsmp_raw.py) ----
+raw() { python3 "$(dirname "$0")/vsmp_raw.py" 127.0.0.1 "$P_A" tenant-a "$IT_DIR/sdfa.secret" "$1"; }
+OUT=$(raw valid)
+check "raw client: a valid request is answered, the session stays ($OUT)" \
+  [ "$OUT" = "status=0x00000000 type=0x8011 id=7 len=8 closed=no" ]
+while IFS='|' read -r name type; do
+  OUT=$(raw "$name")
+  check "after AUTH, $name: an SDR_COMMFAIL frame, then the VSM closes ($OUT)" \
+    [ "$OUT" = "status=0x01000003 type=$type id=7 len=0 closed=yes" ]
+done <<'CASES'
+unknown-type|0x8999
+oversized|0x8011
+response-type|0x8011
+status-set|0x8011
+flags-set|0x8011
+short-payload|0x8011
+trailing-bytes|0x8011
+bytes-past-payload|0x8020
+bytes-over-max|0x8020
+auth-again|0x8002
+CASES
+driver open SDR_OK -
 gmt_request GET $API/vsms/sdfa/status
 expect "7.3.2 of VSM a after the malformed frames" 0 200
 check "7.3.2: VSM a still running" [ "$(resp_data .state)" = running ]
