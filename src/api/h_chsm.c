@@ -3,9 +3,11 @@
  *
  * Configuration changes (7.2.4-7.2.7) are validated completely, then stored
  * in one write; upload addresses, whose headers may carry credentials, are
- * sealed at rest and shown only without credentials. The image, backup,
- * upgrade and reboot interfaces validate and authorise completely, then
- * answer 5000 until their implementation lands (docs/api.md says so).
+ * sealed at rest and shown only without credentials. The image, backup
+ * and restore interfaces validate, then queue a task on target "chsm"
+ * (images.c does the work); upgrade and reboot validate and authorise
+ * completely, then answer 5000 until their implementation lands
+ * (docs/api.md says so).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -460,11 +462,31 @@ static void not_yet(struct api_call *c, const char *operation)
 
 static const struct api_field callback_only[] = {{"callbackUrl", API_STRING, false}, {NULL}};
 
+/* Copies the named fields of the request body into a new params object. */
+static json_t *params_of(struct api_call *c, const char *const *names)
+{
+	json_t *p = json_object();
+	for (; *names; names++) {
+		json_t *v = json_object_get(c->body, *names);
+		if (v)
+			json_object_set(p, *names, v);
+	}
+	return p;
+}
+
+/* The whole-CHSM image tasks run on target "chsm" (one at a time). */
+static void submit_chsm(struct api_call *c, const char *operation, const char *const *names)
+{
+	json_t *params = names ? params_of(c, names) : NULL;
+	api_submit_task(c, operation, "chsm", params, NULL, NULL);
+	json_decref(params);
+}
+
 void h_chsm_image_export(struct api_call *c)
 {
 	const char *cb;
 	if (api_fields(c, callback_only) && api_callback_url(c, &cb) && upload_configured(c))
-		not_yet(c, "chsm.image.export");
+		submit_chsm(c, "chsm.image.export", NULL);
 }
 
 void h_chsm_image_import(struct api_call *c)
@@ -472,8 +494,9 @@ void h_chsm_image_import(struct api_call *c)
 	static const struct api_field fields[] = {
 		{"url", API_STRING, true}, {"sm3", API_STRING, true},
 		{"replaceExisting", API_BOOL, false}, {"callbackUrl", API_STRING, false}, {NULL}};
+	static const char *const names[] = {"url", "sm3", "replaceExisting", NULL};
 	if (api_download_fields(c, fields))
-		not_yet(c, "chsm.image.import");
+		submit_chsm(c, "chsm.image.import", names);
 }
 
 void h_chsm_upgrade(struct api_call *c)
@@ -496,7 +519,7 @@ void h_chsm_backup(struct api_call *c)
 {
 	const char *cb;
 	if (api_fields(c, callback_only) && api_callback_url(c, &cb) && upload_configured(c))
-		not_yet(c, "chsm.backup");
+		submit_chsm(c, "chsm.backup", NULL);
 }
 
 void h_chsm_restore(struct api_call *c)
@@ -504,6 +527,7 @@ void h_chsm_restore(struct api_call *c)
 	static const struct api_field fields[] = {
 		{"url", API_STRING, true}, {"sm3", API_STRING, true},
 		{"allowOtherDevice", API_BOOL, false}, {"callbackUrl", API_STRING, false}, {NULL}};
+	static const char *const names[] = {"url", "sm3", "allowOtherDevice", NULL};
 	if (api_download_fields(c, fields))
-		not_yet(c, "chsm.restore");
+		submit_chsm(c, "chsm.restore", names);
 }

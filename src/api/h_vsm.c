@@ -464,6 +464,7 @@ static const char *const from_stop[] = {"running", "fault", NULL};
 static const char *const from_reset[] = {"stopped", "running", "fault", NULL};
 static const char *const from_stopped_running[] = {"stopped", "running", NULL};
 static const char *const from_import[] = {"stopped", NULL};
+static const char *const from_export[] = {"stopped", "running", "fault", NULL};
 
 void h_vsm_start(struct api_call *c)
 {
@@ -495,8 +496,8 @@ void h_vsm_delete(struct api_call *c)
 	lifecycle(c, "vsm.delete", &tr);
 }
 
-/* Image and upgrade interfaces: full validation and state checks, then
- * 5000 until images land. */
+/* The upgrade interface: full validation and state checks, then 5000
+ * until upgrades land. */
 static void not_yet(struct api_call *c, const char *operation, const struct transition *tr)
 {
 	struct transition check = {tr->allowed, NULL, tr->need_no_keys};
@@ -527,10 +528,12 @@ static bool download_request(struct api_call *c)
 	return api_download_fields(c, fields);
 }
 
+/* 7.3.5: the VSM keeps its state (a running VSM keeps serving); the
+ * export reads a consistent snapshot (images.c). */
 void h_vsm_image_export(struct api_call *c)
 {
 	static const struct api_field fields[] = {{"callbackUrl", API_STRING, false}, {NULL}};
-	static const struct transition tr = {from_stopped_running, NULL, false};
+	static const struct transition tr = {from_export, NULL, false};
 	const char *cb;
 	if (!api_fields(c, fields) || !api_callback_url(c, &cb))
 		return;
@@ -549,14 +552,20 @@ void h_vsm_image_export(struct api_call *c)
 		api_fail(c, GMT_E_STORAGE, NULL);
 		return;
 	}
-	not_yet(c, "vsm.image.export", &tr);
+	api_submit_task(c, "vsm.image.export", c->param, NULL, prepare_transition, (void *)&tr);
 }
 
+/* 7.3.6: a stopped VSM without keys moves to importing until the task
+ * ends (stopped again, with or without the image). */
 void h_vsm_image_import(struct api_call *c)
 {
-	static const struct transition tr = {from_import, NULL, true};
-	if (download_request(c))
-		not_yet(c, "vsm.image.import", &tr);
+	static const struct transition tr = {from_import, "importing", true};
+	if (!download_request(c))
+		return;
+	json_t *params = json_pack("{s:O,s:O}", "url", json_object_get(c->body, "url"), "sm3",
+				   json_object_get(c->body, "sm3"));
+	api_submit_task(c, "vsm.image.import", c->param, params, prepare_transition, (void *)&tr);
+	json_decref(params);
 }
 
 void h_vsm_upgrade(struct api_call *c)

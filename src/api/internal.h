@@ -114,6 +114,18 @@ json_t *api_chsm_status(struct api_ctx *ctx);
  * -ENAMETOOLONG when it does not fit len bytes. */
 int api_vsm_stats_path(const struct api_ctx *ctx, const char *id, char *out, size_t len);
 
+/* VSM lifecycle steps (ops.c), for the image tasks: write a VSM's state
+ * in one transaction (desired_running -1 keeps it); start its process,
+ * ending running or fault. Both return 0/a negative errno and a gmt_code. */
+int api_vsm_set_state(struct api_ctx *ctx, const char *id, const char *state, const char *error,
+		      int desired_running, bool started);
+int api_vsm_do_start(struct api_ctx *ctx, const char *id, char *msg, size_t msglen);
+
+/* Image tasks (images.c): whether op is one of them, and running one. */
+bool api_image_operation(const char *op);
+int api_run_image_task(struct api_ctx *ctx, const struct store_task *t, json_t **ret_result,
+		       char *msg, size_t msglen);
+
 /* Metrics (metrics.c). */
 int api_metrics_new(struct api_metrics **ret);
 void api_metrics_free(struct api_metrics *m);

@@ -18,8 +18,18 @@
 
 /* Writes state (and error) of VSM id in one transaction. */
 static int set_state(struct api_ctx *ctx, const char *id, const char *state, const char *error,
+		     int desired_running, bool started);
+
+int api_vsm_set_state(struct api_ctx *ctx, const char *id, const char *state, const char *error,
+		      int desired_running, bool started)
+{
+	return set_state(ctx, id, state, error, desired_running, started);
+}
+
+static int set_state(struct api_ctx *ctx, const char *id, const char *state, const char *error,
 		     int desired_running, bool started)
 {
+
 	struct store_vsm v;
 	int r = store_begin(ctx->store);
 	if (r < 0)
@@ -92,6 +102,11 @@ static int do_start(struct api_ctx *ctx, const char *id, char *msg, size_t msgle
 	if (set_state(ctx, id, "running", "", 1, true) < 0)
 		return GMT_E_STORAGE;
 	return GMT_OK;
+}
+
+int api_vsm_do_start(struct api_ctx *ctx, const char *id, char *msg, size_t msglen)
+{
+	return do_start(ctx, id, msg, msglen);
 }
 
 static int do_stop(struct api_ctx *ctx, const char *id)
@@ -220,6 +235,8 @@ static int run_operation(struct api_ctx *ctx, const struct store_task *t, json_t
 			*ret_result = json_pack("{s:s,s:b}", "vsmId", id, "zeroized", 1);
 			return GMT_OK;
 		}
+	} else if (api_image_operation(op)) {
+		return api_run_image_task(ctx, t, ret_result, msg, msglen);
 	} else {
 		snprintf(msg, msglen, "%s is not implemented in this release", op);
 		return GMT_E_INTERNAL;
@@ -240,8 +257,13 @@ void api_task_interrupted(void *vctx, const struct store_task *t)
 	struct store_vsm v;
 	if (strncmp(t->operation, "vsm.", 4) != 0 || store_vsm_get(ctx->store, t->target, &v) < 0)
 		return;
-	if (strcmp(t->operation, "vsm.stop") == 0)
+	if (strcmp(t->operation, "vsm.image.export") == 0)
+		return; /* an export changes nothing: the VSM resumes as it was */
+	if (strcmp(t->operation, "vsm.stop") == 0 || strcmp(t->operation, "vsm.image.import") == 0)
+		/* An import was applied in one transaction or not at all; the
+		 * VSM was stopped before it, and is again. */
 		set_state(ctx, t->target, "stopped", NULL, 0, false);
+
 	else
 		set_state(ctx, t->target, "fault", "interrupted by a CHSM restart", 0, false);
 }

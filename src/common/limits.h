@@ -66,6 +66,9 @@
 /* Token secret, decoded bytes (PROFILE.md 7.3.4). */
 #define CHSM_TOKEN_SECRET_MIN          16
 #define CHSM_TOKEN_SECRET_MAX          64
+/* Largest image or backup file an import downloads (to <state_dir>/tmp):
+ * 4 GiB, far above a full VSM (10^6 keys of a few hundred bytes). */
+#define CHSM_IMAGE_MAX_BYTES           (4ULL * 1024 * 1024 * 1024)
 
 /* --- Platform client (libopenchsm-client, chsmctl) --- */
 /* Response body the client accepts: status-all of the largest CHSM

@@ -96,6 +96,13 @@ chsm_stop() {
 # chsm_kill: SIGKILL, as a crash.
 chsm_kill() { kill -KILL "$CHSMD_PID"; wait "$CHSMD_PID" 2>/dev/null; CHSMD_PID=""; }
 
+# chsm_save NAME / chsm_use NAME: several CHSMs in one test. Saves the
+# globals of the current CHSM as NAME_STATE, NAME_BASE, ...; or makes the
+# CHSM saved as NAME the current one. it_cleanup stops only the current one.
+CHSM_GLOBALS="STATE DEVICE_ID DEVICE_FP ENROLL_CODE CACERT CHSMD_PID PORT BASE CHSMD_LOG"
+chsm_save() { local v; for v in $CHSM_GLOBALS; do printf -v "$1_$v" '%s' "${!v-}"; done; }
+chsm_use() { local v n; for v in $CHSM_GLOBALS; do n=$1_$v; printf -v "$v" '%s' "${!n-}"; done; }
+
 # ---- keys ----
 
 # sm2_keygen NAME: $IT_DIR/NAME.pem (private) and NAME.pub.pem; prints the
