@@ -460,6 +460,10 @@ static void exports_and_rights(struct fx *f)
 		  "SDF_InternalSign_ECC after the release");
 	expect_rc(SDF_InternalSign_ECC(f->s, 2, e, 32, &sig), SDR_KEYNOTEXIST,
 		  "SDF_InternalSign_ECC with a missing key");
+	unsigned char longpw[65];
+	memset(longpw, 'p', sizeof(longpw));
+	expect_rc(SDF_GetPrivateKeyAccessRight(f->s, 1, longpw, 65), SDR_INARGERR,
+		  "SDF_GetPrivateKeyAccessRight with a 65-byte password");
 	expect_rc(SDF_GetPrivateKeyAccessRight(f->s, 1, (unsigned char *)"sign-pw", 7), SDR_OK,
 		  "SDF_GetPrivateKeyAccessRight sign 1 again");
 
@@ -538,6 +542,8 @@ static void hashing(struct fx *f)
 			  SDR_ALGNOTSUPPORT, "SDF_ExternalVerify_ECC with SM4");
 		expect_rc(SDF_InternalSign_ECC(f->s, 1, e, 31, &sig), SDR_INARGERR,
 			  "SDF_InternalSign_ECC of 31 bytes");
+		expect_rc(SDF_ExternalVerify_ECC(f->s, SGD_SM2_1, &bad, e, 32, &sig), SDR_INARGERR,
+			  "SDF_ExternalVerify_ECC with a point off the curve");
 	}
 
 	/* a signature made by the openssl CLI verifies here */
@@ -611,6 +617,34 @@ static void sm4_with(struct fx *f, void *key, const char *name)
 	}
 }
 
+/* SM4-ECB over the largest payload (1 MiB) into big.ecb for openssl;
+ * one block more is refused. */
+static void sm4_large(struct fx *f, void *key)
+{
+	unsigned int n = 1024 * 1024, ol = 0;
+	unsigned char *data = malloc(n + 16), *out = malloc(n + 16);
+	if (!data || !out) {
+		report(0, "memory");
+		goto out;
+	}
+	for (unsigned int i = 0; i < n + 16; i++)
+		data[i] = (unsigned char)(i * 31 + (i >> 8));
+	put_file("big.data", data, n);
+	if (expect_rc(SDF_Encrypt(f->s, key, SGD_SM4_ECB, NULL, data, n, out, &ol), SDR_OK,
+		      "SDF_Encrypt of 1 MiB")) {
+		report(ol == n, "1 MiB out");
+		put_file("big.ecb", out, ol);
+		expect_rc(SDF_Decrypt(f->s, key, SGD_SM4_ECB, NULL, out, n, out, &ol), SDR_OK,
+			  "SDF_Decrypt of 1 MiB in place");
+		report(ol == n && memcmp(out, data, n) == 0, "1 MiB round trip");
+	}
+	expect_rc(SDF_Encrypt(f->s, key, SGD_SM4_ECB, NULL, data, n + 16, out, &ol), SDR_INARGERR,
+		  "SDF_Encrypt of 1 MiB + 16");
+out:
+	free(data);
+	free(out);
+}
+
 static int same_ecb(struct fx *f, void *k1, void *k2)
 {
 	unsigned char d[16] = "sixteen bytes!!", a[16], b[16];
@@ -672,12 +706,27 @@ static void session_keys(struct fx *f)
 		expect_rc(SDF_GetPrivateKeyAccessRight(f->s, 2, (unsigned char *)"enc-pw", 6),
 			  SDR_OK, "SDF_GetPrivateKeyAccessRight enc 2");
 		if (expect_rc(SDF_ImportKeyWithISK_ECC(f->s, 2, c, &h2), SDR_OK,
-			      "SDF_ImportKeyWithISK_ECC"))
+			      "SDF_ImportKeyWithISK_ECC")) {
 			sm4_with(f, h2, "isk");
+			sm4_large(f, h2);
+		}
 		if (expect_rc(SDFX_InternalDecrypt_ECC(f->s, 2, c, plain, &pl), SDR_OK,
 			      "SDFX_InternalDecrypt_ECC"))
 			report(pl == 16 && memcmp(plain, k, 16) == 0,
 			       "the VSM decrypts what SDF_ExternalEncrypt_ECC made");
+		unsigned char twenty[20] = "twenty bytes, not 16";
+		ECCCipher *c20 = calloc(1, ECCCIPHER_SIZE(20));
+		if (c20 && SDF_ExternalEncrypt_ECC(f->s, SGD_SM2_3, &enc2, twenty, 20, c20) == SDR_OK) {
+			expect_rc(SDF_ImportKeyWithISK_ECC(f->s, 2, c20, &h3), SDR_KEYERR,
+				  "SDF_ImportKeyWithISK_ECC of 20 bytes");
+			if (expect_rc(SDFX_InternalDecrypt_ECC(f->s, 2, c20, plain, &pl), SDR_OK,
+				      "SDFX_InternalDecrypt_ECC of 20 bytes"))
+				report(pl == 20 && memcmp(plain, twenty, 20) == 0,
+				       "the VSM decrypts the 20 bytes");
+		} else {
+			report(0, "SDF_ExternalEncrypt_ECC of 20 bytes");
+		}
+		free(c20);
 		c->M[0] ^= 1;
 		expect_rc(SDF_ImportKeyWithISK_ECC(f->s, 2, c, &h3), SDR_ENCDATAERR,
 			  "SDF_ImportKeyWithISK_ECC of a tampered cipher");
@@ -840,6 +889,15 @@ static int scenario_functions(int argc, char **argv)
 	if (!expect_rc(open_session_retry(f.dev, &f.s), SDR_OK, "SDF_OpenSession")) {
 		SDF_CloseDevice(f.dev);
 		return 1;
+	}
+	void *dev2 = NULL, *s2 = NULL;
+	unsigned char r[8];
+	if (expect_rc(SDF_OpenDevice(&dev2), SDR_OK, "a second device") &&
+	    expect_rc(open_session_retry(dev2, &s2), SDR_OK, "a session of it")) {
+		expect_rc(SDF_CloseDevice(dev2), SDR_OK, "SDF_CloseDevice with a session open");
+		expect_rc(SDF_GenerateRandom(s2, sizeof(r), r), SDR_OK,
+			  "the session outlives its device");
+		SDF_CloseSession(s2);
 	}
 	device_and_random(&f, argv[1]);
 	key_management(&f);

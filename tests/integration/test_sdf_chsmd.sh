@@ -118,6 +118,8 @@ sm4_same() {
 }
 sm4_same epk
 sm4_same isk
+check "isk: SDF_Encrypt of 1 MiB equals openssl enc -sm4-ecb" bash -c \
+  "openssl enc -sm4-ecb -nopad -K $(hexf "$FX/isk.key") -in '$FX/big.data' | cmp -s - '$FX/big.ecb'"
 D=$(hexf "$FX/pair.d")
 printf '30310201010420%sa00a06082a811ccf5501822d' "$D" | xxd -r -p > "$FX/pair.der"
 check "SDF_GenerateKeyPair_ECC: openssl derives the same public key from d" bash -c \
