@@ -155,8 +155,9 @@ typedef void chsm_client_progress_fn(void *userdata, const char *state, const ch
 
 /* Polls GET /tasks/{task_id} (intervals growing from 50 ms to 1 s) until
  * the task's state is "succeeded" or "failed", and returns that last
- * answer, whose data is the task object. Transport failures and answers
- * 5003 (unavailable, e.g. while the CHSM reboots) are retried; any other
+ * answer, whose data is the task object. Transport failures, answers 5003
+ * (unavailable, e.g. while the CHSM reboots) and answers 2004 (a poll
+ * delivered twice, see docs/libchsmclient.md) are retried; any other
  * answer with a non-zero code ends the wait and is returned.
  * timeout_ms <= 0 waits without limit. progress may be NULL.
  * Returns 0 and fills *ret, -ETIMEDOUT, -EINVAL for a malformed task_id,

@@ -4,9 +4,13 @@
  *
  * Guarantees: polls start 50 ms apart and the interval doubles up to 1 s,
  * so short tasks finish fast and long ones cost the CHSM one request a
- * second. Only transport failures and answers 5003 (the CHSM is rebooting,
- * upgrading or restoring) are retried; a response whose device signature
- * fails is never retried nor accepted. The wait never exceeds its timeout
+ * second. Only transport failures, answers 5003 (the CHSM is rebooting,
+ * upgrading or restoring) and answers 2004 are retried; a response whose
+ * device signature fails is never retried nor accepted. A 2004 (nonce
+ * replayed) to a poll means the CHSM saw that very request before: libcurl
+ * resends a request, unchanged, when a kept-alive connection dies before
+ * any answer, and a busy CHSM may have closed it after checking the nonce.
+ * A poll is a GET, so the next one (with a new nonce) is safe. The wait never exceeds its timeout
  * by more than one HTTP exchange.
  */
 #include <errno.h>
@@ -66,7 +70,7 @@ int chsm_client_wait_task(chsm_client *cl, const char *task_id, long timeout_ms,
 		int r = chsm_client_request(cl, "GET", path, NULL, NULL, &resp);
 		if (r < 0 && r != CHSM_CLIENT_E_TRANSPORT)
 			return r;
-		if (r == 0 && resp.code != GMT_E_UNAVAILABLE) {
+		if (r == 0 && resp.code != GMT_E_UNAVAILABLE && resp.code != GMT_E_NONCE_REPLAYED) {
 			if (!task_state(&resp, state, sizeof(state))) {
 				*ret = resp; /* an error answer ends the wait */
 				return 0;
