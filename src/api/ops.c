@@ -29,7 +29,6 @@ int api_vsm_set_state(struct api_ctx *ctx, const char *id, const char *state, co
 static int set_state(struct api_ctx *ctx, const char *id, const char *state, const char *error,
 		     int desired_running, bool started)
 {
-
 	struct store_vsm v;
 	int r = store_begin(ctx->store);
 	if (r < 0)
@@ -263,7 +262,6 @@ void api_task_interrupted(void *vctx, const struct store_task *t)
 		/* An import was applied in one transaction or not at all; the
 		 * VSM was stopped before it, and is again. */
 		set_state(ctx, t->target, "stopped", NULL, 0, false);
-
 	else
 		set_state(ctx, t->target, "fault", "interrupted by a CHSM restart", 0, false);
 }

@@ -5,7 +5,8 @@
 # through the VSM service (vsmtool); a key exported from a running VSM of A
 # signs on B, verified by the openssl CLI with A's public key; every import
 # check fails with its exact code (4001-4008) and leaves the target exactly
-# as it was, also when chsmd is killed in the middle of an import.
+# as it was, also when chsmd is killed in the middle of an import. Images
+# travel over file:// and over HTTP (nginx WebDAV PUT and GET).
 . "$(dirname "$0")/lib.sh"
 it_begin images
 F=/gmt0088/v1
@@ -187,7 +188,33 @@ upload_to "$IT_DIR/a-file/sub"
 task_fails "7.3.5 to an unwritable location" 4004 POST $F/vsms/src/image/export '{}'
 check "src still runs after a failed export" vsm_state_is src running
 check "no temporary image is left after a failed upload" eval '[ -z "$(ls -A "$IT_DIR/A/tmp")" ]'
+
+# ---- over HTTP: nginx (WebDAV PUT and GET, lib.sh's fixture) ----
+nginx_start
+gmt_request PUT $F/chsm/image-upload-address "{\"url\":\"$NGINX_URL/auth/images/\"}"
+expect "7.2.6 nginx /auth/ without its header" 0 200
+task_fails "7.3.5 refused by nginx (403)" 4004 POST $F/vsms/src/image/export '{}'
+gmt_request PUT $F/chsm/image-upload-address \
+  "{\"url\":\"$NGINX_URL/auth/images/\",\"headers\":{\"Authorization\":\"Bearer test-token\"}}"
+expect "7.2.6 nginx /auth/ with its bearer header" 0 200
+task_ok "7.3.5 to nginx (HTTP PUT with the configured header)" POST $F/vsms/src/image/export '{}'
+H_URL=$(resp_data .result.url) H_SM3=$(resp_data .result.sm3) H_ID=$(resp_data .result.imageId)
+check "7.3.5 over HTTP: the url is the object on nginx" [ "$H_URL" = "$NGINX_URL/auth/images/$H_ID.img" ]
+check "nginx stored the image; its sm3 (openssl) is the result's" \
+  [ "$(sm3_hex "$NGINX_WWW/auth/images/$H_ID.img")" = "$H_SM3" ]
+mkdir -p "$NGINX_WWW/pub" && cp "$NGINX_WWW/auth/images/$H_ID.img" "$NGINX_WWW/pub/src.img"
 upload_to "$IT_DIR/up-A"
+chsm_use B
+PH=$(free_port)
+create_vsm h1 "$PH"
+task_fails "7.3.6 from nginx /auth/ (403 without a header)" 4005 POST $F/vsms/h1/image/import \
+  "{\"url\":\"$H_URL\",\"sm3\":\"$H_SM3\"}"
+task_fails "7.3.6 from nginx, no such object (404)" 4005 POST $F/vsms/h1/image/import \
+  "{\"url\":\"$NGINX_URL/pub/nothing.img\",\"sm3\":\"$H_SM3\"}"
+task_ok "7.3.6 from nginx (HTTP GET)" POST $F/vsms/h1/image/import "{\"url\":\"$NGINX_URL/pub/src.img\",\"sm3\":\"$H_SM3\"}"
+check "h1 holds src's keys and token (stateDigest)" [ "$(digest_of h1)" = "$SRC_DIGEST" ]
+nginx_stop
+chsm_use A
 
 # ---- 7.2.8 / 7.2.9: CHSM images ----
 PS2=$(free_port)
