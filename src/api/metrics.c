@@ -12,6 +12,7 @@
 
 #include "api/internal.h"
 #include "common/util.h"
+#include "logship/logship.h"
 
 /* Every Appendix A code, for the counter table (index = position). */
 static const int known_codes[] = {
@@ -160,6 +161,9 @@ char *api_metrics_render(struct api_ctx *ctx)
 		put(&b, "chsm_vsms{state=\"%s\"} %zu\n", vsm_states[s], counts[s]);
 	put(&b, "# HELP chsm_uptime_seconds Seconds since chsmd started.\n# TYPE chsm_uptime_seconds gauge\n");
 	put(&b, "chsm_uptime_seconds %lld\n", (long long)((chsm_monotonic_ms() - ctx->boot_mono_ms) / 1000));
+	put(&b, "# HELP chsm_log_dropped_total Log records not shipped: the spool was full.\n"
+	    "# TYPE chsm_log_dropped_total counter\nchsm_log_dropped_total %llu\n",
+	    (unsigned long long)logship_dropped_total());
 	if (b.failed) {
 		free(b.p);
 		return NULL;

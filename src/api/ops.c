@@ -137,6 +137,7 @@ static int do_reset(struct api_ctx *ctx, const char *id)
 	if (store_vsm_update(ctx->store, &v) < 0 || store_commit(ctx->store) < 0)
 		goto fail;
 	chsm_log(CHSM_LOG_INFO, "vsm.reset", "vsm", id, NULL);
+	chsm_log(CHSM_LOG_INFO, "vsm.state", "vsm", id, "state", "stopped", "error", "", NULL);
 	return GMT_OK;
 fail:
 	store_rollback(ctx->store);

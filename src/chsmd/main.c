@@ -6,6 +6,7 @@
  *   chsmd run --state-dir DIR [--listen HOST:PORT] [--threads N]
  *             [--metrics-listen HOST:PORT] [--plain-http] [--syslog]
  *             [--log-level error|warning|info|debug] [--vsmd PATH]
+ *             [--log-spool-bytes N]
  *   chsmd admin reset-platform-key --state-dir DIR
  *
  * `run` serves the management interface until SIGTERM or SIGINT, then stops
@@ -28,6 +29,7 @@
 #include "common/limits.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "logship/logship.h"
 
 /* How often the clock's offset to the NTP servers is measured. */
 #define NTP_INTERVAL_MS (64 * 1000)
@@ -40,6 +42,7 @@ static void usage(FILE *f)
 		"             [--vendor-key PEM] [--max-vsms N]\n"
 		"  chsmd run --state-dir DIR [--listen HOST:PORT] [--threads N] [--metrics-listen HOST:PORT]\n"
 		"            [--plain-http] [--syslog] [--log-level LEVEL] [--vsmd PATH]\n"
+		"            [--log-spool-bytes N]\n"
 		"  chsmd admin reset-platform-key --state-dir DIR\n"
 		"  chsmd version\n");
 }
@@ -242,6 +245,7 @@ struct run_options {
 	char metrics_host[64];
 	int metrics_port;
 	const char *vsmd;
+	uint64_t log_spool_bytes;
 };
 
 static int fail(const char *what, int r)
@@ -273,6 +277,20 @@ static int make_run_dir(const char *state_dir)
 	return 0;
 }
 
+/* The 7.2.7 log upload address, for the log shipper. */
+static int log_upload_config(void *vctx, char **ret_json, size_t *ret_len)
+{
+	struct api_ctx *ctx = vctx;
+	uint8_t *raw = NULL;
+	size_t len = 0;
+	int r = store_secret_get(ctx->store, "config.log_upload", &raw, &len);
+	if (r < 0)
+		return r;
+	*ret_json = (char *)raw;
+	*ret_len = len;
+	return 0;
+}
+
 static int serve(const struct run_options *o)
 {
 	struct api_ctx ctx;
@@ -283,7 +301,8 @@ static int serve(const struct run_options *o)
 	snprintf(ctx.state_dir, sizeof(ctx.state_dir), "%s", o->state_dir);
 	int lock_fd = -1, rc = 1, r;
 	http_server *srv = NULL, *msrv = NULL;
-	char vsmd[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
+	logship *ship = NULL;
+	char vsmd[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], spool[PATH_MAX];
 
 	/* Signals are taken by sigwait() in this thread only. */
 	sigset_t set;
@@ -309,6 +328,16 @@ static int serve(const struct run_options *o)
 		rc = fail("load identity", r);
 		goto out;
 	}
+	struct logship_options lcfg = {
+		.spool_dir = spool, .spool_bytes = o->log_spool_bytes,
+		.config = log_upload_config, .config_ctx = &ctx,
+	};
+	if ((r = device_path(o->state_dir, "spool", spool, sizeof(spool))) < 0 ||
+	    (r = logship_start(&lcfg, &ship)) < 0) {
+		rc = fail("log shipper", r);
+		goto out;
+	}
+	chsm_log_set_sink(logship_sink, ship);
 	if ((r = api_init(&ctx)) < 0) {
 		rc = fail("api init", r);
 		goto out;
@@ -370,6 +399,8 @@ out:
 	ntp_monitor_stop(ctx.ntp);
 	vsm_supervisor_free(ctx.supervisor);
 	api_fini(&ctx);
+	chsm_log_set_sink(NULL, NULL);
+	logship_stop(ship);
 	crypto_sm2_key_free(ctx.device_key);
 	free(ctx.device_public_pem);
 	store_close(ctx.store);
@@ -387,8 +418,9 @@ static int cmd_run(int argc, char **argv)
 		{"threads", required_argument, NULL, 't'}, {"metrics-listen", required_argument, NULL, 'm'},
 		{"plain-http", no_argument, NULL, 'p'}, {"syslog", no_argument, NULL, 'y'},
 		{"log-level", required_argument, NULL, 'L'}, {"vsmd", required_argument, NULL, 'v'},
+		{"log-spool-bytes", required_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-	struct run_options o = {.port = 8443};
+	struct run_options o = {.port = 8443, .log_spool_bytes = LOGSHIP_DEFAULT_SPOOL_BYTES};
 	snprintf(o.host, sizeof(o.host), "127.0.0.1");
 	bool use_syslog = false;
 	enum chsm_log_level level = CHSM_LOG_INFO;
@@ -430,6 +462,13 @@ static int cmd_run(int argc, char **argv)
 			}
 			break;
 		case 'v': o.vsmd = optarg; break;
+		case 'S':
+			if (chsm_parse_u64(optarg, UINT64_MAX / 2, &n) < 0 || n < LOGSHIP_MIN_SPOOL_BYTES) {
+				fprintf(stderr, "chsmd: --log-spool-bytes takes at least %d\n", LOGSHIP_MIN_SPOOL_BYTES);
+				return 2;
+			}
+			o.log_spool_bytes = n;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

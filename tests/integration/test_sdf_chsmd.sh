@@ -225,6 +225,8 @@ mkdir -p "$KD"
 "$SDF_E2E" killed "$KD" > "$IT_DIR/killed.out" 2>&1 &
 DRV=$!
 check "the driver holds a session" eventually 30 test -e "$KD/ready"
+sessions_are() { gmt_request GET $API/vsms/sdfa/status; [ "$(resp_data .sessions)" = "$1" ]; }
+check "7.3.2 of VSM a counts the driver's one session" eventually 15 sessions_are 1
 VPID=$(vsm_pid sdfa)
 check "VSM a has one process" [ "$(printf '%s' "$VPID" | wc -w)" = 1 ]
 kill -KILL "$VPID"
