@@ -21,7 +21,7 @@
 
 #define DOMAIN_PBKDF2_ITERATIONS 100000
 #define DOMAIN_KEY_LEN 32
-#define DOMAIN_SECRET_MAX 4096
+#define DOMAIN_SECRET_MAX DEVICE_DOMAIN_SECRET_MAX
 
 int device_path(const char *state_dir, const char *name, char *out, size_t cap)
 {
@@ -104,23 +104,31 @@ static int domain_key(const struct device_init_options *o, uint8_t key[DOMAIN_KE
 {
 	if (!o->domain_name)
 		return crypto_random(key, DOMAIN_KEY_LEN);
-	char *secret = NULL;
+	char *file = NULL;
 	size_t len = 0;
-	int r = chsm_read_file(o->domain_secret_file, DOMAIN_SECRET_MAX, &secret, &len);
-	if (r < 0)
-		return r;
+	const char *secret = o->domain_secret;
+	int r;
+	if (secret) {
+		len = o->domain_secret_len;
+	} else {
+		if ((r = chsm_read_file(o->domain_secret_file, DOMAIN_SECRET_MAX, &file, &len)) < 0)
+			return r;
+		secret = file;
+	}
 	size_t n = len;
 	while (n > 0 && (secret[n - 1] == '\n' || secret[n - 1] == '\r'))
 		n--;
 	if (n < 8) {
-		crypto_free_secret(secret, len + 1);
+		if (file)
+			crypto_free_secret(file, len + 1);
 		return -EINVAL;
 	}
 	char salt[CHSM_VSM_NAME_MAX_LEN + 32];
 	snprintf(salt, sizeof(salt), "OpenCHSM-domain-v1:%s", o->domain_name);
 	r = crypto_pbkdf2_sm3(secret, n, salt, strlen(salt), DOMAIN_PBKDF2_ITERATIONS, key,
 			      DOMAIN_KEY_LEN);
-	crypto_free_secret(secret, len + 1);
+	if (file)
+		crypto_free_secret(file, len + 1);
 	return r;
 }
 

@@ -20,11 +20,16 @@
 #include "crypto/crypto.h"
 #include "store/store.h"
 
+/* Longest domain secret, in a file or typed. */
+#define DEVICE_DOMAIN_SECRET_MAX 4096
+
 struct device_init_options {
 	const char *state_dir;
 	const char *device_id;            /* NULL: generated */
 	const char *domain_name;          /* NULL: a domain of this device only */
 	const char *domain_secret_file;   /* with domain_name */
+	const char *domain_secret;        /* or the secret itself (prompted) */
+	size_t domain_secret_len;
 	const char *vendor_key_file;      /* NULL: none */
 	int max_vsms;
 };

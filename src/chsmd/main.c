@@ -2,7 +2,7 @@
  * chsmd: the CHSM management service.
  *
  *   chsmd init --state-dir DIR [--device-id ID] [--domain-name NAME
- *              --domain-secret-file FILE] [--vendor-key PEM] [--max-vsms N]
+ *              [--domain-secret-file FILE]] [--vendor-key PEM] [--max-vsms N]
  *   chsmd run --state-dir DIR [--listen HOST:PORT] [--threads N]
  *             [--metrics-listen HOST:PORT] [--plain-http] [--syslog]
  *             [--log-level error|warning|info|debug] [--vsmd PATH]
@@ -26,6 +26,7 @@
 
 #include "api/api.h"
 #include "chsmd/device.h"
+#include "chsmd/prompt.h"
 #include "common/limits.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -38,7 +39,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage:\n"
-		"  chsmd init --state-dir DIR [--device-id ID] [--domain-name NAME --domain-secret-file FILE]\n"
+		"  chsmd init --state-dir DIR [--device-id ID] [--domain-name NAME [--domain-secret-file FILE]]\n"
 		"             [--vendor-key PEM] [--max-vsms N]\n"
 		"  chsmd run --state-dir DIR [--listen HOST:PORT] [--threads N] [--metrics-listen HOST:PORT]\n"
 		"            [--plain-http] [--syslog] [--log-level LEVEL] [--vsmd PATH]\n"
@@ -103,7 +104,9 @@ static int cmd_init(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	if (!o.state_dir || !o.domain_name != !o.domain_secret_file) {
+	/* --domain-name alone prompts for the secret, on a terminal only. */
+	if (!o.state_dir || (o.domain_secret_file && !o.domain_name) ||
+	    (o.domain_name && !o.domain_secret_file && !isatty(STDIN_FILENO))) {
 		fprintf(stderr, "chsmd init: --state-dir is required; --domain-name and "
 				"--domain-secret-file go together\n");
 		return 2;
@@ -113,7 +116,23 @@ static int cmd_init(int argc, char **argv)
 		fprintf(stderr, "chsmd init: --domain-name must be 1-64 characters of [A-Za-z0-9_.-]\n");
 		return 2;
 	}
+	char *secret = NULL;
+	size_t secret_len = 0;
+	if (o.domain_name && !o.domain_secret_file) {
+		int pr = prompt_secret_twice("domain secret", DEVICE_DOMAIN_SECRET_MAX, &secret,
+					     &secret_len);
+		if (pr < 0) {
+			fprintf(stderr, "chsmd init: %s\n",
+				pr == -EINVAL ? "the two entries differ"
+				: pr == -EMSGSIZE ? "the domain secret is longer than 4096 bytes"
+				: strerror(-pr));
+			return 1;
+		}
+		o.domain_secret = secret;
+		o.domain_secret_len = secret_len;
+	}
 	int r = device_init(&o);
+	crypto_free_secret(secret, secret ? secret_len + 1 : 0);
 	if (r == -EEXIST) {
 		fprintf(stderr, "chsmd init: %s is already initialised\n", o.state_dir);
 		return 1;

@@ -106,7 +106,8 @@ enum image_record_tag {
 };
 
 /* Who writes an image: the device (or vendor) key signs, and its id and
- * public key go into the header. */
+ * public key go into the header. The key is borrowed: it must live until
+ * image_writer_finish (or image_writer_free). */
 struct image_signer {
 	const char *device_id;          /* "vendor" for packages */
 	const crypto_sm2_key *key;      /* with its private part */
