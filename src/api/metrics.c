@@ -1,7 +1,8 @@
 /*
  * metrics.c: request counters and latency histogram, rendered in the
  * Prometheus text format together with task and VSM gauges read from the
- * store at scrape time. Counters are atomics: recording never blocks a
+ * store at scrape time, and each VSM's service statistics (operations by
+ * algorithm, sessions) as 7.3.2 reports them. Counters are atomics: recording never blocks a
  * request. Nothing here is secret.
  */
 #include <stdarg.h>
@@ -103,6 +104,96 @@ static void put(struct buf *b, const char *fmt, ...)
 	}
 }
 
+/* Writes s as a label value: backslash, double quote and newline escaped
+ * as the text exposition format requires. */
+static void put_label(struct buf *b, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			put(b, "\\%c", *s);
+		else if (*s == '\n')
+			put(b, "\\n");
+		else
+			put(b, "%c", *s);
+	}
+}
+
+/* Writes alg="...",op="..." for a statistics name: "sm2.sign" gives SM2
+ * and sign, a name without a dot ("random", "keygen") gives none and the
+ * name. */
+static void put_alg_op(struct buf *b, const char *name)
+{
+	const char *dot = strchr(name, '.');
+	put(b, "alg=\"");
+	if (dot) {
+		for (const char *p = name; p < dot; p++)
+			put(b, "%c", *p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+	} else {
+		put(b, "none");
+	}
+	put(b, "\",op=\"");
+	put_label(b, dot ? dot + 1 : name);
+	put(b, "\"");
+}
+
+/* The per-VSM service statistics (7.3.2's sessions and ops, read from each
+ * VSM process's statistics file): chsm_vsm_ops_total and
+ * chsm_vsm_ops_rate per VSM, algorithm and operation, and
+ * chsm_vsm_sessions per VSM. A VSM without a running process has no
+ * operation series and 0 sessions. Each family is written contiguously. */
+static void put_vsm_ops(struct buf *b, struct api_ctx *ctx, const struct store_vsm *v, size_t nv)
+{
+	json_t **st = nv ? calloc(nv, sizeof(*st)) : NULL;
+	if (nv && !st) {
+		b->failed = true;
+		return;
+	}
+	for (size_t i = 0; i < nv; i++)
+		st[i] = api_vsm_status(ctx, &v[i]);
+	static const struct {
+		const char *name, *help, *type, *field;
+	} families[] = {
+		{"chsm_vsm_ops_total",
+		 "Operations a VSM's service performed since its process started, by algorithm and "
+		 "operation.",
+		 "counter", "count"},
+		{"chsm_vsm_ops_rate",
+		 "Operations per second of a VSM's service over its last statistics interval (about "
+		 "1 s).",
+		 "gauge", "rate"},
+	};
+	for (size_t f = 0; f < 2; f++) {
+		put(b, "# HELP %s %s\n# TYPE %s %s\n", families[f].name, families[f].help,
+		    families[f].name, families[f].type);
+		for (size_t i = 0; i < nv; i++) {
+			const char *op;
+			json_t *entry;
+			json_object_foreach(json_object_get(st[i], "ops"), op, entry) {
+				json_t *val = json_object_get(entry, families[f].field);
+				put(b, "%s{vsm=\"", families[f].name);
+				put_label(b, v[i].id);
+				put(b, "\",");
+				put_alg_op(b, op);
+				if (json_is_integer(val))
+					put(b, "} %lld\n", (long long)json_integer_value(val));
+				else
+					put(b, "} %.1f\n", json_number_value(val));
+			}
+		}
+	}
+	put(b, "# HELP chsm_vsm_sessions Open sessions on a VSM's service.\n"
+	       "# TYPE chsm_vsm_sessions gauge\n");
+	for (size_t i = 0; i < nv; i++) {
+		put(b, "chsm_vsm_sessions{vsm=\"");
+		put_label(b, v[i].id);
+		put(b, "\"} %lld\n",
+		    (long long)json_integer_value(json_object_get(st[i], "sessions")));
+	}
+	for (size_t i = 0; i < nv; i++)
+		json_decref(st[i]);
+	free(st);
+}
+
 char *api_metrics_render(struct api_ctx *ctx)
 {
 	struct api_metrics *m = ctx->metrics;
@@ -149,16 +240,19 @@ char *api_metrics_render(struct api_ctx *ctx)
 	size_t counts[12] = {0};
 	struct store_vsm *v = NULL;
 	size_t nv = 0;
-	if (store_vsm_list(ctx->store, &v, &nv) == 0) {
-		for (size_t i = 0; i < nv; i++)
-			for (size_t s = 0; s < 12; s++)
-				if (strcmp(v[i].state, vsm_states[s]) == 0)
-					counts[s]++;
-		free(v);
+	if (store_vsm_list(ctx->store, &v, &nv) < 0) {
+		v = NULL;
+		nv = 0;
 	}
+	for (size_t i = 0; i < nv; i++)
+		for (size_t s = 0; s < 12; s++)
+			if (strcmp(v[i].state, vsm_states[s]) == 0)
+				counts[s]++;
 	put(&b, "# HELP chsm_vsms VSMs on this CHSM, by state.\n# TYPE chsm_vsms gauge\n");
 	for (size_t s = 0; s < 12; s++)
 		put(&b, "chsm_vsms{state=\"%s\"} %zu\n", vsm_states[s], counts[s]);
+	put_vsm_ops(&b, ctx, v, nv);
+	free(v);
 	put(&b, "# HELP chsm_uptime_seconds Seconds since chsmd started.\n# TYPE chsm_uptime_seconds gauge\n");
 	put(&b, "chsm_uptime_seconds %lld\n", (long long)((chsm_monotonic_ms() - ctx->boot_mono_ms) / 1000));
 	put(&b, "# HELP chsm_log_dropped_total Log records not shipped: the spool was full.\n"
