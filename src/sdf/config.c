@@ -4,7 +4,8 @@
  *
  * Guarantees: the parser is strict (an unknown or repeated key, a line
  * without '=', an empty value, a control character or a missing key is
- * -EINVAL); the token secret is read from its file straight into the
+ * -EINVAL); the token secret is read from its file (raw bytes, or the
+ * base64 text the platform configures, decoded strictly) straight into the
  * configuration and every temporary copy is wiped. Nothing here logs.
  */
 #include <errno.h>
@@ -89,9 +90,43 @@ int sdf_read_secret_file(const char *path, uint8_t out[SDF_SECRET_MAX], size_t *
 	return 0;
 }
 
-/* Builds a configuration from its three settings. */
+/* The longest base64 secret file: base64 of SDF_SECRET_MAX bytes and a
+ * final newline. */
+#define SECRET_B64_FILE_MAX (4 * ((SDF_SECRET_MAX + 2) / 3) + 1)
+
+/* Reads a secret file holding the base64 form of the secret (as 7.3.4 of
+ * the platform interface takes it): strict standard base64 of
+ * SDF_SECRET_MIN..SDF_SECRET_MAX bytes, optionally followed by one "\n". */
+static int read_secret_base64_file(const char *path, uint8_t out[SDF_SECRET_MAX],
+				   size_t *ret_len)
+{
+	if (!path || !*path)
+		return -EINVAL;
+	char *text = NULL;
+	uint8_t *raw = NULL;
+	size_t len = 0, rawlen = 0;
+	int r = chsm_read_file(path, SECRET_B64_FILE_MAX, &text, &len);
+	if (r < 0)
+		return r;
+	size_t n = len > 0 && text[len - 1] == '\n' ? len - 1 : len;
+	if ((r = crypto_base64_decode(text, n, &raw, &rawlen)) < 0)
+		goto out;
+	if (rawlen < SDF_SECRET_MIN || rawlen > SDF_SECRET_MAX) {
+		r = -EINVAL;
+		goto out;
+	}
+	memcpy(out, raw, rawlen);
+	*ret_len = rawlen;
+out:
+	crypto_free_secret(raw, rawlen);
+	crypto_free_secret(text, len + 1);
+	return r;
+}
+
+/* Builds a configuration from its three settings; the secret file holds
+ * raw bytes, or base64 when secret_base64. */
 static int config_build(const char *endpoint, const char *token_id, const char *secret_path,
-			struct sdf_config *ret)
+			bool secret_base64, struct sdf_config *ret)
 {
 	struct sdf_config c;
 	memset(&c, 0, sizeof(c));
@@ -103,7 +138,9 @@ static int config_build(const char *endpoint, const char *token_id, const char *
 	if ((r = check_token_id(token_id)) < 0)
 		goto out;
 	memcpy(c.token_id, token_id, strlen(token_id) + 1);
-	if ((r = sdf_read_secret_file(secret_path, c.secret, &c.secret_len)) < 0)
+	r = secret_base64 ? read_secret_base64_file(secret_path, c.secret, &c.secret_len)
+			  : sdf_read_secret_file(secret_path, c.secret, &c.secret_len);
+	if (r < 0)
 		goto out;
 	*ret = c;
 out:
@@ -121,8 +158,9 @@ static char *trim(char *s)
 	return s;
 }
 
-enum { KEY_ENDPOINT, KEY_TOKEN_ID, KEY_SECRET_FILE, KEY_COUNT };
-static const char *const config_keys[KEY_COUNT] = {"endpoint", "token_id", "token_secret_file"};
+enum { KEY_ENDPOINT, KEY_TOKEN_ID, KEY_SECRET_FILE, KEY_SECRET_B64_FILE, KEY_COUNT };
+static const char *const config_keys[KEY_COUNT] = {"endpoint", "token_id", "token_secret_file",
+						   "token_secret_base64_file"};
 
 int sdf_config_parse(const char *text, size_t len, const char *base_dir, struct sdf_config *ret)
 {
@@ -161,10 +199,11 @@ int sdf_config_parse(const char *text, size_t len, const char *base_dir, struct 
 			goto out;
 		values[k] = value;
 	}
-	for (size_t k = 0; k < KEY_COUNT; k++)
-		if (!values[k])
-			goto out;
-	const char *secret = values[KEY_SECRET_FILE];
+	/* endpoint, token_id and exactly one of the two secret files */
+	bool b64 = values[KEY_SECRET_B64_FILE] != NULL;
+	if (!values[KEY_ENDPOINT] || !values[KEY_TOKEN_ID] || b64 == (values[KEY_SECRET_FILE] != NULL))
+		goto out;
+	const char *secret = b64 ? values[KEY_SECRET_B64_FILE] : values[KEY_SECRET_FILE];
 	if (secret[0] != '/' && base_dir && *base_dir) {
 		size_t n = strlen(base_dir) + 1 + strlen(secret) + 1;
 		if (!(path = malloc(n))) {
@@ -174,7 +213,7 @@ int sdf_config_parse(const char *text, size_t len, const char *base_dir, struct 
 		snprintf(path, n, "%s/%s", base_dir, secret);
 		secret = path;
 	}
-	r = config_build(values[KEY_ENDPOINT], values[KEY_TOKEN_ID], secret, ret);
+	r = config_build(values[KEY_ENDPOINT], values[KEY_TOKEN_ID], secret, b64, ret);
 out:
 	free(path);
 	crypto_free_secret(copy, len + 1);
@@ -209,6 +248,11 @@ int sdf_config_from_env(struct sdf_config *ret)
 	const char *file = getenv("OPENCHSM_SDF_CONFIG");
 	if (file && *file)
 		return sdf_config_load_file(file, ret);
+	const char *raw = getenv("OPENCHSM_SDF_TOKEN_SECRET_FILE");
+	const char *b64 = getenv("OPENCHSM_SDF_TOKEN_SECRET_BASE64_FILE");
+	if (raw && *raw && b64 && *b64)
+		return -EINVAL; /* which one? */
+	bool use_b64 = b64 && *b64;
 	return config_build(getenv("OPENCHSM_SDF_ENDPOINT"), getenv("OPENCHSM_SDF_TOKEN_ID"),
-			    getenv("OPENCHSM_SDF_TOKEN_SECRET_FILE"), ret);
+			    use_b64 ? b64 : raw, use_b64, ret);
 }

@@ -348,10 +348,10 @@ print(s.getsockname()[1], flush=True); signal.pause()' "$1" > "$f" 2>/dev/null &
 }
 
 # vsm_tool PORT TOKENID SECRETFILE ARGS...: vsmtool (the SDF library's CLI)
-# against the VSM on 127.0.0.1:PORT, authenticated with that token.
+# against the VSM on 127.0.0.1:PORT, authenticated with that token;
+# SECRETFILE holds the secret in base64, as given to 7.3.4.
 vsm_tool() {
-  OPENCHSM_SDF_ENDPOINT=127.0.0.1:$1 OPENCHSM_SDF_TOKEN_ID=$2 OPENCHSM_SDF_TOKEN_SECRET_FILE=$3 \
-    "$CHSM_BIN/vsmtool" "${@:4}"
+  "$CHSM_BIN/vsmtool" --endpoint "127.0.0.1:$1" --token-id "$2" --token-secret-file "$3" "${@:4}"
 }
 
 # ---- nginx: an HTTP(S) server that takes PUT (WebDAV module) ----

@@ -64,12 +64,12 @@ expect "image upload address" 0 200
 gmt_request PUT $API/chsm/log-upload-address '{"url":"syslog+udp://127.0.0.1:5514","level":"info"}'
 expect "log upload address" 0 200
 # a key made through the VSM service is an answered change too
-head -c 24 /dev/urandom > "$IT_DIR/k.bin"
+head -c 24 /dev/urandom > "$IT_DIR/k.bin"; base64 -w0 "$IT_DIR/k.bin" > "$IT_DIR/k.b64"
 PK=$(free_port)
 task_ok "create k with a token (started)" POST $API/vsms "{\"vsmId\":\"k\",\"name\":\"K\",\"network\":$(vsm_net 127.0.0.1 "$PK"),
   \"token\":{\"tokenId\":\"k-app\",\"secret\":\"$(base64 -w0 "$IT_DIR/k.bin")\"},\"start\":true}"
-check "k: a signing key made by vsmtool" vsm_tool "$PK" k-app "$IT_DIR/k.bin" key gen sign 1
-vsm_tool "$PK" k-app "$IT_DIR/k.bin" key export sign 1 > "$IT_DIR/k.pub.before"
+check "k: a signing key made by vsmtool" vsm_tool "$PK" k-app "$IT_DIR/k.b64" keygen --index 1
+vsm_tool "$PK" k-app "$IT_DIR/k.b64" pubkey --index 1 > "$IT_DIR/k.pub.before"
 check "k: its public key exported" grep -q 'BEGIN PUBLIC KEY' "$IT_DIR/k.pub.before"
 LAST_TASK=$TASK_ID
 for v in a b c d k; do vsm_snapshot $v > "$IT_DIR/before.$v"; digest_of $v > "$IT_DIR/digest.$v"; done
@@ -102,7 +102,7 @@ check "b's new endpoint kept" grep -q "\"127.0.0.2:$PB2\"" "$IT_DIR/before.b"
 check "a's new token kept" grep -q '"tokenId":"a-app"' "$IT_DIR/before.a"
 check "k holds its key" grep -q '"keyCount":1' "$IT_DIR/before.k"
 check "after the crash k runs again" eventually 10 listening 127.0.0.1 "$PK"
-vsm_tool "$PK" k-app "$IT_DIR/k.bin" key export sign 1 > "$IT_DIR/k.pub.after"
+vsm_tool "$PK" k-app "$IT_DIR/k.b64" pubkey --index 1 > "$IT_DIR/k.pub.after"
 check "after the crash k's key is the same key" cmp -s "$IT_DIR/k.pub.before" "$IT_DIR/k.pub.after"
 gmt_request GET $API/chsm/status/all
 check "after the crash the CHSM configuration is as answered" [ "$(jq -cS .data.config "$RESP_BODY")" = "$(cat "$IT_DIR/config.before")" ]
@@ -126,10 +126,10 @@ task_ok "create z1 with secret s1" POST $API/vsms "{\"vsmId\":\"z1\",\"name\":\"
   \"token\":{\"tokenId\":\"z1-app\",\"secret\":\"$(cat "$IT_DIR/s1.b64")\"},\"start\":true}"
 task_ok "create z2 with secret s2" POST $API/vsms "{\"vsmId\":\"z2\",\"name\":\"Z2\",\"network\":$(vsm_net 127.0.0.1 "$PZ2"),
   \"token\":{\"tokenId\":\"z2-app\",\"secret\":\"$(cat "$IT_DIR/s2.b64")\"},\"start\":true}"
-check "z1: a signing key" vsm_tool "$PZ1" z1-app "$IT_DIR/s1.bin" key gen sign 1
-check "z1: a KEK" vsm_tool "$PZ1" z1-app "$IT_DIR/s1.bin" key gen kek 2
-check "z2: a signing key" vsm_tool "$PZ2" z2-app "$IT_DIR/s2.bin" key gen sign 1
-check "z2: a KEK" vsm_tool "$PZ2" z2-app "$IT_DIR/s2.bin" key gen kek 3
+check "z1: a signing key" vsm_tool "$PZ1" z1-app "$IT_DIR/s1.b64" keygen --index 1
+check "z1: a KEK" vsm_tool "$PZ1" z1-app "$IT_DIR/s1.b64" kek-gen --index 2
+check "z2: a signing key" vsm_tool "$PZ2" z2-app "$IT_DIR/s2.b64" keygen --index 1
+check "z2: a KEK" vsm_tool "$PZ2" z2-app "$IT_DIR/s2.b64" kek-gen --index 3
 gmt_request GET $API/vsms/z1
 check "z1 holds 2 keys" [ "$(resp_data .keyCount)" = 2 ]
 
@@ -187,7 +187,7 @@ present "the search finds the sealed values in the state dir" "$IT_DIR"/snap1.z[
 absent "no raw or base64 secret in any file before anything" "$IT_DIR"/s[12].bin "$IT_DIR"/s[12].b64
 
 check "z2 came back running" eventually 10 listening 127.0.0.1 "$PZ2"
-check "z2: destroy its KEK through the VSM service" vsm_tool "$PZ2" z2-app "$IT_DIR/s2.bin" key destroy kek 3
+check "z2: destroy its KEK through the VSM service" vsm_tool "$PZ2" z2-app "$IT_DIR/s2.b64" delete --index 3 --usage kek
 absent "destroyed key: its sealed value is in no file" "$IT_DIR/snap1.z2.key.kek.3.sealed"
 gmt_request PUT $API/vsms/z1/token "{\"tokenId\":\"z1-app\",\"secret\":\"$(cat "$IT_DIR/s3.b64")\"}"
 expect "replace z1's token by s3" 0 200

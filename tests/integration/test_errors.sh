@@ -355,9 +355,9 @@ done
 check "v1 is stopped" vsm_state_is v1 stopped
 
 # ---- 3003: an import never overwrites a VSM that holds keys ----
-base64 -d <<<"$V2_SECRET" > "$IT_DIR/v2.token"
+printf '%s\n' "$V2_SECRET" > "$IT_DIR/v2.token"
 task_ok "start v2" POST $F/vsms/v2/start
-check "a key made in v2 through the VSM service (vsmtool)" vsm_tool "$P2" t2 "$IT_DIR/v2.token" key gen sign 1
+check "a key made in v2 through the VSM service (vsmtool)" vsm_tool "$P2" t2 "$IT_DIR/v2.token" keygen --index 1
 task_ok "stop v2" POST $F/vsms/v2/stop
 err "import into a stopped VSM that holds keys" 3003 409 POST $F/vsms/v2/image/import "$DL"
 

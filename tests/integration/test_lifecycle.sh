@@ -161,16 +161,16 @@ gmt_request GET $API/vsms/v1/status
 SV1=$(resp_data .stateVersion); DIGEST1=$(resp_data .stateDigest)
 head -c 24 /dev/urandom > "$IT_DIR/secret2.bin"
 SECRET2=$(base64 -w0 "$IT_DIR/secret2.bin")
-printf '%s' "$SECRET" | base64 -d > "$IT_DIR/secret1.bin"
-check "v1 (running) serves its first token" eval 'vsm_tool "$P5" app "$IT_DIR/secret1.bin" random 8 >/dev/null'
+printf '%s\n' "$SECRET" > "$IT_DIR/secret1.b64"; printf '%s\n' "$SECRET2" > "$IT_DIR/secret2.b64"
+check "v1 (running) serves its first token" eval 'vsm_tool "$P5" app "$IT_DIR/secret1.b64" random --bytes 8 >/dev/null'
 gmt_request PUT $API/vsms/v1/token "{\"tokenId\":\"app2\",\"secret\":\"$SECRET2\"}"
 expect "token change" 0 200
 # the VSM reads its token at every authentication (docs/vsm.md)
 check "token (running VSM): applied now" [ "$(resp_data .applied)" = now ]
 check "token (running VSM): a new session uses the new token" \
-  eval 'vsm_tool "$P5" app2 "$IT_DIR/secret2.bin" random 8 >/dev/null'
+  eval 'vsm_tool "$P5" app2 "$IT_DIR/secret2.b64" random --bytes 8 >/dev/null'
 check "token (running VSM): the old token is refused" \
-  eval '! vsm_tool "$P5" app "$IT_DIR/secret1.bin" random 8 >/dev/null 2>&1'
+  eval '! vsm_tool "$P5" app "$IT_DIR/secret1.b64" random --bytes 8 >/dev/null 2>&1'
 check "token: tokenId" [ "$(resp_data .token.tokenId)" = app2 ]
 check "token: answer without the secret" bash -c "! grep -qF -- '$SECRET2' '$RESP_BODY'"
 gmt_request GET $API/vsms/v1/status

@@ -36,12 +36,21 @@ static int setup(void **state)
 	memset(big, 'x', sizeof(big));
 	write_file("long", big, sizeof(big));
 	write_file("max", big, 64);
+	/* base64 of "0123456789abcdef0123", as 7.3.4 takes it */
+	write_file("b64", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM=\n", 29);
+	write_file("b64-nonl", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM=", 28);
+	write_file("b64-2nl", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM=\n\n", 30);
+	write_file("b64-space", "MDEyMzQ1Njc4 OWFiY2RlZjAxMjM=\n", 30);
+	write_file("b64-nopad", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM\n", 28);
+	write_file("b64-short", "MDEyMzQ1Njc4OWFiY2Rl\n", 21); /* 15 bytes */
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	const char *names[] = {"secret", "short", "long", "max", "c.conf"};
+	const char *names[] = {"secret",   "short",   "long",      "max",       "c.conf",
+			       "b64",      "b64-nonl", "b64-2nl",  "b64-space", "b64-nopad",
+			       "b64-short"};
 	char path[256];
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
@@ -103,6 +112,24 @@ static void test_good_config(void **state)
 	sdf_config_wipe(&c);
 }
 
+/* A secret file in base64, with or without one final newline, decodes to
+ * the same secret as the raw file. */
+static void test_base64_secret(void **state)
+{
+	const char *files[] = {"b64", "b64-nonl"};
+	for (size_t i = 0; i < 2; i++) {
+		char text[256];
+		int n = snprintf(text, sizeof(text),
+				 "endpoint = h:1\ntoken_id = t\ntoken_secret_base64_file = %s\n",
+				 files[i]);
+		struct sdf_config c;
+		assert_int_equal(sdf_config_parse(text, (size_t)n, dir, &c), 0);
+		assert_int_equal(c.secret_len, 20);
+		assert_memory_equal(c.secret, "0123456789abcdef0123", 20);
+		sdf_config_wipe(&c);
+	}
+}
+
 static void test_bad_configs(void **state)
 {
 	static const struct {
@@ -129,6 +156,16 @@ static void test_bad_configs(void **state)
 		{"endpoint = h:1\ntoken_id = a\ntoken_secret_file = long\n", -EFBIG},
 		{"endpoint = h:1\ntoken_id = a\ntoken_secret_file = missing\n", -ENOENT},
 		{"endpoint = h:1\ntoken_id = a\ntoken_secret_file = .\n", -EINVAL},
+		/* the base64 form: exactly one of the two secret keys */
+		{"endpoint = h:1\ntoken_id = a\ntoken_secret_file = secret\n"
+		 "token_secret_base64_file = b64\n", -EINVAL},
+		{"endpoint = h:1\ntoken_id = a\ntoken_secret_base64_file = secret\n", -EINVAL},
+		{"endpoint = h:1\ntoken_id = a\ntoken_secret_base64_file = b64-2nl\n", -EINVAL},
+		{"endpoint = h:1\ntoken_id = a\ntoken_secret_base64_file = b64-space\n", -EINVAL},
+		{"endpoint = h:1\ntoken_id = a\ntoken_secret_base64_file = b64-nopad\n", -EINVAL},
+		{"endpoint = h:1\ntoken_id = a\ntoken_secret_base64_file = b64-short\n", -EINVAL},
+		{"endpoint = h:1\ntoken_id = a\ntoken_secret_base64_file = long\n", -EINVAL},
+		{"endpoint = h:1\ntoken_id = a\ntoken_secret_base64_file = missing\n", -ENOENT},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct sdf_config c;
@@ -178,8 +215,21 @@ static void test_env(void **state)
 	assert_int_equal(SDFX_OpenDeviceWithConfig(path, &dev), SDR_OK);
 	assert_int_equal(SDF_CloseDevice(dev), SDR_OK);
 	assert_int_equal(SDF_CloseDevice(NULL), SDR_INARGERR);
-	unsetenv("OPENCHSM_SDF_ENDPOINT");
+
+	/* The base64 secret variable; both secret variables at once is refused. */
+	char b64[256];
+	snprintf(b64, sizeof(b64), "%s/b64", dir);
+	setenv("OPENCHSM_SDF_TOKEN_ID", "env-token", 1);
+	setenv("OPENCHSM_SDF_TOKEN_SECRET_BASE64_FILE", b64, 1);
+	assert_int_equal(sdf_config_from_env(&c), -EINVAL);
 	unsetenv("OPENCHSM_SDF_TOKEN_SECRET_FILE");
+	assert_int_equal(sdf_config_from_env(&c), 0);
+	assert_int_equal(c.secret_len, 20);
+	assert_memory_equal(c.secret, "0123456789abcdef0123", 20);
+	sdf_config_wipe(&c);
+	unsetenv("OPENCHSM_SDF_TOKEN_ID");
+	unsetenv("OPENCHSM_SDF_ENDPOINT");
+	unsetenv("OPENCHSM_SDF_TOKEN_SECRET_BASE64_FILE");
 }
 
 int main(void)
@@ -187,6 +237,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_endpoints),
 		cmocka_unit_test(test_good_config),
+		cmocka_unit_test(test_base64_secret),
 		cmocka_unit_test(test_bad_configs),
 		cmocka_unit_test(test_env),
 	};

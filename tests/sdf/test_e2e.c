@@ -293,36 +293,37 @@ static void test_vsmtool_openssl(void **state)
 	snprintf(pem, sizeof(pem), "%s/pub.pem", dir);
 	snprintf(sig, sizeof(sig), "%s/sig.der", dir);
 	write_file(msg, "signed by a VSM\n", 16);
-	snprintf(cmd, sizeof(cmd), "%s key gen sign 5 >/dev/null", VSMTOOL_PATH);
+	snprintf(cmd, sizeof(cmd), "%s keygen --index 5 >/dev/null", VSMTOOL_PATH);
 	assert_int_equal(run(cmd), 0);
-	snprintf(cmd, sizeof(cmd), "%s key gen sign 5 2>/dev/null", VSMTOOL_PATH);
+	snprintf(cmd, sizeof(cmd), "%s keygen --index 5 2>/dev/null", VSMTOOL_PATH);
 	assert_int_equal(run(cmd), 1); /* SDR_KEYERR */
-	snprintf(cmd, sizeof(cmd), "%s key export sign 5 > %s", VSMTOOL_PATH, pem);
+	snprintf(cmd, sizeof(cmd), "%s pubkey --index 5 > %s", VSMTOOL_PATH, pem);
 	assert_int_equal(run(cmd), 0);
-	snprintf(cmd, sizeof(cmd), "%s sign 5 --in %s --out %s", VSMTOOL_PATH, msg, sig);
+	snprintf(cmd, sizeof(cmd), "%s sign --index 5 --in %s > %s.b64 && base64 -d %s.b64 > %s",
+		 VSMTOOL_PATH, msg, sig, sig, sig);
 	assert_int_equal(run(cmd), 0);
 	snprintf(cmd, sizeof(cmd),
 		 "openssl dgst -sm3 -verify %s -sigopt distid:1234567812345678 -signature %s %s "
 		 ">/dev/null",
 		 pem, sig, msg);
 	assert_int_equal(run(cmd), 0);
-	snprintf(cmd, sizeof(cmd), "%s verify 5 --in %s --sig %s >/dev/null", VSMTOOL_PATH, msg, sig);
+	snprintf(cmd, sizeof(cmd), "%s verify --index 5 --in %s --sig %s >/dev/null", VSMTOOL_PATH, msg, sig);
 	assert_int_equal(run(cmd), 0);
 	write_file(msg, "signed by a VSM?", 16);
-	snprintf(cmd, sizeof(cmd), "%s verify 5 --in %s --sig %s 2>/dev/null", VSMTOOL_PATH, msg, sig);
+	snprintf(cmd, sizeof(cmd), "%s verify --index 5 --in %s --sig %s 2>/dev/null", VSMTOOL_PATH, msg, sig);
 	assert_int_equal(run(cmd), 1); /* SDR_VERIFYERR */
 	snprintf(cmd, sizeof(cmd),
 		 "openssl dgst -sm3 -verify %s -sigopt distid:1234567812345678 -signature %s %s "
 		 ">/dev/null 2>&1",
 		 pem, sig, msg);
 	assert_int_equal(run(cmd), 1);
-	snprintf(cmd, sizeof(cmd), "%s random 16 | grep -Eq '^[0-9a-f]{32}$'", VSMTOOL_PATH);
+	snprintf(cmd, sizeof(cmd), "%s random --bytes 16 | grep -Eq '^[0-9a-f]{32}$'", VSMTOOL_PATH);
 	assert_int_equal(run(cmd), 0);
-	snprintf(cmd, sizeof(cmd), "%s key list | grep -q '^sign 5 - '", VSMTOOL_PATH);
+	snprintf(cmd, sizeof(cmd), "%s list | grep -q '^sign 5 password=no '", VSMTOOL_PATH);
 	assert_int_equal(run(cmd), 0);
-	snprintf(cmd, sizeof(cmd), "%s random 0 2>/dev/null", VSMTOOL_PATH);
+	snprintf(cmd, sizeof(cmd), "%s random --bytes 0 2>/dev/null", VSMTOOL_PATH);
 	assert_int_equal(run(cmd), 2);
-	snprintf(cmd, sizeof(cmd), "%s key destroy sign 5 && %s key export sign 5 2>&1 >/dev/null | grep -q SDR_KEYNOTEXIST",
+	snprintf(cmd, sizeof(cmd), "%s delete --index 5 && %s pubkey --index 5 2>&1 >/dev/null | grep -q SDR_KEYNOTEXIST",
 		 VSMTOOL_PATH, VSMTOOL_PATH);
 	assert_int_equal(run(cmd), 0);
 }

@@ -280,21 +280,22 @@ static void test_vsmtool(void **state)
 		{"", 2},
 		{"bogus", 2},
 		{"random", 2},
-		{"random 65537", 2},
-		{"random 4x", 2},
-		{"key gen kek 1 --password-file /nonexistent", 2},
-		{"key gen sign 0", 2},
-		{"key set-password sign 1", 2},
-		{"sign 1", 2},
-		{"sign 1 --in /nonexistent/file", 2},
-		{"verify 1 --in x", 2},
+		{"random 8", 2},
+		{"random --bytes 65537", 2},
+		{"random --bytes 4x", 2},
+		{"kek-gen --index 1 --password-file /nonexistent", 2},
+		{"keygen --index 0", 2},
+		{"keygen --index 1 --usage kek", 2},
+		{"sign --index 1", 2},
+		{"sign --index 1 --in /nonexistent/file", 2},
+		{"verify --index 1 --in x", 2},
 		{"--bogus info", 2},
 		{"info >/dev/null", 0},
-		{"random 8 | grep -Eq '^[0-9a-f]{16}$'", 0},
-		{"key list | grep -q '^kek 7 password '", 0},
-		{"key export sign 2", 1},
-		{"key export sign 2 2>&1 | grep -q 'SDR_KEYNOTEXIST (0x01000008)'", 0},
-		{"key destroy kek 7", 1}, /* the fake does not support it */
+		{"random --bytes 8 | grep -Eq '^[0-9a-f]{16}$'", 0},
+		{"list | grep -q '^kek 7 password=yes '", 0},
+		{"pubkey --index 2", 1},
+		{"pubkey --index 2 2>&1 | grep -q 'SDR_KEYNOTEXIST (0x01000008)'", 0},
+		{"delete --index 7 --usage kek", 1}, /* the fake does not support it */
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		snprintf(cmd, sizeof(cmd), "%s --config %s %s 2>/dev/null", VSMTOOL_PATH, conf,
@@ -303,24 +304,24 @@ static void test_vsmtool(void **state)
 		if (st != cases[i].status)
 			fail_msg("vsmtool %s: exit %d, expected %d", cases[i].args, st, cases[i].status);
 	}
-	snprintf(cmd, sizeof(cmd), "%s --config %s key export sign 1 > %s", VSMTOOL_PATH, conf, pem);
+	snprintf(cmd, sizeof(cmd), "%s --config %s pubkey --index 1 > %s", VSMTOOL_PATH, conf, pem);
 	assert_int_equal(run(cmd), 0);
-	snprintf(cmd, sizeof(cmd), "%s --config %s sign 1 --in %s --out %s", VSMTOOL_PATH, conf,
-		 msg, sig);
+	snprintf(cmd, sizeof(cmd), "%s --config %s sign --index 1 --in %s > %s.b64 && base64 -d %s.b64 > %s",
+		 VSMTOOL_PATH, conf, msg, sig, sig, sig);
 	assert_int_equal(run(cmd), 0);
 	snprintf(cmd, sizeof(cmd),
 		 "openssl dgst -sm3 -verify %s -sigopt distid:1234567812345678 -signature %s %s "
 		 ">/dev/null", pem, sig, msg);
 	assert_int_equal(run(cmd), 0);
-	snprintf(cmd, sizeof(cmd), "%s --config %s verify 1 --in %s --sig %s >/dev/null",
+	snprintf(cmd, sizeof(cmd), "%s --config %s verify --index 1 --in %s --sig %s >/dev/null",
 		 VSMTOOL_PATH, conf, msg, sig);
 	assert_int_equal(run(cmd), 0);
 	/* base64 output verifies too; another ID does not */
-	snprintf(cmd, sizeof(cmd), "%s --config %s sign 1 --in %s --id alice > %s.b64 && "
-		 "%s --config %s verify 1 --in %s --id alice --sig %s.b64 >/dev/null",
+	snprintf(cmd, sizeof(cmd), "%s --config %s sign --index 1 --in %s --id alice > %s.b64 && "
+		 "%s --config %s verify --index 1 --in %s --id alice --sig %s.b64 >/dev/null",
 		 VSMTOOL_PATH, conf, msg, sig, VSMTOOL_PATH, conf, msg, sig);
 	assert_int_equal(run(cmd), 0);
-	snprintf(cmd, sizeof(cmd), "%s --config %s verify 1 --in %s --sig %s.b64 2>/dev/null",
+	snprintf(cmd, sizeof(cmd), "%s --config %s verify --index 1 --in %s --sig %s.b64 2>/dev/null",
 		 VSMTOOL_PATH, conf, msg, sig);
 	assert_int_equal(run(cmd), 1);
 	unlink(msg);
