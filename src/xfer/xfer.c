@@ -173,8 +173,8 @@ static int percent_value(char c)
 }
 
 /* The absolute path of a file:// URL (authority empty or "localhost"),
- * percent-decoded, without "." or ".." segments, query or fragment.
- * *ret_path is malloc'ed. -EINVAL otherwise. */
+ * percent-decoded, without control characters, "." or ".." segments,
+ * query or fragment. *ret_path is malloc'ed. -EINVAL otherwise. */
 static int file_url_path(const char *url, char **ret_path)
 {
 	const char *p = url + strlen("file://");
@@ -193,7 +193,7 @@ static int file_url_path(const char *url, char **ret_path)
 		if (p[i] == '%') {
 			int hi = i + 2 < len ? percent_value(p[i + 1]) : -1;
 			int lo = hi >= 0 ? percent_value(p[i + 2]) : -1;
-			if (lo < 0 || (hi == 0 && lo == 0))
+			if (lo < 0)
 				goto bad;
 			path[n++] = (char)(hi * 16 + lo);
 			i += 2;
@@ -202,6 +202,11 @@ static int file_url_path(const char *url, char **ret_path)
 		}
 	}
 	path[n] = '\0';
+	/* No NUL or control character (they would forge lines where the
+	 * path is shown). */
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)path[i] < 0x20 || path[i] == 0x7f)
+			goto bad;
 	/* Refuse "." and ".." segments. */
 	for (const char *s = path; *s;) {
 		const char *e = strchr(s, '/');

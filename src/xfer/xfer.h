@@ -22,10 +22,11 @@
  * credentials).
  *
  * file:// URLs name an absolute path (authority empty or "localhost",
- * percent-decoded, no "." or ".." segment, no query or fragment; else
- * 4004/4005) and are handled without libcurl. HTTP(S) verifies the peer
- * (system CA store, or cafile), sends the configured headers plus an empty
- * "Expect:", and aborts per the timeouts below; docs/xfer.md has details.
+ * percent-decoded, no control character, "." or ".." segment, query or
+ * fragment; else 4004/4005) and are handled without libcurl. HTTP(S)
+ * verifies the peer (system CA store, plus cafile if given), sends the
+ * configured headers plus an empty "Expect:", and aborts per the timeouts
+ * below; docs/xfer.md has details.
  *
  * Thread safety: functions may be called from several threads at once
  * (curl_global_init is done once, thread-safely, by the first call).

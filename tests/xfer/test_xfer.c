@@ -297,7 +297,7 @@ static void test_file_errors(void **state)
 	snprintf(query, sizeof(query), "file://%s/err-src?x=1", dir);
 	snprintf(trailing, sizeof(trailing), "file://%s/", dir);
 	const char *bad[] = {"file://relative/path", "file://err-src", "file:err-src",
-			     dotdot, dot, query, trailing, "file:///tmp/a%00b",
+			     dotdot, dot, query, trailing, "file:///tmp/a%00b", "file:///tmp/a%0Ab", "file:///tmp/a%zz",
 			     "file:///tmp/%2e%2e/etc/passwd", "file://"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_int_equal(xfer_upload(bad[i], fd, 100, NULL, msg, sizeof(msg)), 4004);

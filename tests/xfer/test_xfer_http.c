@@ -10,6 +10,7 @@
  * Digests are checked against `openssl dgst -sm3` of the files nginx wrote. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -264,6 +265,50 @@ static void test_failures(void **state)
 	close(fd);
 }
 
+struct worker {
+	char url[1024];
+	uint64_t size;
+	char sm3[CRYPTO_SM3_HEX_LEN + 1];
+	int rc;
+};
+
+static void *download_worker(void *arg)
+{
+	struct worker *w = arg;
+	char msg[256];
+	int out = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	w->rc = xfer_download(w->url, out, 64u << 20, NULL, &w->size, w->sm3, msg, sizeof(msg));
+	close(out);
+	return NULL;
+}
+
+/* Several transfers at once, one per thread. */
+static void test_threads(void **state)
+{
+	char path[512], url[1024], msg[256], want[CRYPTO_SM3_HEX_LEN + 1];
+	uint8_t *data;
+	const size_t len = 2 * 1024 * 1024 + 5;
+	int fd = make_file("threads-src", len, &data, path);
+	assert_int_equal(crypto_sm3_hex(data, len, want), 0);
+	snprintf(url, sizeof(url), "%s/threads/obj", base_url);
+	assert_int_equal(xfer_upload(url, fd, len, NULL, msg, sizeof(msg)), 0);
+	struct worker w[6];
+	pthread_t t[6];
+	for (int i = 0; i < 6; i++) {
+		memset(&w[i], 0, sizeof(w[i]));
+		snprintf(w[i].url, sizeof(w[i].url), "%s", url);
+		assert_int_equal(pthread_create(&t[i], NULL, download_worker, &w[i]), 0);
+	}
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_int_equal(w[i].rc, 0);
+		assert_true(w[i].size == len);
+		assert_string_equal(w[i].sm3, want);
+	}
+	free(data);
+	close(fd);
+}
+
 static void test_tls(void **state)
 {
 	if (!tls_url) {
@@ -316,6 +361,7 @@ int main(void)
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_headers),
 		cmocka_unit_test(test_failures),
+		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_tls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
