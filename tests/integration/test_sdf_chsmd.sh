@@ -10,7 +10,8 @@
 # on two VSMs, a VSM killed under an open session (7.3.2 fault); and the
 # tenant example examples/tenant_sign_encrypt.
 #
-# Environment (set by CTest): CHSM_BIN, SDF_E2E (the driver), SDF_EXAMPLE.
+# Environment (set by CTest): CHSM_BIN, SDF_E2E (the driver), SDF_EXAMPLE,
+# SDF_BUILD_DIR (optional: the build to install for the Makefile check).
 . "$(dirname "$0")/lib.sh"
 : "${SDF_E2E:?SDF_E2E must name the sdf_e2e driver}"
 : "${SDF_EXAMPLE:?SDF_EXAMPLE must name the tenant_sign_encrypt example}"
@@ -205,6 +206,21 @@ check "example: an index past maxKeys exits 1" [ $? = 1 ]
 check "example: it names SDR_INARGERR" grep -q 'SDR_INARGERR (0x0100001D)' "$EX"
 "$SDF_EXAMPLE" 1 > "$EX" 2>&1
 check "example: bad arguments exit 2" [ $? = 2 ]
+
+# the example built as examples/README.md says: installed library,
+# pkg-config, the standalone Makefile
+if [ -n "${SDF_BUILD_DIR:-}" ]; then
+  cmake --install "$SDF_BUILD_DIR" --prefix "$IT_DIR/inst" > "$IT_DIR/install.log" 2>&1
+  PC=$(find "$IT_DIR/inst" -name openchsm-sdf.pc | head -n 1)
+  check "installed: openchsm-sdf.pc" [ -n "$PC" ]
+  mkdir -p "$IT_DIR/ex"
+  cp "$(dirname "$0")/../../examples/Makefile" "$(dirname "$0")/../../examples/tenant_sign_encrypt.c" "$IT_DIR/ex/"
+  check "examples/Makefile builds with pkg-config against the installed library" \
+    env PKG_CONFIG_PATH="$(dirname "$PC")" make -s -C "$IT_DIR/ex"
+  LD_LIBRARY_PATH=$(dirname "$(dirname "$PC")") "$IT_DIR/ex/tenant_sign_encrypt" 1 2 "from the installed library" > "$EX" 2>&1
+  check "the installed build runs: exit 0" [ $? = 0 ]
+  check "the installed build decrypts" grep -qx 'decrypted: from the installed library' "$EX"
+fi
 
 # ---- threads on two VSMs at once ----
 driver threads "$IT_DIR/a.conf:4" "$IT_DIR/b.conf:1"
