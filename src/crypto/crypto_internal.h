@@ -15,6 +15,9 @@
 
 #include <openssl/evp.h>
 
+#include "crypto/crypto.h"
+#include "crypto/sm2_fast.h"
+
 const EVP_MD *crypto_alg_sm3(void);
 const EVP_CIPHER *crypto_alg_sm4_ecb(void);
 const EVP_CIPHER *crypto_alg_sm4_cbc(void);
@@ -23,12 +26,48 @@ EVP_MAC *crypto_alg_hmac(void);
 EVP_KDF *crypto_alg_pbkdf2(void);
 
 /* An SM2 key: pkey is always an "SM2" EVP_PKEY on the SM2 curve holding the
- * public point; has_private says whether it also holds d. Immutable once
- * made, so one key may be used from several threads at once. */
+ * public point; has_private says whether it also holds d. fast holds the
+ * same key in raw form (validated public point, d and (1 + d)^-1 when
+ * private) for the module's own SM2 code; it is wiped when the key is
+ * freed. Immutable once made, so one key may be used from several threads
+ * at once. */
 struct crypto_sm2_key {
 	EVP_PKEY *pkey;
 	bool has_private;
+	struct sm2_fast_key fast;
 };
+
+/* True when OPENCHSM_SM2_IMPL=openssl was set at the first SM2 operation:
+ * SM2 then runs on OpenSSL (the reference) instead of sm2_fast.c. Read once
+ * per process. */
+bool crypto_sm2_use_openssl(void);
+
+/* The OpenSSL reference implementation of the crypto.h SM2 operations, with
+ * the same contracts (sm2.c). The differential tests and the benchmark call
+ * them directly. */
+int crypto_sm2_ossl_sign(const crypto_sm2_key *key, const char *id, const void *msg,
+			 size_t len, uint8_t sig[CRYPTO_SM2_SIG_DER_MAX], size_t *ret_siglen);
+int crypto_sm2_ossl_verify(const crypto_sm2_key *key, const char *id, const void *msg,
+			   size_t len, const uint8_t *sig, size_t siglen);
+int crypto_sm2_ossl_sign_digest(const crypto_sm2_key *key, const uint8_t e[CRYPTO_SM3_LEN],
+				uint8_t sig[CRYPTO_SM2_SIG_DER_MAX], size_t *ret_siglen);
+int crypto_sm2_ossl_verify_digest(const crypto_sm2_key *key, const uint8_t e[CRYPTO_SM3_LEN],
+				  const uint8_t *sig, size_t siglen);
+int crypto_sm2_ossl_encrypt(const crypto_sm2_key *key, const void *plain, size_t len,
+			    uint8_t **ret_der, size_t *ret_len);
+int crypto_sm2_ossl_decrypt(const crypto_sm2_key *key, const uint8_t *der, size_t derlen,
+			    uint8_t **ret_plain, size_t *ret_len);
+/* Key generation through OpenSSL (EVP_PKEY_Q_keygen). */
+int crypto_sm2_ossl_generate(crypto_sm2_key **ret_key);
+
+/* Test hooks: sign the digest e with the given nonce k (1 <= k < n;
+ * -EAGAIN when the standard rejects it) and encrypt with the given k. */
+int crypto_sm2_sign_digest_k(const crypto_sm2_key *key, const uint8_t e[CRYPTO_SM3_LEN],
+			     const uint8_t k[CRYPTO_SM2_SCALAR_LEN],
+			     uint8_t sig[CRYPTO_SM2_SIG_DER_MAX], size_t *ret_siglen);
+int crypto_sm2_encrypt_k(const crypto_sm2_key *key, const void *plain, size_t len,
+			 const uint8_t *k, uint8_t **ret_der,
+			 size_t *ret_len);
 
 /* Clears this thread's OpenSSL error queue and returns err: every failure
  * path that may have left OpenSSL errors behind returns through it. */

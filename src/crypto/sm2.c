@@ -6,11 +6,17 @@
  * empty ID); NULL means CRYPTO_SM2_DEFAULT_ID. Signatures are DER
  * SEQUENCE { r, s }; ciphertexts GM/T 0009 DER. Any verification or
  * decryption failure, including malformed input, is -EBADMSG.
+ *
+ * The crypto.h operations run on the module's own implementation
+ * (sm2_fast.c) unless OPENCHSM_SM2_IMPL=openssl selects the OpenSSL one,
+ * which stays available as crypto_sm2_ossl_* (the reference for tests and
+ * the benchmark). Both give the same results and error codes.
  */
 #include "crypto/crypto.h"
 #include "crypto/crypto_internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,7 +97,7 @@ static int sm2_md_init(const crypto_sm2_key *key, const char *id, bool sign,
 	return 0;
 }
 
-int crypto_sm2_sign(const crypto_sm2_key *key, const char *id, const void *msg, size_t len,
+int crypto_sm2_ossl_sign(const crypto_sm2_key *key, const char *id, const void *msg, size_t len,
 		    uint8_t sig[CRYPTO_SM2_SIG_DER_MAX], size_t *ret_siglen)
 {
 	if (key == NULL || !key->has_private || (msg == NULL && len > 0) || sig == NULL ||
@@ -114,7 +120,7 @@ int crypto_sm2_sign(const crypto_sm2_key *key, const char *id, const void *msg, 
 	return 0;
 }
 
-int crypto_sm2_verify(const crypto_sm2_key *key, const char *id, const void *msg, size_t len,
+int crypto_sm2_ossl_verify(const crypto_sm2_key *key, const char *id, const void *msg, size_t len,
 		      const uint8_t *sig, size_t siglen)
 {
 	if (key == NULL || (msg == NULL && len > 0) || (sig == NULL && siglen > 0))
@@ -139,7 +145,7 @@ static EVP_PKEY_CTX *sm2_pkey_ctx(const crypto_sm2_key *key)
 	return EVP_PKEY_CTX_new_from_pkey(NULL, key->pkey, NULL);
 }
 
-int crypto_sm2_sign_digest(const crypto_sm2_key *key, const uint8_t e[CRYPTO_SM3_LEN],
+int crypto_sm2_ossl_sign_digest(const crypto_sm2_key *key, const uint8_t e[CRYPTO_SM3_LEN],
 			   uint8_t sig[CRYPTO_SM2_SIG_DER_MAX], size_t *ret_siglen)
 {
 	if (key == NULL || !key->has_private || e == NULL || sig == NULL || ret_siglen == NULL)
@@ -161,7 +167,7 @@ int crypto_sm2_sign_digest(const crypto_sm2_key *key, const uint8_t e[CRYPTO_SM3
 	return 0;
 }
 
-int crypto_sm2_verify_digest(const crypto_sm2_key *key, const uint8_t e[CRYPTO_SM3_LEN],
+int crypto_sm2_ossl_verify_digest(const crypto_sm2_key *key, const uint8_t e[CRYPTO_SM3_LEN],
 			     const uint8_t *sig, size_t siglen)
 {
 	if (key == NULL || e == NULL || (sig == NULL && siglen > 0))
@@ -180,7 +186,7 @@ int crypto_sm2_verify_digest(const crypto_sm2_key *key, const uint8_t e[CRYPTO_S
 	return r;
 }
 
-int crypto_sm2_encrypt(const crypto_sm2_key *key, const void *plain, size_t len,
+int crypto_sm2_ossl_encrypt(const crypto_sm2_key *key, const void *plain, size_t len,
 		       uint8_t **ret_der, size_t *ret_len)
 {
 	if (key == NULL || plain == NULL || len == 0 || ret_der == NULL || ret_len == NULL)
@@ -213,7 +219,7 @@ out:
 	return 0;
 }
 
-int crypto_sm2_decrypt(const crypto_sm2_key *key, const uint8_t *der, size_t derlen,
+int crypto_sm2_ossl_decrypt(const crypto_sm2_key *key, const uint8_t *der, size_t derlen,
 		       uint8_t **ret_plain, size_t *ret_len)
 {
 	if (key == NULL || !key->has_private || (der == NULL && derlen > 0) ||
@@ -249,5 +255,177 @@ out:
 	}
 	*ret_plain = out;
 	*ret_len = outlen;
+	return 0;
+}
+
+/* ---- dispatch to the module's own implementation ---- */
+
+static bool sm2_openssl_selected;
+static pthread_once_t sm2_impl_once = PTHREAD_ONCE_INIT;
+
+static void sm2_impl_init(void)
+{
+	const char *v = getenv("OPENCHSM_SM2_IMPL");
+	sm2_openssl_selected = v != NULL && strcmp(v, "openssl") == 0;
+}
+
+bool crypto_sm2_use_openssl(void)
+{
+	pthread_once(&sm2_impl_once, sm2_impl_init);
+	return sm2_openssl_selected;
+}
+
+/* e = SM3(Z || msg). */
+static int sm2_digest(const crypto_sm2_key *key, const char *id, const void *msg, size_t len,
+		      uint8_t e[CRYPTO_SM3_LEN])
+{
+	uint8_t z[CRYPTO_SM3_LEN];
+	int r = crypto_sm2_z(key, id, z);
+	if (r < 0)
+		return r;
+	crypto_sm3_ctx *ctx = NULL;
+	if ((r = crypto_sm3_new(&ctx)) < 0)
+		return r;
+	if ((r = crypto_sm3_update(ctx, z, sizeof(z))) == 0 &&
+	    (r = crypto_sm3_update(ctx, len > 0 ? msg : "", len)) == 0)
+		r = crypto_sm3_final(ctx, e);
+	crypto_sm3_free(ctx);
+	return r;
+}
+
+/* Signs e with the nonce k (NULL: random) into DER. */
+static int sm2_fast_sign_der(const crypto_sm2_key *key, const uint8_t e[CRYPTO_SM3_LEN],
+			     const uint8_t *k, uint8_t sig[CRYPTO_SM2_SIG_DER_MAX],
+			     size_t *ret_siglen)
+{
+	uint8_t rb[32], sb[32];
+	int r = sm2_fast_sign(&key->fast, e, k, rb, sb);
+	if (r < 0)
+		return r;
+	return crypto_sm2_sig_rs_to_der(rb, sb, sig, ret_siglen);
+}
+
+static int sm2_fast_verify_der(const crypto_sm2_key *key, const uint8_t e[CRYPTO_SM3_LEN],
+			       const uint8_t *sig, size_t siglen)
+{
+	uint8_t rb[32], sb[32];
+	if (crypto_sm2_sig_der_to_rs(sig, siglen, rb, sb) < 0)
+		return -EBADMSG;
+	return sm2_fast_verify(&key->fast, e, rb, sb);
+}
+
+int crypto_sm2_sign(const crypto_sm2_key *key, const char *id, const void *msg, size_t len,
+		    uint8_t sig[CRYPTO_SM2_SIG_DER_MAX], size_t *ret_siglen)
+{
+	if (crypto_sm2_use_openssl())
+		return crypto_sm2_ossl_sign(key, id, msg, len, sig, ret_siglen);
+	if (key == NULL || !key->has_private || (msg == NULL && len > 0) || sig == NULL ||
+	    ret_siglen == NULL)
+		return -EINVAL;
+	uint8_t e[CRYPTO_SM3_LEN];
+	int r = sm2_digest(key, id, msg, len, e);
+	if (r < 0)
+		return r;
+	return sm2_fast_sign_der(key, e, NULL, sig, ret_siglen);
+}
+
+int crypto_sm2_verify(const crypto_sm2_key *key, const char *id, const void *msg, size_t len,
+		      const uint8_t *sig, size_t siglen)
+{
+	if (crypto_sm2_use_openssl())
+		return crypto_sm2_ossl_verify(key, id, msg, len, sig, siglen);
+	if (key == NULL || (msg == NULL && len > 0) || (sig == NULL && siglen > 0))
+		return -EINVAL;
+	uint8_t e[CRYPTO_SM3_LEN];
+	int r = sm2_digest(key, id, msg, len, e);
+	if (r < 0)
+		return r;
+	if (siglen == 0 || siglen > CRYPTO_SM2_SIG_DER_MAX)
+		return -EBADMSG;
+	return sm2_fast_verify_der(key, e, sig, siglen);
+}
+
+int crypto_sm2_sign_digest(const crypto_sm2_key *key, const uint8_t e[CRYPTO_SM3_LEN],
+			   uint8_t sig[CRYPTO_SM2_SIG_DER_MAX], size_t *ret_siglen)
+{
+	if (crypto_sm2_use_openssl())
+		return crypto_sm2_ossl_sign_digest(key, e, sig, ret_siglen);
+	if (key == NULL || !key->has_private || e == NULL || sig == NULL || ret_siglen == NULL)
+		return -EINVAL;
+	return sm2_fast_sign_der(key, e, NULL, sig, ret_siglen);
+}
+
+int crypto_sm2_sign_digest_k(const crypto_sm2_key *key, const uint8_t e[CRYPTO_SM3_LEN],
+			     const uint8_t k[CRYPTO_SM2_SCALAR_LEN],
+			     uint8_t sig[CRYPTO_SM2_SIG_DER_MAX], size_t *ret_siglen)
+{
+	if (key == NULL || !key->has_private || e == NULL || k == NULL || sig == NULL ||
+	    ret_siglen == NULL)
+		return -EINVAL;
+	return sm2_fast_sign_der(key, e, k, sig, ret_siglen);
+}
+
+int crypto_sm2_verify_digest(const crypto_sm2_key *key, const uint8_t e[CRYPTO_SM3_LEN],
+			     const uint8_t *sig, size_t siglen)
+{
+	if (crypto_sm2_use_openssl())
+		return crypto_sm2_ossl_verify_digest(key, e, sig, siglen);
+	if (key == NULL || e == NULL || (sig == NULL && siglen > 0))
+		return -EINVAL;
+	if (siglen == 0 || siglen > CRYPTO_SM2_SIG_DER_MAX)
+		return -EBADMSG;
+	return sm2_fast_verify_der(key, e, sig, siglen);
+}
+
+int crypto_sm2_encrypt_k(const crypto_sm2_key *key, const void *plain, size_t len,
+			 const uint8_t *k, uint8_t **ret_der, size_t *ret_len)
+{
+	if (key == NULL || plain == NULL || len == 0 || ret_der == NULL || ret_len == NULL)
+		return -EINVAL;
+	uint8_t x[32], y[32], hash[32];
+	uint8_t *c = malloc(len);
+	if (c == NULL)
+		return -ENOMEM;
+	int r = sm2_fast_encrypt(&key->fast, plain, len, k, x, y, hash, c);
+	if (r == 0)
+		r = crypto_sm2_cipher_parts_to_der(x, y, hash, c, len, ret_der, ret_len);
+	free(c); /* C2 is public */
+	return r;
+}
+
+int crypto_sm2_encrypt(const crypto_sm2_key *key, const void *plain, size_t len,
+		       uint8_t **ret_der, size_t *ret_len)
+{
+	if (crypto_sm2_use_openssl())
+		return crypto_sm2_ossl_encrypt(key, plain, len, ret_der, ret_len);
+	return crypto_sm2_encrypt_k(key, plain, len, NULL, ret_der, ret_len);
+}
+
+int crypto_sm2_decrypt(const crypto_sm2_key *key, const uint8_t *der, size_t derlen,
+		       uint8_t **ret_plain, size_t *ret_len)
+{
+	if (crypto_sm2_use_openssl())
+		return crypto_sm2_ossl_decrypt(key, der, derlen, ret_plain, ret_len);
+	if (key == NULL || !key->has_private || (der == NULL && derlen > 0) ||
+	    ret_plain == NULL || ret_len == NULL)
+		return -EINVAL;
+	uint8_t x[32], y[32], hash[32];
+	uint8_t *c = NULL;
+	size_t clen = 0;
+	if (derlen == 0 || crypto_sm2_cipher_der_to_parts(der, derlen, x, y, hash, &c, &clen) < 0)
+		return -EBADMSG;
+	uint8_t *plain = clen > 0 ? malloc(clen) : NULL;
+	int r = -EBADMSG;
+	if (clen > 0 && plain == NULL)
+		r = -ENOMEM;
+	else if (clen > 0)
+		r = sm2_fast_decrypt(&key->fast, x, y, hash, c, clen, plain);
+	free(c);
+	if (r < 0) {
+		free(plain); /* wiped by sm2_fast_decrypt on failure */
+		return r;
+	}
+	*ret_plain = plain;
+	*ret_len = clen;
 	return 0;
 }

@@ -8,6 +8,12 @@
  * key must match its public point and have d in [1, n-2]. Keys of any other
  * type or curve are refused with -EINVAL. Encrypted PEM is refused (there is
  * no passphrase prompt).
+ *
+ * Every key also carries its raw form (struct sm2_fast_key) for sm2_fast.c:
+ * the public point is validated again there (coordinates < p, on the
+ * curve), and for a private key d * G is recomputed and must equal the
+ * public point. Generation and keys from a scalar use sm2_fast.c unless
+ * OPENCHSM_SM2_IMPL=openssl selects OpenSSL.
  */
 #include "crypto/crypto.h"
 #include "crypto/crypto_internal.h"
@@ -90,9 +96,41 @@ out:
 	return r;
 }
 
+/* Fills key->fast from key->pkey: the public point, validated, and for a
+ * private key d, checked against the point. */
+static int sm2_key_cache(crypto_sm2_key *key)
+{
+	BIGNUM *x = NULL, *y = NULL, *d = NULL;
+	uint8_t point[CRYPTO_SM2_POINT_LEN], db[CRYPTO_SM2_SCALAR_LEN];
+	int r = -EIO;
+	if (EVP_PKEY_get_bn_param(key->pkey, OSSL_PKEY_PARAM_EC_PUB_X, &x) != 1 ||
+	    EVP_PKEY_get_bn_param(key->pkey, OSSL_PKEY_PARAM_EC_PUB_Y, &y) != 1 ||
+	    BN_bn2binpad(x, point + 1, 32) != 32 || BN_bn2binpad(y, point + 33, 32) != 32)
+		goto out;
+	point[0] = 0x04;
+	if (!key->has_private) {
+		r = sm2_fast_key_set_public(&key->fast, point);
+		goto out;
+	}
+	if (EVP_PKEY_get_bn_param(key->pkey, OSSL_PKEY_PARAM_PRIV_KEY, &d) != 1 ||
+	    BN_bn2binpad(d, db, sizeof(db)) != (int)sizeof(db))
+		goto out;
+	r = sm2_fast_key_set_private(&key->fast, db);
+	if (r == 0 && memcmp(key->fast.point, point, sizeof(point)) != 0)
+		r = -EINVAL;
+out:
+	crypto_wipe(db, sizeof(db));
+	BN_clear_free(d);
+	BN_free(x);
+	BN_free(y);
+	return r < 0 ? crypto_fail(r) : 0;
+}
+
 /* Takes ownership of pkey (freeing it on failure) and makes a key of it.
- * check: run OpenSSL's key validation (for keys from outside). */
-static int sm2_key_adopt(EVP_PKEY *pkey, bool check, crypto_sm2_key **ret_key)
+ * check: run OpenSSL's key validation (for keys from outside). fast: the
+ * raw form when the caller computed it already, else NULL. */
+static int sm2_key_adopt(EVP_PKEY *pkey, bool check, const struct sm2_fast_key *fast,
+			 crypto_sm2_key **ret_key)
 {
 	int r = -EINVAL;
 	/* OpenSSL 3.0 decodes every key on the SM2 curve as "SM2" (PKCS#8,
@@ -121,6 +159,12 @@ static int sm2_key_adopt(EVP_PKEY *pkey, bool check, crypto_sm2_key **ret_key)
 	}
 	key->pkey = pkey;
 	key->has_private = priv;
+	if (fast != NULL) {
+		key->fast = *fast;
+	} else if ((r = sm2_key_cache(key)) < 0) {
+		crypto_sm2_key_free(key);
+		return r;
+	}
 	*ret_key = key;
 	return 0;
 fail:
@@ -128,14 +172,48 @@ fail:
 	return crypto_fail(r);
 }
 
-int crypto_sm2_generate(crypto_sm2_key **ret_key)
+int crypto_sm2_ossl_generate(crypto_sm2_key **ret_key)
 {
 	if (ret_key == NULL)
 		return -EINVAL;
 	EVP_PKEY *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "SM2");
 	if (pkey == NULL)
 		return crypto_fail(-EIO);
-	return sm2_key_adopt(pkey, false, ret_key);
+	return sm2_key_adopt(pkey, false, NULL, ret_key);
+}
+
+/* Makes a key pair of the raw key fk (whose d is known valid). */
+static int sm2_key_from_fast(const struct sm2_fast_key *fk, crypto_sm2_key **ret_key)
+{
+	uint8_t db[CRYPTO_SM2_SCALAR_LEN];
+	sm2_u256_to_be(db, &fk->d);
+	BIGNUM *d = BN_secure_new();
+	EVP_PKEY *pkey = NULL;
+	int r = -ENOMEM;
+	if (d != NULL) {
+		r = -EIO;
+		if (BN_bin2bn(db, sizeof(db), d) != NULL)
+			r = sm2_build(fk->point, d, &pkey);
+	}
+	BN_clear_free(d);
+	crypto_wipe(db, sizeof(db));
+	if (r < 0)
+		return crypto_fail(r);
+	return sm2_key_adopt(pkey, false, fk, ret_key);
+}
+
+int crypto_sm2_generate(crypto_sm2_key **ret_key)
+{
+	if (ret_key == NULL)
+		return -EINVAL;
+	if (crypto_sm2_use_openssl())
+		return crypto_sm2_ossl_generate(ret_key);
+	struct sm2_fast_key fk;
+	int r = sm2_fast_key_generate(&fk);
+	if (r == 0)
+		r = sm2_key_from_fast(&fk, ret_key);
+	sm2_fast_key_wipe(&fk);
+	return r;
 }
 
 void crypto_sm2_key_free(crypto_sm2_key *key)
@@ -143,6 +221,7 @@ void crypto_sm2_key_free(crypto_sm2_key *key)
 	if (key == NULL)
 		return;
 	EVP_PKEY_free(key->pkey); /* OpenSSL clears the private scalar */
+	sm2_fast_key_wipe(&key->fast);
 	free(key);
 }
 
@@ -172,7 +251,7 @@ int crypto_sm2_load_private_pem(const char *pem, size_t len, crypto_sm2_key **re
 		EVP_PKEY_free(pkey);
 		return -EINVAL;
 	}
-	return sm2_key_adopt(pkey, true, ret_key);
+	return sm2_key_adopt(pkey, true, NULL, ret_key);
 }
 
 int crypto_sm2_load_public_pem(const char *pem, size_t len, crypto_sm2_key **ret_key)
@@ -186,7 +265,7 @@ int crypto_sm2_load_public_pem(const char *pem, size_t len, crypto_sm2_key **ret
 	BIO_free(bio);
 	if (pkey == NULL)
 		return crypto_fail(-EINVAL);
-	return sm2_key_adopt(pkey, true, ret_key);
+	return sm2_key_adopt(pkey, true, NULL, ret_key);
 }
 
 /* Copies a memory BIO's contents into a NUL-terminated malloc'ed string. */
@@ -239,19 +318,10 @@ int crypto_sm2_public_point(const crypto_sm2_key *key, uint8_t out[CRYPTO_SM2_PO
 {
 	if (key == NULL || out == NULL)
 		return -EINVAL;
-	/* The coordinates rather than the encoded point: the result does not
-	 * depend on the point conversion form the key was loaded with. */
-	BIGNUM *x = NULL, *y = NULL;
-	int r = -EIO;
-	if (EVP_PKEY_get_bn_param(key->pkey, OSSL_PKEY_PARAM_EC_PUB_X, &x) == 1 &&
-	    EVP_PKEY_get_bn_param(key->pkey, OSSL_PKEY_PARAM_EC_PUB_Y, &y) == 1 &&
-	    BN_bn2binpad(x, out + 1, 32) == 32 && BN_bn2binpad(y, out + 33, 32) == 32) {
-		out[0] = 0x04;
-		r = 0;
-	}
-	BN_free(x);
-	BN_free(y);
-	return r < 0 ? crypto_fail(r) : 0;
+	/* Cached from the coordinates when the key was made: the result does
+	 * not depend on the point conversion form the key was loaded with. */
+	memcpy(out, key->fast.point, CRYPTO_SM2_POINT_LEN);
+	return 0;
 }
 
 int crypto_sm2_from_public_point(const uint8_t point[CRYPTO_SM2_POINT_LEN],
@@ -263,20 +333,15 @@ int crypto_sm2_from_public_point(const uint8_t point[CRYPTO_SM2_POINT_LEN],
 	int r = sm2_build(point, NULL, &pkey);
 	if (r < 0)
 		return r;
-	return sm2_key_adopt(pkey, true, ret_key);
+	return sm2_key_adopt(pkey, true, NULL, ret_key);
 }
 
 int crypto_sm2_private_scalar(const crypto_sm2_key *key, uint8_t out[CRYPTO_SM2_SCALAR_LEN])
 {
 	if (key == NULL || !key->has_private || out == NULL)
 		return -EINVAL;
-	BIGNUM *d = NULL;
-	int r = -EIO;
-	if (EVP_PKEY_get_bn_param(key->pkey, OSSL_PKEY_PARAM_PRIV_KEY, &d) == 1 &&
-	    BN_bn2binpad(d, out, CRYPTO_SM2_SCALAR_LEN) == CRYPTO_SM2_SCALAR_LEN)
-		r = 0;
-	BN_clear_free(d);
-	return r < 0 ? crypto_fail(r) : 0;
+	sm2_u256_to_be(out, &key->fast.d);
+	return 0;
 }
 
 int crypto_sm2_from_private_scalar(const uint8_t d_bytes[CRYPTO_SM2_SCALAR_LEN],
@@ -284,6 +349,14 @@ int crypto_sm2_from_private_scalar(const uint8_t d_bytes[CRYPTO_SM2_SCALAR_LEN],
 {
 	if (d_bytes == NULL || ret_key == NULL)
 		return -EINVAL;
+	if (!crypto_sm2_use_openssl()) {
+		struct sm2_fast_key fk;
+		int r = sm2_fast_key_set_private(&fk, d_bytes);
+		if (r == 0)
+			r = sm2_key_from_fast(&fk, ret_key);
+		sm2_fast_key_wipe(&fk);
+		return r;
+	}
 	EC_GROUP *group = EC_GROUP_new_by_curve_name(NID_sm2);
 	BN_CTX *bnctx = BN_CTX_secure_new();
 	BIGNUM *d = BN_secure_new(), *limit = BN_new();
@@ -316,7 +389,7 @@ out:
 	EC_GROUP_free(group);
 	if (r < 0)
 		return crypto_fail(r);
-	return sm2_key_adopt(pkey, false, ret_key);
+	return sm2_key_adopt(pkey, false, NULL, ret_key);
 }
 
 int crypto_sm2_fingerprint(const crypto_sm2_key *key, char out[CRYPTO_SM3_HEX_LEN + 1])

@@ -1,0 +1,449 @@
+/*
+ * sm2_ec.c: points of the SM2 curve y^2 = x^3 - 3x + b over GF(p) and the
+ * three scalar multiplications SM2 needs.
+ *
+ * - k * G (signing, key generation, encryption's C1): fixed-base comb with
+ *   4-bit digits over a table of j * 2^(4i) * G (i < 64, 1 <= j <= 15) in
+ *   affine form, built once per process (pthread_once); one mixed addition
+ *   per digit, no doubling. The table entry is read by scanning the whole
+ *   row with masks; zero digits and the starting point at infinity are
+ *   handled by masked selection. Constant time.
+ * - k * P (decryption, encryption's shared point): 4-bit fixed windows from
+ *   the top, 4 doublings and one addition of a masked-lookup entry of
+ *   {0..15} * P per window. Constant time.
+ * - s * G + t * P (verification, public data): s * G from the comb table
+ *   skipping zero digits, t * P by width-5 wNAF; variable time.
+ * The constant-time additions are incomplete formulas: the scalar ranges
+ * used (0 < k < n, n prime, cofactor 1) keep their operands distinct, not
+ * opposite and finite (docs/crypto.md gives the argument); the variable-time
+ * addition handles every case.
+ */
+#include "crypto/sm2_fast.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+/* b in the Montgomery domain; G in the Montgomery domain. */
+static const sm2_u256 SM2_B_M = {{0x90d230632bc0dd42ULL, 0x71cf379ae9b537abULL,
+				  0x527981505ea51c3cULL, 0x240fe188ba20e2c8ULL}};
+static const sm2_aff SM2_G_M = {
+	{{0x61328990f418029eULL, 0x3e7981eddca6c050ULL, 0xd6a1ed99ac24c3c3ULL,
+	  0x91167a5ee1c13b05ULL}},
+	{{0xc1354e593c2d0dddULL, 0xc1f5e5788d3295faULL, 0x8d4cfb066e2a48f8ULL,
+	  0x63cd65d481d735bdULL}},
+};
+
+#define COMB_ROWS    64
+#define COMB_ENTRIES 15
+
+/* comb[i][j - 1] = j * 2^(4i) * G. */
+static sm2_aff comb[COMB_ROWS][COMB_ENTRIES];
+static pthread_once_t comb_once = PTHREAD_ONCE_INIT;
+
+/* ---- point formulas (Jacobian, a = -3) ---- */
+
+/* r = 2 * a. Constant time; infinity (Z = 0) stays infinity. */
+static void jac_double(sm2_jac *r, const sm2_jac *a)
+{
+	sm2_u256 delta, gamma, beta, alpha, t, u;
+	sm2_fp_sqr(&delta, &a->z);
+	sm2_fp_sqr(&gamma, &a->y);
+	sm2_fp_mul(&beta, &a->x, &gamma);
+	sm2_fp_sub(&t, &a->x, &delta);
+	sm2_fp_add(&u, &a->x, &delta);
+	sm2_fp_mul(&alpha, &t, &u);
+	sm2_fp_add(&t, &alpha, &alpha);
+	sm2_fp_add(&alpha, &alpha, &t); /* 3 (x - delta)(x + delta) */
+	/* Z3 = (Y + Z)^2 - gamma - delta */
+	sm2_fp_add(&t, &a->y, &a->z);
+	sm2_fp_sqr(&t, &t);
+	sm2_fp_sub(&t, &t, &gamma);
+	sm2_fp_sub(&r->z, &t, &delta);
+	/* X3 = alpha^2 - 8 beta */
+	sm2_fp_add(&beta, &beta, &beta);
+	sm2_fp_add(&beta, &beta, &beta); /* 4 beta */
+	sm2_fp_sqr(&t, &alpha);
+	sm2_fp_add(&u, &beta, &beta);
+	sm2_fp_sub(&r->x, &t, &u);
+	/* Y3 = alpha (4 beta - X3) - 8 gamma^2 */
+	sm2_fp_sub(&t, &beta, &r->x);
+	sm2_fp_mul(&t, &alpha, &t);
+	sm2_fp_sqr(&u, &gamma);
+	sm2_fp_add(&u, &u, &u);
+	sm2_fp_add(&u, &u, &u);
+	sm2_fp_add(&u, &u, &u);
+	sm2_fp_sub(&r->y, &t, &u);
+}
+
+/* r = a + b with b affine. Constant time; valid only when a and b are
+ * finite and a != +-b. Also sets *ret_h and *ret_rr (H and R of the
+ * formula) for the variable-time caller to detect those cases. */
+static void jac_add_affine(sm2_jac *r, const sm2_jac *a, const sm2_aff *b, sm2_u256 *ret_h,
+			   sm2_u256 *ret_rr)
+{
+	sm2_u256 z1z1, u2, s2, h, rr, hh, hhh, v, t;
+	sm2_fp_sqr(&z1z1, &a->z);
+	sm2_fp_mul(&u2, &b->x, &z1z1);
+	sm2_fp_mul(&s2, &a->z, &z1z1);
+	sm2_fp_mul(&s2, &b->y, &s2);
+	sm2_fp_sub(&h, &u2, &a->x);
+	sm2_fp_sub(&rr, &s2, &a->y);
+	sm2_fp_sqr(&hh, &h);
+	sm2_fp_mul(&hhh, &h, &hh);
+	sm2_fp_mul(&v, &a->x, &hh);
+	sm2_fp_mul(&r->z, &a->z, &h);
+	/* X3 = R^2 - H^3 - 2 V */
+	sm2_fp_sqr(&t, &rr);
+	sm2_fp_sub(&t, &t, &hhh);
+	sm2_fp_sub(&t, &t, &v);
+	sm2_fp_sub(&t, &t, &v);
+	/* Y3 = R (V - X3) - Y1 H^3 */
+	sm2_fp_sub(&v, &v, &t);
+	sm2_fp_mul(&v, &rr, &v);
+	sm2_fp_mul(&hhh, &a->y, &hhh);
+	sm2_fp_sub(&r->y, &v, &hhh);
+	r->x = t;
+	*ret_h = h;
+	*ret_rr = rr;
+}
+
+/* r = a + b, both Jacobian. Constant time; same conditions and outputs as
+ * jac_add_affine. */
+static void jac_add(sm2_jac *r, const sm2_jac *a, const sm2_jac *b, sm2_u256 *ret_h,
+		    sm2_u256 *ret_rr)
+{
+	sm2_u256 z1z1, z2z2, u1, u2, s1, s2, h, rr, hh, hhh, v, t;
+	sm2_fp_sqr(&z1z1, &a->z);
+	sm2_fp_sqr(&z2z2, &b->z);
+	sm2_fp_mul(&u1, &a->x, &z2z2);
+	sm2_fp_mul(&u2, &b->x, &z1z1);
+	sm2_fp_mul(&s1, &b->z, &z2z2);
+	sm2_fp_mul(&s1, &a->y, &s1);
+	sm2_fp_mul(&s2, &a->z, &z1z1);
+	sm2_fp_mul(&s2, &b->y, &s2);
+	sm2_fp_sub(&h, &u2, &u1);
+	sm2_fp_sub(&rr, &s2, &s1);
+	sm2_fp_sqr(&hh, &h);
+	sm2_fp_mul(&hhh, &h, &hh);
+	sm2_fp_mul(&v, &u1, &hh);
+	sm2_fp_mul(&t, &a->z, &b->z);
+	sm2_fp_mul(&r->z, &t, &h);
+	sm2_fp_sqr(&t, &rr);
+	sm2_fp_sub(&t, &t, &hhh);
+	sm2_fp_sub(&t, &t, &v);
+	sm2_fp_sub(&t, &t, &v);
+	sm2_fp_sub(&v, &v, &t);
+	sm2_fp_mul(&v, &rr, &v);
+	sm2_fp_mul(&hhh, &s1, &hhh);
+	sm2_fp_sub(&r->y, &v, &hhh);
+	r->x = t;
+	*ret_h = h;
+	*ret_rr = rr;
+}
+
+static bool jac_is_inf_vt(const sm2_jac *a)
+{
+	return sm2_u256_is_zero(&a->z) != 0;
+}
+
+/* r = a + b for any a, b (variable time). */
+static void jac_add_vt(sm2_jac *r, const sm2_jac *a, const sm2_jac *b)
+{
+	if (jac_is_inf_vt(a)) {
+		*r = *b;
+		return;
+	}
+	if (jac_is_inf_vt(b)) {
+		*r = *a;
+		return;
+	}
+	sm2_jac sum;
+	sm2_u256 h, rr;
+	jac_add(&sum, a, b, &h, &rr);
+	if (sm2_u256_is_zero(&h)) {
+		if (sm2_u256_is_zero(&rr))
+			jac_double(r, a);
+		else
+			memset(r, 0, sizeof(*r)); /* a = -b */
+		return;
+	}
+	*r = sum;
+}
+
+/* r = a + b with b affine, for any a (variable time). */
+static void jac_add_affine_vt(sm2_jac *r, const sm2_jac *a, const sm2_aff *b)
+{
+	if (jac_is_inf_vt(a)) {
+		r->x = b->x;
+		r->y = b->y;
+		r->z = SM2_P_ONE;
+		return;
+	}
+	sm2_jac sum;
+	sm2_u256 h, rr;
+	jac_add_affine(&sum, a, b, &h, &rr);
+	if (sm2_u256_is_zero(&h)) {
+		if (sm2_u256_is_zero(&rr)) {
+			const sm2_jac bj = {b->x, b->y, SM2_P_ONE};
+			jac_double(r, &bj);
+		} else {
+			memset(r, 0, sizeof(*r));
+		}
+		return;
+	}
+	*r = sum;
+}
+
+/* Affine form of a finite point (constant time). */
+static void jac_to_affine(sm2_aff *r, const sm2_jac *a)
+{
+	sm2_u256 zi, zi2, zi3;
+	sm2_fp_inv(&zi, &a->z);
+	sm2_fp_sqr(&zi2, &zi);
+	sm2_fp_mul(&zi3, &zi2, &zi);
+	sm2_fp_mul(&r->x, &a->x, &zi2);
+	sm2_fp_mul(&r->y, &a->y, &zi3);
+}
+
+/* Affine forms of n finite points with one inversion (variable time). */
+static void jac_to_affine_batch_vt(sm2_aff *r, const sm2_jac *a, size_t n)
+{
+	sm2_u256 prod[COMB_ENTRIES], inv, t;
+	prod[0] = a[0].z;
+	for (size_t i = 1; i < n; i++)
+		sm2_fp_mul(&prod[i], &prod[i - 1], &a[i].z);
+	sm2_fp_inv(&inv, &prod[n - 1]);
+	for (size_t i = n; i-- > 0;) {
+		sm2_u256 zi = inv;
+		if (i > 0) {
+			sm2_fp_mul(&zi, &inv, &prod[i - 1]);
+			sm2_fp_mul(&inv, &inv, &a[i].z);
+		}
+		sm2_fp_sqr(&t, &zi);
+		sm2_fp_mul(&r[i].x, &a[i].x, &t);
+		sm2_fp_mul(&t, &t, &zi);
+		sm2_fp_mul(&r[i].y, &a[i].y, &t);
+	}
+}
+
+/* ---- fixed-base table ---- */
+
+static void comb_init(void)
+{
+	sm2_jac row[COMB_ENTRIES];
+	sm2_jac base = {SM2_G_M.x, SM2_G_M.y, SM2_P_ONE};
+	for (int i = 0; i < COMB_ROWS; i++) {
+		row[0] = base;
+		jac_double(&row[1], &base);
+		for (int j = 2; j < COMB_ENTRIES; j++)
+			jac_add_vt(&row[j], &row[j - 1], &base);
+		jac_to_affine_batch_vt(comb[i], row, COMB_ENTRIES);
+		jac_double(&base, &row[7]); /* 16 * base */
+	}
+}
+
+void sm2_ec_init(void)
+{
+	pthread_once(&comb_once, comb_init);
+}
+
+/* r = row[d - 1], or (0, 0) for d = 0, reading every entry. */
+static void comb_lookup(sm2_aff *r, const sm2_aff row[COMB_ENTRIES], uint64_t d)
+{
+	memset(r, 0, sizeof(*r));
+	for (uint64_t j = 0; j < COMB_ENTRIES; j++) {
+		uint64_t mask = sm2_ct_eq64(j + 1, d);
+		sm2_u256_cmov(&r->x, &row[j].x, mask);
+		sm2_u256_cmov(&r->y, &row[j].y, mask);
+	}
+}
+
+static void jac_cmov(sm2_jac *r, const sm2_jac *a, uint64_t mask)
+{
+	sm2_u256_cmov(&r->x, &a->x, mask);
+	sm2_u256_cmov(&r->y, &a->y, mask);
+	sm2_u256_cmov(&r->z, &a->z, mask);
+}
+
+static uint64_t scalar_nibble(const sm2_u256 *k, int i)
+{
+	return (k->w[i / 16] >> (4 * (i % 16))) & 15;
+}
+
+void sm2_ec_mul_base(sm2_aff *r, const sm2_u256 *k)
+{
+	sm2_ec_init();
+	sm2_jac acc, sum;
+	memset(&acc, 0, sizeof(acc));
+	uint64_t inf = ~(uint64_t)0; /* acc is the point at infinity */
+	for (int i = 0; i < COMB_ROWS; i++) {
+		uint64_t d = scalar_nibble(k, i);
+		uint64_t zero = sm2_ct_is_zero64(d);
+		sm2_aff t;
+		sm2_u256 h, rr;
+		comb_lookup(&t, comb[i], d);
+		jac_add_affine(&sum, &acc, &t, &h, &rr);
+		const sm2_jac tj = {t.x, t.y, SM2_P_ONE};
+		jac_cmov(&sum, &tj, inf);
+		jac_cmov(&sum, &acc, zero);
+		acc = sum;
+		inf &= zero;
+	}
+	jac_to_affine(r, &acc);
+}
+
+void sm2_ec_mul(sm2_aff *r, const sm2_u256 *k, const sm2_aff *p)
+{
+	sm2_jac tbl[16], acc, sum, t;
+	sm2_u256 h, rr;
+	memset(&tbl[0], 0, sizeof(tbl[0]));
+	tbl[1].x = p->x;
+	tbl[1].y = p->y;
+	tbl[1].z = SM2_P_ONE;
+	jac_double(&tbl[2], &tbl[1]);
+	/* j * P + P with 2 <= j <= 14: never equal or opposite (n > 16). */
+	for (int j = 3; j < 16; j++)
+		jac_add_affine(&tbl[j], &tbl[j - 1], p, &h, &rr);
+	memset(&acc, 0, sizeof(acc));
+	uint64_t inf = ~(uint64_t)0;
+	for (int i = 63; i >= 0; i--) {
+		for (int j = 0; j < 4; j++)
+			jac_double(&acc, &acc);
+		uint64_t d = scalar_nibble(k, i);
+		uint64_t zero = sm2_ct_is_zero64(d);
+		memset(&t, 0, sizeof(t));
+		for (uint64_t j = 1; j < 16; j++)
+			jac_cmov(&t, &tbl[j], sm2_ct_eq64(j, d));
+		jac_add(&sum, &acc, &t, &h, &rr);
+		jac_cmov(&sum, &t, inf);
+		jac_cmov(&sum, &acc, zero);
+		acc = sum;
+		inf &= zero;
+	}
+	jac_to_affine(r, &acc);
+}
+
+/* ---- verification: s * G + t * P, variable time ---- */
+
+#define WNAF_W     5
+#define WNAF_ODD   (1 << (WNAF_W - 2)) /* odd multiples 1P, 3P, ..., 15P */
+
+/* Width-5 NAF of t < 2^256: digits in {0, +-1, +-3, ..., +-15}, least
+ * significant first; returns the number of digits (at most 257). */
+static int wnaf(int8_t out[257], const sm2_u256 *t)
+{
+	uint64_t k[5] = {t->w[0], t->w[1], t->w[2], t->w[3], 0};
+	int len = 0;
+	while ((k[0] | k[1] | k[2] | k[3] | k[4]) != 0) {
+		int d = 0;
+		if (k[0] & 1) {
+			d = (int)(k[0] & 31);
+			if (d >= 16)
+				d -= 32;
+			/* k -= d */
+			if (d > 0) {
+				uint64_t borrow = (uint64_t)d;
+				for (int i = 0; i < 5 && borrow; i++) {
+					uint64_t old = k[i];
+					k[i] -= borrow;
+					borrow = old < borrow;
+				}
+			} else {
+				uint64_t carry = (uint64_t)(-d);
+				for (int i = 0; i < 5 && carry; i++) {
+					k[i] += carry;
+					carry = k[i] < carry;
+				}
+			}
+		}
+		out[len++] = (int8_t)d;
+		for (int i = 0; i < 4; i++)
+			k[i] = k[i] >> 1 | k[i + 1] << 63;
+		k[4] >>= 1;
+	}
+	return len;
+}
+
+void sm2_ec_mul_double_vt(sm2_jac *r, const sm2_u256 *s, const sm2_u256 *t, const sm2_aff *p)
+{
+	sm2_ec_init();
+	/* s * G */
+	sm2_jac sg;
+	memset(&sg, 0, sizeof(sg));
+	for (int i = 0; i < COMB_ROWS; i++) {
+		uint64_t d = scalar_nibble(s, i);
+		if (d != 0)
+			jac_add_affine_vt(&sg, &sg, &comb[i][d - 1]);
+	}
+	/* t * P */
+	sm2_jac odd[WNAF_ODD], p2, acc;
+	odd[0].x = p->x;
+	odd[0].y = p->y;
+	odd[0].z = SM2_P_ONE;
+	jac_double(&p2, &odd[0]);
+	for (int i = 1; i < WNAF_ODD; i++)
+		jac_add_vt(&odd[i], &odd[i - 1], &p2);
+	int8_t digits[257];
+	int len = wnaf(digits, t);
+	memset(&acc, 0, sizeof(acc));
+	for (int i = len - 1; i >= 0; i--) {
+		if (!jac_is_inf_vt(&acc))
+			jac_double(&acc, &acc);
+		int d = digits[i];
+		if (d > 0) {
+			jac_add_vt(&acc, &acc, &odd[d / 2]);
+		} else if (d < 0) {
+			sm2_jac neg = odd[-d / 2];
+			sm2_fp_neg(&neg.y, &neg.y);
+			jac_add_vt(&acc, &acc, &neg);
+		}
+	}
+	jac_add_vt(r, &sg, &acc);
+}
+
+bool sm2_ec_jac_x_equals_vt(const sm2_jac *q, const sm2_u256 *x)
+{
+	if (jac_is_inf_vt(q))
+		return false;
+	sm2_u256 xm, zz;
+	sm2_fp_to_mont(&xm, x);
+	sm2_fp_sqr(&zz, &q->z);
+	sm2_fp_mul(&xm, &xm, &zz);
+	return sm2_u256_eq(&xm, &q->x) != 0;
+}
+
+/* ---- encoding and validation ---- */
+
+int sm2_ec_point_from_bytes(sm2_aff *r, const uint8_t xb[32], const uint8_t yb[32])
+{
+	sm2_u256 x, y, lhs, rhs, t;
+	sm2_u256_from_be(&x, xb);
+	sm2_u256_from_be(&y, yb);
+	if (!sm2_u256_lt(&x, &SM2_P) || !sm2_u256_lt(&y, &SM2_P))
+		return -EINVAL;
+	sm2_fp_to_mont(&x, &x);
+	sm2_fp_to_mont(&y, &y);
+	/* y^2 == x^3 - 3x + b */
+	sm2_fp_sqr(&lhs, &y);
+	sm2_fp_sqr(&rhs, &x);
+	sm2_fp_mul(&rhs, &rhs, &x);
+	sm2_fp_add(&t, &x, &x);
+	sm2_fp_add(&t, &t, &x);
+	sm2_fp_sub(&rhs, &rhs, &t);
+	sm2_fp_add(&rhs, &rhs, &SM2_B_M);
+	if (!sm2_u256_eq(&lhs, &rhs))
+		return -EINVAL;
+	r->x = x;
+	r->y = y;
+	return 0;
+}
+
+void sm2_ec_point_to_bytes(const sm2_aff *p, uint8_t xb[32], uint8_t yb[32])
+{
+	sm2_u256 t;
+	sm2_fp_from_mont(&t, &p->x);
+	sm2_u256_to_be(xb, &t);
+	sm2_fp_from_mont(&t, &p->y);
+	sm2_u256_to_be(yb, &t);
+}
