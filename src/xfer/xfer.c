@@ -80,8 +80,8 @@ int xfer_object_url(const char *prefix, const char *name, char *out, size_t cap)
 	const char *authority = strstr(prefix, "://") + 3;
 	size_t base_len = strcspn(prefix, "?");
 	const char *query = prefix[base_len] == '?' ? prefix + base_len : "";
-	if (base_len == (size_t)(authority - prefix) && !has_prefix_ci(prefix, "file://"))
-		return -EINVAL; /* http:// with no host */
+	if (base_len == (size_t)(authority - prefix))
+		return -EINVAL; /* nothing after "scheme://" */
 	bool slash = base_len > 0 && prefix[base_len - 1] == '/';
 	size_t need = base_len + (slash ? 0 : 1) + nlen + strlen(query) + 1;
 	if (need > cap || need > XFER_URL_MAX)
@@ -242,10 +242,10 @@ static int file_upload(const char *url, int fd, uint64_t size, char *msg, size_t
 	char *slash = strrchr(path, '/');
 	const char *base = slash + 1;
 	*slash = '\0';
-	dirfd = open(slash == path ? "/" : path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	const char *folder = slash == path ? "/" : path;
+	dirfd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0) {
-		set_msg(msg, msglen, "upload: folder %s: %s", slash == path ? "/" : path,
-			strerror(errno));
+		set_msg(msg, msglen, "upload: folder %s: %s", folder, strerror(errno));
 		rc = GMT_E_UPLOAD;
 		goto done;
 	}
@@ -266,7 +266,7 @@ static int file_upload(const char *url, int fd, uint64_t size, char *msg, size_t
 	snprintf(tmp, tlen, "%s.tmp-%s", base, hex);
 	out = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (out < 0) {
-		set_msg(msg, msglen, "upload: create %s in %s: %s", tmp, path, strerror(errno));
+		set_msg(msg, msglen, "upload: create %s in %s: %s", tmp, folder, strerror(errno));
 		rc = GMT_E_UPLOAD;
 		goto done;
 	}
@@ -282,7 +282,7 @@ static int file_upload(const char *url, int fd, uint64_t size, char *msg, size_t
 		}
 		r = write_all(out, buf, n);
 		if (r < 0) {
-			set_msg(msg, msglen, "upload: write %s/%s: %s", path, tmp, strerror(-r));
+			set_msg(msg, msglen, "upload: write %s in %s: %s", tmp, folder, strerror(-r));
 			rc = GMT_E_UPLOAD;
 			goto done;
 		}
@@ -290,19 +290,19 @@ static int file_upload(const char *url, int fd, uint64_t size, char *msg, size_t
 	}
 	if (fsync(out) < 0 || close(out) < 0) {
 		out = -1;
-		set_msg(msg, msglen, "upload: fsync %s/%s: %s", path, tmp, strerror(errno));
+		set_msg(msg, msglen, "upload: fsync %s in %s: %s", tmp, folder, strerror(errno));
 		rc = GMT_E_UPLOAD;
 		goto done;
 	}
 	out = -1;
 	if (renameat(dirfd, tmp, dirfd, base) < 0) {
-		set_msg(msg, msglen, "upload: rename to %s/%s: %s", path, base, strerror(errno));
+		set_msg(msg, msglen, "upload: rename to %s in %s: %s", base, folder, strerror(errno));
 		rc = GMT_E_UPLOAD;
 		goto done;
 	}
 	created = false;
 	if (fsync(dirfd) < 0) {
-		set_msg(msg, msglen, "upload: fsync folder %s: %s", path, strerror(errno));
+		set_msg(msg, msglen, "upload: fsync folder %s: %s", folder, strerror(errno));
 		rc = GMT_E_UPLOAD;
 		goto done;
 	}

@@ -65,7 +65,8 @@ static void test_object_url(void **state)
 		{"https://h/p", "."},      {"https://h/p", "a b"},   {"https://h/p", "a?b"},
 		{"https://h/p", "a%2f"},   {"https://h/p", "ä"},     {"ftp://h/p", "a"},
 		{"h/p", "a"},              {"https://h/p#f", "a"},   {"https://", "a"},
-		{"https://h/p q", "a"},    {"https://h/p\n", "a"},
+		{"https://h/p q", "a"},    {"https://h/p\n", "a"},   {"file://", "a"},
+		{"https://?q=1", "a"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		strcpy(out, "untouched");
@@ -328,6 +329,13 @@ static void test_file_errors(void **state)
 	snprintf(url, sizeof(url), "file://%s", src);
 	assert_int_equal(xfer_download(url, ro, 1000, NULL, &size, sm3, msg, sizeof(msg)), 5001);
 	close(ro);
+	/* ENOSPC writing fd (/dev/full): 5001. */
+	int full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+	assert_true(full >= 0);
+	assert_int_equal(xfer_download(url, full, 1000, NULL, &size, sm3, msg, sizeof(msg)),
+			 5001);
+	assert_non_null(strstr(msg, "No space left"));
+	close(full);
 	/* A NULL msg is allowed. */
 	assert_int_equal(xfer_download(url, out, 1000, NULL, &size, sm3, NULL, 0), 0);
 	close(fd);

@@ -260,6 +260,13 @@ static void test_failures(void **state)
 	snprintf(url, sizeof(url), "%s/images/rt-1", base_url);
 	assert_int_equal(xfer_download(url, ro, 1 << 20, NULL, &got, sm3, msg, sizeof(msg)), 5001);
 	close(ro);
+	/* ENOSPC writing fd (/dev/full): 5001. */
+	int full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+	assert_true(full >= 0);
+	assert_int_equal(xfer_download(url, full, 1 << 20, NULL, &got, sm3, msg, sizeof(msg)),
+			 5001);
+	assert_non_null(strstr(msg, "No space left"));
+	close(full);
 	free(data);
 	close(out);
 	close(fd);
