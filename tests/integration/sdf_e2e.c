@@ -1284,12 +1284,15 @@ static int scenario_threads(int argc, char **argv)
 		if (!colon)
 			return 2;
 		*colon = 0;
-		unsigned int index = (unsigned int)strtoul(colon + 1, NULL, 10);
+		char *end;
+		unsigned long index = strtoul(colon + 1, &end, 10);
+		if (*end || index < 1 || index > 1000000)
+			return 2;
 		if (!expect_rc(SDFX_OpenDeviceWithConfig(argv[a], &devs[a]), SDR_OK, argv[a]))
 			return 1;
 		for (int k = 0; k < 2; k++) {
 			w[nw].conf = argv[a];
-			w[nw].index = index;
+			w[nw].index = (unsigned int)index;
 			w[nw].dev = k == 0 ? devs[a] : NULL;
 			w[nw].id = nw;
 			nw++;
@@ -1300,7 +1303,7 @@ static int scenario_threads(int argc, char **argv)
 				return 1;
 			for (int k = 0; k < 2; k++) {
 				w[nw].conf = argv[a];
-				w[nw].index = index;
+				w[nw].index = (unsigned int)index;
 				w[nw].dev = devs[a];
 				w[nw].session = shared_s;
 				w[nw].id = nw;
