@@ -117,7 +117,8 @@ static void make_argv(struct argv_buf *b, const char *prefix, const char *line)
 static int parse_line(const char *prefix, const char *line, struct cli_invocation *inv,
 		      char *err, size_t errlen)
 {
-	struct argv_buf b;
+	/* static: the invocation's strings point into argv until the next call */
+	static struct argv_buf b;
 	const struct cli_command *scmd = NULL;
 	const char *sgroup = NULL;
 	make_argv(&b, prefix, line);
