@@ -436,19 +436,48 @@ static inline __attribute__((always_inline)) void sm2_fp_from_mont(sm2_u256 *r, 
 		*r = acc;                                                           \
 	}
 
-static inline __attribute__((always_inline)) void sm2_fp_mul_fn(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b)
+/* r = a^(2^k) */
+static inline void sm2_fp_sqr_n(sm2_u256 *r, const sm2_u256 *a, int k)
 {
-	sm2_fp_mul(r, a, b);
+	*r = *a;
+	for (int i = 0; i < k; i++)
+		sm2_fp_sqr(r, r);
 }
 
-SM2_DEFINE_POW(sm2_fp_pow, sm2_fp_mul_fn, SM2_P_ONE)
-
-/* r = a^-1 (Fermat: a^(p-2)); 0 maps to 0. */
-static inline __attribute__((always_inline)) void sm2_fp_inv(sm2_u256 *r, const sm2_u256 *a)
+/* r = a^-1 (Fermat: a^(p-2)); 0 maps to 0. An addition chain for
+ * p - 2 = [31 ones] 0 [128 ones] [32 zeros] [62 ones] 0 1 (bits from the
+ * top): 255 squarings and 14 multiplications, all fixed. */
+static inline void sm2_fp_inv(sm2_u256 *r, const sm2_u256 *a)
 {
-	const sm2_u256 e = {{0xfffffffffffffffdULL, 0xffffffff00000000ULL, 0xffffffffffffffffULL,
-			     0xfffffffeffffffffULL}};
-	sm2_fp_pow(r, a, &e);
+	sm2_u256 x2, x3, x6, x12, x15, x30, x31, x32, acc;
+	sm2_fp_sqr(&x2, a);
+	sm2_fp_mul(&x2, &x2, a);            /* 2^2 - 1 */
+	sm2_fp_sqr(&x3, &x2);
+	sm2_fp_mul(&x3, &x3, a);            /* 2^3 - 1 */
+	sm2_fp_sqr_n(&x6, &x3, 3);
+	sm2_fp_mul(&x6, &x6, &x3);          /* 2^6 - 1 */
+	sm2_fp_sqr_n(&x12, &x6, 6);
+	sm2_fp_mul(&x12, &x12, &x6);        /* 2^12 - 1 */
+	sm2_fp_sqr_n(&x15, &x12, 3);
+	sm2_fp_mul(&x15, &x15, &x3);        /* 2^15 - 1 */
+	sm2_fp_sqr_n(&x30, &x15, 15);
+	sm2_fp_mul(&x30, &x30, &x15);       /* 2^30 - 1 */
+	sm2_fp_sqr(&x31, &x30);
+	sm2_fp_mul(&x31, &x31, a);          /* 2^31 - 1 */
+	sm2_fp_sqr(&x32, &x31);
+	sm2_fp_mul(&x32, &x32, a);          /* 2^32 - 1 */
+	sm2_fp_sqr(&acc, &x31);             /* 31 ones, 0 */
+	for (int i = 0; i < 4; i++) {       /* 128 ones */
+		sm2_fp_sqr_n(&acc, &acc, 32);
+		sm2_fp_mul(&acc, &acc, &x32);
+	}
+	sm2_fp_sqr_n(&acc, &acc, 32);       /* 32 zeros */
+	sm2_fp_sqr_n(&acc, &acc, 32);       /* 62 ones */
+	sm2_fp_mul(&acc, &acc, &x32);
+	sm2_fp_sqr_n(&acc, &acc, 30);
+	sm2_fp_mul(&acc, &acc, &x30);
+	sm2_fp_sqr_n(&acc, &acc, 2);        /* 0 1 */
+	sm2_fp_mul(r, &acc, a);
 }
 
 /* ---- scalars mod n ---- */
