@@ -112,6 +112,20 @@ static int domain_key(struct api_ctx *ctx, uint8_t key[IMAGE_DOMAIN_KEY_LEN], ch
 	return GMT_OK;
 }
 
+/* Frees an upload address after overwriting its URL and header values,
+ * which may hold credentials. Accepts NULL. */
+static void free_upload_config(json_t *cfg)
+{
+	json_t *url = json_object_get(cfg, "url"), *v;
+	const char *k;
+	if (json_is_string(url))
+		crypto_wipe((char *)json_string_value(url), json_string_length(url));
+	json_object_foreach(json_object_get(cfg, "headers"), k, v)
+		if (json_is_string(v))
+			crypto_wipe((char *)json_string_value(v), json_string_length(v));
+	json_decref(cfg);
+}
+
 /* The 7.2.6 upload address {url, headers} (a new reference, secret: it
  * may hold credentials). 3007 when unset. */
 static int upload_config(struct api_ctx *ctx, json_t **ret_cfg, char *msg, size_t msglen)
@@ -128,7 +142,7 @@ static int upload_config(struct api_ctx *ctx, json_t **ret_cfg, char *msg, size_
 	json_t *cfg = json_loadb((const char *)raw, len, 0, NULL);
 	crypto_free_secret(raw, len);
 	if (!json_is_string(json_object_get(cfg, "url"))) {
-		json_decref(cfg);
+		free_upload_config(cfg);
 		snprintf(msg, msglen, "the stored image upload address is unreadable");
 		return GMT_E_STORAGE;
 	}
@@ -396,7 +410,7 @@ static int run_export(struct api_ctx *ctx, struct export_job *j, char *msg, size
 		code = export_upload(j, cfg, fd, msg, msglen);
 	if (fd >= 0)
 		close(fd);
-	json_decref(cfg);
+	free_upload_config(cfg);
 	if (code == GMT_OK) {
 		char size_s[24];
 		snprintf(size_s, sizeof(size_s), "%llu", (unsigned long long)j->size);
@@ -963,10 +977,9 @@ static int chsm_import(struct api_ctx *ctx, const json_t *params, bool restore,
 	json_t *stopped = NULL;
 	struct chsm_apply c = {restore, json_is_true(json_object_get(params, "replaceExisting")),
 			       json_array(), json_array()};
-	if (!url || !sm3)
-		return GMT_E_INTERNAL;
-	int code = fetch_image(ctx, url, sm3, restore ? IMAGE_BACKUP : IMAGE_CHSM, &r, &fd, msg,
-			       msglen);
+	int code = url && sm3 ? fetch_image(ctx, url, sm3, restore ? IMAGE_BACKUP : IMAGE_CHSM, &r,
+					    &fd, msg, msglen)
+			      : GMT_E_INTERNAL;
 	if (code != GMT_OK)
 		goto out;
 	const json_t *hdr = image_reader_header(r);

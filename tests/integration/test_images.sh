@@ -302,7 +302,7 @@ task_fails "7.2.13 with a wrong sm3" 4008 POST $F/chsm/restore "{\"url\":\"$BK_U
 check "a failed restore leaves src running" vsm_state_is src running
 # the restore, with a chsmd that pauses in it, to see other requests refused
 chsm_stop
-CHSM_TEST_IMPORT_DELAY_MS=3000 chsm_start
+CHSM_TEST_IMPORT_DELAY_MS=2000 chsm_start
 OTHER_PIDS="$OTHER_PIDS $CHSMD_PID"
 chsm_save A
 eventually 15 vsm_state_is src running
