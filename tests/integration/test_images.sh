@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Images (PROFILE.md §9-§10): 7.3.5/7.3.6 VSM images, 7.2.8/7.2.9 CHSM
 # images, 7.2.12/7.2.13 backup and restore, between three CHSMs on
-# loopback: A and B in one security domain, C in another. Keys are made
+# loopback: A and B in one security domain, C in another (and D, of A's
+# domain with room for one VSM, for 3004). Keys are made
 # through the VSM service (vsmtool); a key exported from a running VSM of A
 # signs on B, verified by the openssl CLI with A's public key; every import
 # check fails with its exact code (4001-4008) and leaves the target exactly
@@ -28,11 +29,11 @@ trap images_cleanup EXIT
 printf 'the-shared-domain-secret\n' > "$IT_DIR/domain1"
 printf 'another-domain-secret\n' > "$IT_DIR/domain2"
 
-# new_chsm NAME DOMAINFILE: inits and starts a CHSM, enrolls the platform
-# key (one platform key for all three), and saves it as NAME.
+# new_chsm NAME DOMAINFILE [INIT OPTIONS]: inits and starts a CHSM, enrolls
+# the platform key (one platform key for all of them), and saves it as NAME.
 new_chsm() {
   STATE=$IT_DIR/$1 CHSMD_LOG=$IT_DIR/$1.log
-  chsm_init --domain-name "dom-$2" --domain-secret-file "$IT_DIR/$2"
+  chsm_init --domain-name "dom-$2" --domain-secret-file "$IT_DIR/$2" "${@:3}"
   chsm_start
   OTHER_PIDS="$OTHER_PIDS $CHSMD_PID"
   if [ -z "${SIGN_KEY:-}" ]; then
@@ -239,6 +240,27 @@ check "src on B keeps its network" jqt "$RESP_BODY" ".data.network.port == $PS a
 task_fails "7.2.9 again: the VSMs exist" 3002 POST $F/chsm/image/import "{\"url\":\"$CI_URL\",\"sm3\":\"$CI_SM3\"}"
 task_ok "7.2.9 again with replaceExisting" POST $F/chsm/image/import "{\"url\":\"$CI_URL\",\"sm3\":\"$CI_SM3\",\"replaceExisting\":true}"
 check "src on B after the replace: same digest" [ "$(digest_of src)" = "$SRC_DIGEST" ]
+# an imported VSM keeps its address: one taken by another VSM is 3009, and
+# the whole import is undone: s2 (first in the image, replaced before src
+# clashes) keeps the token it got on B since
+gmt_request PUT $F/vsms/s2/token "{\"tokenId\":\"b-only\",\"secret\":\"$(openssl rand -base64 16)\"}"
+expect "a token for s2 on B" 0 200
+task_ok "delete src on B" DELETE $F/vsms/src
+create_vsm clash "$PS"
+S2_B=$(status_of s2)
+task_fails "7.2.9 while src's address is taken on B" 3009 POST $F/chsm/image/import \
+  "{\"url\":\"$CI_URL\",\"sm3\":\"$CI_SM3\",\"replaceExisting\":true}"
+check "after the 3009: s2 exactly as before (stateVersion, keyCount, stateDigest)" [ "$(status_of s2)" = "$S2_B" ]
+gmt_request GET $F/vsms/src
+expect "after the 3009: src not re-created" 3001 404
+task_ok "delete clash" DELETE $F/vsms/clash
+# more VSMs than the capacity: 3004, nothing created
+new_chsm D domain1 --max-vsms 1
+task_fails "7.2.9 of two VSMs on a CHSM of maxVsms 1" 3004 POST $F/chsm/image/import \
+  "{\"url\":\"$CI_URL\",\"sm3\":\"$CI_SM3\"}"
+gmt_request GET $F/vsms
+check "D holds no VSM after the 3004" jqt "$RESP_BODY" '.data.vsms == []'
+chsm_use B
 task_fails "7.2.9 of a VSM image" 4003 POST $F/chsm/image/import "{\"url\":\"$C_URL\",\"sm3\":\"$C_SM3\"}"
 chsm_use C
 task_ok "7.2.8 on C (another domain)" POST $F/chsm/image/export '{}'
@@ -359,7 +381,7 @@ gmt_request GET $F/chsm/status
 check "A's answers are still signed by A's device key" response_signature_ok "$LAST_NONCE"
 
 # ---- no secret in any log ----
-for n in A B C; do
+for n in A B C D; do
   check "chsmd $n: no token secret in its log" eval '! grep -qF "$(cat "$IT_DIR/src.b64")" "$IT_DIR/$n.log"'
 done
 it_end
