@@ -19,6 +19,12 @@
 
 typedef unsigned __int128 sm2_u128;
 
+/* The arithmetic is inlined into the point formulas, and its short fixed
+ * loops unrolled, even at -O2 (RelWithDebInfo): otherwise limbs live in
+ * memory and a multiplication costs twice as much. */
+#define SM2_INLINE static inline __attribute__((always_inline))
+#define SM2_UNROLL _Pragma("GCC unroll 8")
+
 typedef struct {
 	uint64_t w[4];
 } sm2_u256;
@@ -67,43 +73,43 @@ static const sm2_u256 SM2_N_ONE = {{0xac440bf6c62abeddULL, 0x8dfc2094de39fad4ULL
 /* ---- constant-time helpers ---- */
 
 /* All ones when x == 0, else 0. */
-static inline __attribute__((always_inline)) uint64_t sm2_ct_is_zero64(uint64_t x)
+SM2_INLINE uint64_t sm2_ct_is_zero64(uint64_t x)
 {
 	return (uint64_t)0 - ((~x & (x - 1)) >> 63);
 }
 
 /* All ones when a == b, else 0. */
-static inline __attribute__((always_inline)) uint64_t sm2_ct_eq64(uint64_t a, uint64_t b)
+SM2_INLINE uint64_t sm2_ct_eq64(uint64_t a, uint64_t b)
 {
 	return sm2_ct_is_zero64(a ^ b);
 }
 
 /* All ones when a == 0, else 0. */
-static inline __attribute__((always_inline)) uint64_t sm2_u256_is_zero(const sm2_u256 *a)
+SM2_INLINE uint64_t sm2_u256_is_zero(const sm2_u256 *a)
 {
 	return sm2_ct_is_zero64(a->w[0] | a->w[1] | a->w[2] | a->w[3]);
 }
 
 /* All ones when a == b, else 0. */
-static inline __attribute__((always_inline)) uint64_t sm2_u256_eq(const sm2_u256 *a, const sm2_u256 *b)
+SM2_INLINE uint64_t sm2_u256_eq(const sm2_u256 *a, const sm2_u256 *b)
 {
 	return sm2_ct_is_zero64((a->w[0] ^ b->w[0]) | (a->w[1] ^ b->w[1]) |
 				(a->w[2] ^ b->w[2]) | (a->w[3] ^ b->w[3]));
 }
 
 /* r = mask ? a : r, with mask all ones or zero. */
-static inline __attribute__((always_inline)) void sm2_u256_cmov(sm2_u256 *r, const sm2_u256 *a, uint64_t mask)
+SM2_INLINE void sm2_u256_cmov(sm2_u256 *r, const sm2_u256 *a, uint64_t mask)
 {
-	_Pragma("GCC unroll 8")
+	SM2_UNROLL
 	for (int i = 0; i < 4; i++)
 		r->w[i] = (r->w[i] & ~mask) | (a->w[i] & mask);
 }
 
 /* r = a - b over 256 bits; returns the borrow (0 or 1). */
-static inline __attribute__((always_inline)) uint64_t sm2_u256_sub(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b)
+SM2_INLINE uint64_t sm2_u256_sub(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b)
 {
 	uint64_t borrow = 0;
-	_Pragma("GCC unroll 8")
+	SM2_UNROLL
 	for (int i = 0; i < 4; i++) {
 		sm2_u128 d = (sm2_u128)a->w[i] - b->w[i] - borrow;
 		r->w[i] = (uint64_t)d;
@@ -113,10 +119,10 @@ static inline __attribute__((always_inline)) uint64_t sm2_u256_sub(sm2_u256 *r, 
 }
 
 /* r = a + b over 256 bits; returns the carry (0 or 1). */
-static inline __attribute__((always_inline)) uint64_t sm2_u256_add(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b)
+SM2_INLINE uint64_t sm2_u256_add(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b)
 {
 	uint64_t carry = 0;
-	_Pragma("GCC unroll 8")
+	SM2_UNROLL
 	for (int i = 0; i < 4; i++) {
 		sm2_u128 s = (sm2_u128)a->w[i] + b->w[i] + carry;
 		r->w[i] = (uint64_t)s;
@@ -126,30 +132,30 @@ static inline __attribute__((always_inline)) uint64_t sm2_u256_add(sm2_u256 *r, 
 }
 
 /* All ones when a < b (as 256-bit integers), else 0. */
-static inline __attribute__((always_inline)) uint64_t sm2_u256_lt(const sm2_u256 *a, const sm2_u256 *b)
+SM2_INLINE uint64_t sm2_u256_lt(const sm2_u256 *a, const sm2_u256 *b)
 {
 	sm2_u256 t;
 	return (uint64_t)0 - sm2_u256_sub(&t, a, b);
 }
 
 /* Big-endian 32 bytes <-> limbs. */
-static inline __attribute__((always_inline)) void sm2_u256_from_be(sm2_u256 *r, const uint8_t in[32])
+SM2_INLINE void sm2_u256_from_be(sm2_u256 *r, const uint8_t in[32])
 {
-	_Pragma("GCC unroll 8")
+	SM2_UNROLL
 	for (int i = 0; i < 4; i++) {
 		uint64_t v = 0;
-		_Pragma("GCC unroll 8")
+		SM2_UNROLL
 		for (int j = 0; j < 8; j++)
 			v = v << 8 | in[(3 - i) * 8 + j];
 		r->w[i] = v;
 	}
 }
 
-static inline __attribute__((always_inline)) void sm2_u256_to_be(uint8_t out[32], const sm2_u256 *a)
+SM2_INLINE void sm2_u256_to_be(uint8_t out[32], const sm2_u256 *a)
 {
-	_Pragma("GCC unroll 8")
+	SM2_UNROLL
 	for (int i = 0; i < 4; i++)
-		_Pragma("GCC unroll 8")
+		SM2_UNROLL
 		for (int j = 0; j < 8; j++)
 			out[(3 - i) * 8 + j] = (uint8_t)(a->w[i] >> (56 - 8 * j));
 }
@@ -157,7 +163,7 @@ static inline __attribute__((always_inline)) void sm2_u256_to_be(uint8_t out[32]
 /* ---- modular addition and subtraction (any modulus m) ---- */
 
 /* r = a + b mod m, for a, b < m. */
-static inline __attribute__((always_inline)) void sm2_mod_add(sm2_u256 *r, const sm2_u256 *a,
+SM2_INLINE void sm2_mod_add(sm2_u256 *r, const sm2_u256 *a,
 							       const sm2_u256 *b, const sm2_u256 *m)
 {
 	uint64_t s0, s1, s2, s3, u0, u1, u2, u3;
@@ -179,7 +185,7 @@ static inline __attribute__((always_inline)) void sm2_mod_add(sm2_u256 *r, const
 }
 
 /* r = a - b mod m, for a, b < m. */
-static inline __attribute__((always_inline)) void sm2_mod_sub(sm2_u256 *r, const sm2_u256 *a,
+SM2_INLINE void sm2_mod_sub(sm2_u256 *r, const sm2_u256 *a,
 							       const sm2_u256 *b, const sm2_u256 *m)
 {
 	uint64_t d0, d1, d2, d3;
@@ -197,11 +203,11 @@ static inline __attribute__((always_inline)) void sm2_mod_sub(sm2_u256 *r, const
 }
 
 /* r = a mod m for any a < 2^256 when m > 2^255 (one conditional subtraction). */
-static inline __attribute__((always_inline)) void sm2_mod_reduce_once(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *m)
+SM2_INLINE void sm2_mod_reduce_once(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *m)
 {
 	sm2_u256 t;
 	uint64_t keep = (uint64_t)0 - sm2_u256_sub(&t, a, m);
-	_Pragma("GCC unroll 8")
+	SM2_UNROLL
 	for (int i = 0; i < 4; i++)
 		r->w[i] = (a->w[i] & keep) | (t.w[i] & ~keep);
 }
@@ -209,7 +215,7 @@ static inline __attribute__((always_inline)) void sm2_mod_reduce_once(sm2_u256 *
 /* ---- Montgomery multiplication ---- */
 
 /* Final step shared by the multiplications: (hi, t) < 2m; r = that mod m. */
-static inline __attribute__((always_inline)) void sm2_mont_final(sm2_u256 *r, uint64_t hi,
+SM2_INLINE void sm2_mont_final(sm2_u256 *r, uint64_t hi,
 								  const sm2_u256 *t,
 								  const sm2_u256 *m)
 {
@@ -228,11 +234,11 @@ static inline __attribute__((always_inline)) void sm2_mont_final(sm2_u256 *r, ui
 
 /* r = a * b / 2^256 mod m for an odd m with m0 = -m^-1 mod 2^64; a < 2^256,
  * b < m. Word-by-word (CIOS) Montgomery multiplication. */
-static inline __attribute__((always_inline)) void sm2_mont_mul(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b,
+SM2_INLINE void sm2_mont_mul(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b,
 				const sm2_u256 *m, uint64_t m0)
 {
 	uint64_t t0 = 0, t1 = 0, t2 = 0, t3 = 0, t4 = 0;
-	_Pragma("GCC unroll 8")
+	SM2_UNROLL
 	for (int i = 0; i < 4; i++) {
 		uint64_t bi = b->w[i];
 		sm2_u128 c = (sm2_u128)a->w[0] * bi + t0;
@@ -314,7 +320,7 @@ static inline __attribute__((always_inline)) void sm2_mont_mul(sm2_u256 *r, cons
 
 /* ---- field mod p (Montgomery domain) ---- */
 
-static inline __attribute__((always_inline)) void sm2_fp_mul(sm2_u256 *r, const sm2_u256 *a,
+SM2_INLINE void sm2_fp_mul(sm2_u256 *r, const sm2_u256 *a,
 							      const sm2_u256 *b)
 {
 	uint64_t t0, t1, t2, t3, t4 = 0, t5 = 0, t6 = 0, t7 = 0, c0, c1, c2, c3;
@@ -334,7 +340,7 @@ static inline __attribute__((always_inline)) void sm2_fp_mul(sm2_u256 *r, const 
 	sm2_mont_final(r, c3, &t, &SM2_P);
 }
 
-static inline __attribute__((always_inline)) void sm2_fp_sqr(sm2_u256 *r, const sm2_u256 *a)
+SM2_INLINE void sm2_fp_sqr(sm2_u256 *r, const sm2_u256 *a)
 {
 	uint64_t a0 = a->w[0], a1 = a->w[1], a2 = a->w[2], a3 = a->w[3];
 	uint64_t x0, x1, x2, x3, x4, x5, x6, x7, c0, c1, c2, c3;
@@ -389,28 +395,28 @@ static inline __attribute__((always_inline)) void sm2_fp_sqr(sm2_u256 *r, const 
 	sm2_mont_final(r, c3, &t, &SM2_P);
 }
 
-static inline __attribute__((always_inline)) void sm2_fp_add(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b)
+SM2_INLINE void sm2_fp_add(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b)
 {
 	sm2_mod_add(r, a, b, &SM2_P);
 }
 
-static inline __attribute__((always_inline)) void sm2_fp_sub(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b)
+SM2_INLINE void sm2_fp_sub(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b)
 {
 	sm2_mod_sub(r, a, b, &SM2_P);
 }
 
-static inline __attribute__((always_inline)) void sm2_fp_neg(sm2_u256 *r, const sm2_u256 *a)
+SM2_INLINE void sm2_fp_neg(sm2_u256 *r, const sm2_u256 *a)
 {
 	const sm2_u256 zero = {{0, 0, 0, 0}};
 	sm2_mod_sub(r, &zero, a, &SM2_P);
 }
 
-static inline __attribute__((always_inline)) void sm2_fp_to_mont(sm2_u256 *r, const sm2_u256 *a)
+SM2_INLINE void sm2_fp_to_mont(sm2_u256 *r, const sm2_u256 *a)
 {
 	sm2_fp_mul(r, a, &SM2_P_RR);
 }
 
-static inline __attribute__((always_inline)) void sm2_fp_from_mont(sm2_u256 *r, const sm2_u256 *a)
+SM2_INLINE void sm2_fp_from_mont(sm2_u256 *r, const sm2_u256 *a)
 {
 	const sm2_u256 one = {{1, 0, 0, 0}};
 	sm2_fp_mul(r, a, &one);
@@ -482,22 +488,22 @@ static inline void sm2_fp_inv(sm2_u256 *r, const sm2_u256 *a)
 
 /* ---- scalars mod n ---- */
 
-static inline __attribute__((always_inline)) void sm2_fn_mul(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b)
+SM2_INLINE void sm2_fn_mul(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b)
 {
 	sm2_mont_mul(r, a, b, &SM2_N, SM2_N0);
 }
 
-static inline __attribute__((always_inline)) void sm2_fn_add(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b)
+SM2_INLINE void sm2_fn_add(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b)
 {
 	sm2_mod_add(r, a, b, &SM2_N);
 }
 
-static inline __attribute__((always_inline)) void sm2_fn_sub(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b)
+SM2_INLINE void sm2_fn_sub(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b)
 {
 	sm2_mod_sub(r, a, b, &SM2_N);
 }
 
-static inline __attribute__((always_inline)) void sm2_fn_to_mont(sm2_u256 *r, const sm2_u256 *a)
+SM2_INLINE void sm2_fn_to_mont(sm2_u256 *r, const sm2_u256 *a)
 {
 	sm2_fn_mul(r, a, &SM2_N_RR);
 }
@@ -505,7 +511,7 @@ static inline __attribute__((always_inline)) void sm2_fn_to_mont(sm2_u256 *r, co
 SM2_DEFINE_POW(sm2_fn_pow, sm2_fn_mul, SM2_N_ONE)
 
 /* r = a^-1 mod n in the Montgomery domain (a^(n-2)); 0 maps to 0. */
-static inline __attribute__((always_inline)) void sm2_fn_inv(sm2_u256 *r, const sm2_u256 *a)
+SM2_INLINE void sm2_fn_inv(sm2_u256 *r, const sm2_u256 *a)
 {
 	const sm2_u256 e = {{0x53bbf40939d54121ULL, 0x7203df6b21c6052bULL, 0xffffffffffffffffULL,
 			     0xfffffffeffffffffULL}};
