@@ -336,12 +336,12 @@ int crypto_sm2_verify(const crypto_sm2_key *key, const char *id, const void *msg
 		return crypto_sm2_ossl_verify(key, id, msg, len, sig, siglen);
 	if (key == NULL || (msg == NULL && len > 0) || (sig == NULL && siglen > 0))
 		return -EINVAL;
+	if (siglen == 0 || siglen > CRYPTO_SM2_SIG_DER_MAX)
+		return -EBADMSG;
 	uint8_t e[CRYPTO_SM3_LEN];
 	int r = sm2_digest(key, id, msg, len, e);
 	if (r < 0)
 		return r;
-	if (siglen == 0 || siglen > CRYPTO_SM2_SIG_DER_MAX)
-		return -EBADMSG;
 	return sm2_fast_verify_der(key, e, sig, siglen);
 }
 
