@@ -29,11 +29,17 @@
 	" v.last_error, v.desired_running, v.started_at, t.token_id, t.updated_at"    \
 	" FROM vsms v LEFT JOIN vsm_tokens t ON t.vsm_id = v.id"
 
+/* One key, and all keys of a VSM: separate statements, because SQLite
+ * cannot use the (vsm_id, type, idx) key for "type = ?2 OR ?2 IS NULL", and
+ * scanning every key of the VSM per key made an import of n keys O(n^2). */
 static const char key_zero_sql[] =
 	"UPDATE vsm_keys SET sealed = zeroblob(length(sealed))"
-	" WHERE vsm_id = ?1 AND (?2 IS NULL OR (type = ?2 AND idx = ?3))";
+	" WHERE vsm_id = ?1 AND type = ?2 AND idx = ?3";
 static const char key_delete_sql[] =
-	"DELETE FROM vsm_keys WHERE vsm_id = ?1 AND (?2 IS NULL OR (type = ?2 AND idx = ?3))";
+	"DELETE FROM vsm_keys WHERE vsm_id = ?1 AND type = ?2 AND idx = ?3";
+static const char keys_zero_sql[] =
+	"UPDATE vsm_keys SET sealed = zeroblob(length(sealed)) WHERE vsm_id = ?1";
+static const char keys_delete_sql[] = "DELETE FROM vsm_keys WHERE vsm_id = ?1";
 
 static bool id_valid(const char *id)
 {
@@ -287,8 +293,7 @@ int store_vsm_delete(chsm_store *s, const char *id)
 		return r;
 	r = token_zeroise(s, id, NULL);
 	if (r >= 0)
-		r = store_zeroise(s, NULL, key_zero_sql, key_delete_sql, "tti", id,
-				  (const char *)NULL, 0);
+		r = store_zeroise(s, NULL, keys_zero_sql, keys_delete_sql, "t", id);
 	if (r >= 0)
 		r = store_run(s, &changes, "DELETE FROM vsms WHERE id = ?", "t", id);
 	if (r >= 0 && changes == 0)
@@ -409,8 +414,7 @@ static int vsm_destroy(chsm_store *s, const char *id, bool keys)
 		return r;
 	r = vsm_exists(s, id);
 	if (r >= 0 && keys)
-		r = store_zeroise(s, &count, key_zero_sql, key_delete_sql, "tti", id,
-				  (const char *)NULL, 0);
+		r = store_zeroise(s, &count, keys_zero_sql, keys_delete_sql, "t", id);
 	else if (r >= 0)
 		r = token_zeroise(s, id, &count);
 	if (r >= 0 && count > 0)

@@ -423,6 +423,7 @@ static uint32_t h_random(struct session *s, struct vsmp_reader *rd, struct vsmp_
 	if (crypto_random(buf, len) == 0) {
 		vsmp_put_bytes(w, buf, len);
 		st = VSMP_SDR_OK;
+		vsm_stats_count(s->e->stats, VSM_STAT_RANDOM);
 	}
 	crypto_free_secret(buf, len);
 	return st;
