@@ -1062,7 +1062,7 @@ int api_run_image_task(struct api_ctx *ctx, const struct store_task *t, json_t *
 		code = url && sm3 ? vsm_import(ctx, t->target, url, sm3, ret_result, msg, msglen)
 				  : GMT_E_INTERNAL;
 		if (code != GMT_OK)   /* it was stopped, and nothing changed */
-			(void)api_vsm_set_state(ctx, t->target, "stopped", NULL, 0, false);
+			(void)api_vsm_settle_state(ctx, t->target, "stopped", NULL);
 	} else if (strcmp(op, "chsm.image.import") == 0 || strcmp(op, "chsm.restore") == 0) {
 		code = chsm_import(ctx, params, strcmp(op, "chsm.restore") == 0, ret_result, msg,
 				   msglen);

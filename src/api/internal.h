@@ -120,6 +120,11 @@ int api_vsm_stats_path(const struct api_ctx *ctx, const char *id, char *out, siz
 int api_vsm_set_state(struct api_ctx *ctx, const char *id, const char *state, const char *error,
 		      int desired_running, bool started);
 int api_vsm_do_start(struct api_ctx *ctx, const char *id, char *msg, size_t msglen);
+/* set_state for a task's last word on a VSM: while the store fails with a
+ * full disk or an I/O error it tries again (logging "store.retry" once) for
+ * up to two minutes, after which the next start settles the VSM. */
+int api_vsm_settle_state(struct api_ctx *ctx, const char *id, const char *state,
+			 const char *error);
 
 /* Image tasks (images.c): whether op is one of them, and running one. */
 bool api_image_operation(const char *op);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api/internal.h"
 #include "common/log.h"
@@ -24,6 +25,35 @@ int api_vsm_set_state(struct api_ctx *ctx, const char *id, const char *state, co
 		      int desired_running, bool started)
 {
 	return set_state(ctx, id, state, error, desired_running, started);
+}
+
+/* Milliseconds a task keeps trying to settle a VSM's state while the store
+ * fails (full disk); beyond that, the next start settles it. */
+#define SETTLE_RETRY_MS (2 * 60 * 1000)
+
+int api_vsm_settle_state(struct api_ctx *ctx, const char *id, const char *state,
+			 const char *error)
+{
+	int64_t give_up = chsm_now_ms() + SETTLE_RETRY_MS;
+	long pause_ms = 100;
+	bool logged = false;
+	for (;;) {
+		int r = set_state(ctx, id, state, error, 0, false);
+		if ((r != -ENOSPC && r != -EIO && r != -EBUSY) || chsm_now_ms() > give_up) {
+			if (r < 0)
+				chsm_log(CHSM_LOG_ERROR, "store.retry", "vsm", id, "state", state,
+					 "error", "gave up: the next start settles it", NULL);
+			return r;
+		}
+		if (!logged)
+			chsm_log(CHSM_LOG_WARNING, "store.retry", "vsm", id, "state", state, "error",
+				 r == -ENOSPC ? "disk full; retrying" : "storage failing; retrying",
+				 NULL);
+		logged = true;
+		struct timespec ts = {pause_ms / 1000, (pause_ms % 1000) * 1000000L};
+		nanosleep(&ts, NULL);
+		pause_ms = pause_ms < 2500 ? pause_ms * 2 : 5000;
+	}
 }
 
 static int set_state(struct api_ctx *ctx, const char *id, const char *state, const char *error,
@@ -180,7 +210,7 @@ static void settle_after_failure(struct api_ctx *ctx, const char *id, const char
 {
 	struct store_vsm v;
 	if (store_vsm_get(ctx->store, id, &v) == 0 && is_transitional(v.state))
-		set_state(ctx, id, "fault", reason, 0, false);
+		(void)api_vsm_settle_state(ctx, id, "fault", reason);
 }
 
 static int run_operation(struct api_ctx *ctx, const struct store_task *t, json_t **ret_result,

@@ -133,9 +133,33 @@ int task_engine_running(task_engine *te)
 	return atomic_load(&te->running);
 }
 
-/* Records the end of a task and schedules its callback. */
+static bool engine_stopping(task_engine *te)
+{
+	pthread_mutex_lock(&te->lock);
+	bool stopping = te->stopping;
+	pthread_mutex_unlock(&te->lock);
+	return stopping;
+}
+
+/* Writes t, trying again while the store fails (a full disk is usually
+ * freed by an operator; an answered task must not stay "running"), with
+ * pauses growing from 100 ms to 5 s, until the engine stops. A task left
+ * unrecorded by a stop is failed as interrupted at the next start. */
+static void update_until_recorded(task_engine *te, const struct store_task *t)
+{
+	long pause_ms = 100;
+	while (store_task_update(te->cfg.store, t) < 0 && !engine_stopping(te)) {
+		struct timespec ts = {pause_ms / 1000, (pause_ms % 1000) * 1000000L};
+		nanosleep(&ts, NULL);
+		pause_ms = pause_ms < 2500 ? pause_ms * 2 : 5000;
+	}
+}
+
+/* Records the end of a task and schedules its callback; a worker insists
+ * until the record is written (recovery at start does not: a task it cannot
+ * record stays running in the store and is failed at the next start). */
 static void finish_task(task_engine *te, struct store_task *t, int code, const char *msg,
-			json_t *result)
+			json_t *result, bool insist)
 {
 	t->finished_at = chsm_now_ms();
 	t->code = code;
@@ -148,7 +172,10 @@ static void finish_task(task_engine *te, struct store_task *t, int code, const c
 		t->callback_next_at = t->finished_at;
 		t->callback_delivered = false;
 	}
-	(void)store_task_update(te->cfg.store, t);
+	if (insist)
+		update_until_recorded(te, t);
+	else
+		(void)store_task_update(te->cfg.store, t);
 	if (t->callback_url) {
 		pthread_mutex_lock(&te->lock);
 		pthread_cond_signal(&te->callback_cond);
@@ -175,7 +202,7 @@ static void run_one(task_engine *te, const char *id)
 	json_t *result = NULL;
 	char msg[256] = "";
 	int code = te->cfg.run(te->cfg.ctx, &t, &result, msg, sizeof(msg));
-	finish_task(te, &t, code, msg, code == GMT_OK ? result : NULL);
+	finish_task(te, &t, code, msg, code == GMT_OK ? result : NULL, true);
 	json_decref(result);
 	atomic_fetch_sub(&te->running, 1);
 	store_task_clear(&t);
@@ -357,7 +384,8 @@ static int recover(task_engine *te)
 	for (size_t i = 0; i < n; i++) {
 		if (te->cfg.interrupted)
 			te->cfg.interrupted(te->cfg.ctx, &tasks[i]);
-		finish_task(te, &tasks[i], GMT_E_INTERNAL, "interrupted by a CHSM restart", NULL);
+		finish_task(te, &tasks[i], GMT_E_INTERNAL, "interrupted by a CHSM restart", NULL,
+			    false);
 	}
 	store_task_array_free(tasks, n);
 	r = store_task_list_by_state(te->cfg.store, "pending", &tasks, &n);

@@ -9,7 +9,9 @@
  * delays (1 s doubling to 60 s) for CHSM_CALLBACK_RETRY_MS after the task
  * ended, across restarts (the schedule is in the store).
  *
- * Guarantees: a task is never lost. At start the engine fails every task
+ * Guarantees: a task is never lost. A worker that cannot record a task's
+ * end (full disk) tries again, with pauses up to 5 s, until it can or the
+ * engine stops. At start the engine fails every task
  * found `running` (the CHSM died under it) with 5000, after letting the
  * owner repair its target, and queues again every task found `pending`.
  * Admission (one mutating task per target, a bounded number at once) is
