@@ -13,6 +13,7 @@ PACKAGES=(
   libcmocka-dev                 # unit tests
   python3 jq                    # integration tests: callback receiver, JSON checks
   procps psmisc iproute2        # ps, fuser, ss for tests
+  util-linux mount              # unshare, fallocate, mount (test_images_fullfs)
   valgrind                      # constant-time test of SM2 (valgrind/memcheck.h, memcheck)
   nginx                         # tests run their own (WebDAV PUT), never the service
   rsyslog                       # integration tests: a real syslog collector (run unprivileged by the test)
