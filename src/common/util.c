@@ -39,7 +39,7 @@ void chsm_hex_encode(const void *data, size_t len, char *out)
 	out[2 * len] = '\0';
 }
 
-static int hex_value(char c)
+int chsm_hex_value(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -55,7 +55,7 @@ int chsm_hex_decode(const char *hex, size_t hexlen, uint8_t *out, size_t cap)
 	if (hexlen != 2 * cap)
 		return -EINVAL;
 	for (size_t i = 0; i < cap; i++) {
-		int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+		int hi = chsm_hex_value(hex[2 * i]), lo = chsm_hex_value(hex[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return -EINVAL;
 		out[i] = (uint8_t)(hi << 4 | lo);

@@ -17,6 +17,8 @@ int64_t chsm_monotonic_ms(void);
 
 /* Writes 2*len lowercase hex digits and a NUL into out (2*len+1 bytes). */
 void chsm_hex_encode(const void *data, size_t len, char *out);
+/* The value of one hex digit (either case), or -1. */
+int chsm_hex_value(char c);
 /* Decodes exactly 2*cap hex digits (either case) from hex into out.
  * Returns 0, or -EINVAL if hexlen != 2*cap or a digit is not hex. */
 int chsm_hex_decode(const char *hex, size_t hexlen, uint8_t *out, size_t cap);

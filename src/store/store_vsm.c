@@ -594,8 +594,14 @@ static int sm3_be32(crypto_sm3_ctx *ctx, uint32_t v)
 	return crypto_sm3_update(ctx, b, sizeof(b));
 }
 
-/* Hashes every key of VSM id in (type, index) order, as store.h lays out. */
-static int digest_keys(chsm_store *s, const char *id, crypto_sm3_ctx *ctx)
+typedef int (*key_fn)(void *arg, const char *type, int index, const uint8_t *plain,
+		      size_t len);
+
+/* Calls fn with every key of VSM id in (type, index) order, unsealed; the
+ * plaintext is wiped as soon as fn returns. Stops at the first non-zero
+ * return of fn, which it returns; 0 after the last key. The caller holds
+ * the mutex. */
+static int each_key(chsm_store *s, const char *id, key_fn fn, void *arg)
 {
 	sqlite3_stmt *st = NULL;
 	uint8_t *plain = NULL;
@@ -605,7 +611,7 @@ static int digest_keys(chsm_store *s, const char *id, crypto_sm3_ctx *ctx)
 			      " ORDER BY type, idx",
 			      "t", id);
 	if (r < 0)
-		goto out;
+		return r;
 	while ((r = store_step(st)) == 1) {
 		char type[STORE_KEY_TYPE_MAX_LEN + 1], aad[STORE_AAD_MAX];
 		size_t aad_len = 0;
@@ -621,23 +627,29 @@ static int digest_keys(chsm_store *s, const char *id, crypto_sm3_ctx *ctx)
 			r = vsm_unseal(s, id, aad, aad_len, sqlite3_column_blob(st, 2),
 				       (size_t)sqlite3_column_bytes(st, 2), &plain, &plain_len);
 		if (r < 0)
-			goto out;
-		r = crypto_sm3_update(ctx, type, strlen(type) + 1);
-		if (r >= 0)
-			r = sm3_be32(ctx, (uint32_t)index);
-		if (r >= 0)
-			r = sm3_be32(ctx, (uint32_t)plain_len);
-		if (r >= 0)
-			r = crypto_sm3_update(ctx, plain, plain_len);
+			break;
+		r = fn(arg, type, index, plain, plain_len);
 		crypto_free_secret(plain, plain_len);
 		plain = NULL;
-		if (r < 0)
-			goto out;
+		if (r != 0)
+			break;
 	}
-out:
-	crypto_free_secret(plain, plain_len);
 	sqlite3_finalize(st);
 	return r;
+}
+
+/* One key into the state digest, as store.h lays out. */
+static int digest_key(void *arg, const char *type, int index, const uint8_t *plain, size_t len)
+{
+	crypto_sm3_ctx *ctx = arg;
+	int r = crypto_sm3_update(ctx, type, strlen(type) + 1);
+	if (r >= 0)
+		r = sm3_be32(ctx, (uint32_t)index);
+	if (r >= 0)
+		r = sm3_be32(ctx, (uint32_t)len);
+	if (r >= 0)
+		r = crypto_sm3_update(ctx, plain, len);
+	return r < 0 ? r : 0;
 }
 
 /* Hashes the token of VSM id, or "notoken" and a NUL. */
@@ -680,7 +692,7 @@ int store_vsm_state_digest(chsm_store *s, const char *id, char out[65])
 	if (r >= 0)
 		r = crypto_sm3_new(&ctx);
 	if (r >= 0)
-		r = digest_keys(s, id, ctx);
+		r = each_key(s, id, digest_key, ctx);
 	if (r >= 0)
 		r = digest_token(s, id, ctx);
 	if (r >= 0)
@@ -694,9 +706,14 @@ int store_vsm_state_digest(chsm_store *s, const char *id, char out[65])
 
 /* ---- walking a VSM's secrets (images) ---- */
 
+static int walk_key(void *arg, const char *type, int index, const uint8_t *plain, size_t len)
+{
+	const struct store_vsm_visitor *vis = arg;
+	return vis->key(vis->arg, type, index, plain, len);
+}
+
 int store_vsm_walk(chsm_store *s, const char *id, const struct store_vsm_visitor *vis)
 {
-	sqlite3_stmt *st = NULL;
 	uint8_t *plain = NULL;
 	size_t plain_len = 0;
 	char token_id[CHSM_VSM_NAME_MAX_LEN + 1];
@@ -717,39 +734,9 @@ int store_vsm_walk(chsm_store *s, const char *id, const struct store_vsm_visitor
 		crypto_free_secret(plain, plain_len);
 		plain = NULL;
 	}
-	if (r != 0)
-		goto out;
-	r = store_prepare(s, &st,
-			  "SELECT type, idx, sealed FROM vsm_keys WHERE vsm_id = ?"
-			  " ORDER BY type, idx",
-			  "t", id);
-	if (r < 0)
-		goto out;
-	while ((r = store_step(st)) == 1) {
-		char type[STORE_KEY_TYPE_MAX_LEN + 1], aad[STORE_AAD_MAX];
-		size_t aad_len = 0;
-		int index = 0;
-		r = store_col_copy(st, 0, type, sizeof(type));
-		if (r >= 0)
-			r = store_col_int(st, 1, &index);
-		if (r >= 0 && index < 0)
-			r = -EIO;
-		if (r >= 0)
-			r = key_aad(id, type, index, aad, &aad_len);
-		if (r >= 0)
-			r = vsm_unseal(s, id, aad, aad_len, sqlite3_column_blob(st, 2),
-				       (size_t)sqlite3_column_bytes(st, 2), &plain, &plain_len);
-		if (r < 0)
-			goto out;
-		r = vis->key(vis->arg, type, index, plain, plain_len);
-		crypto_free_secret(plain, plain_len);
-		plain = NULL;
-		if (r != 0)
-			goto out;
-	}
+	if (r == 0)
+		r = each_key(s, id, walk_key, (void *)vis);
 out:
-	crypto_free_secret(plain, plain_len);
-	sqlite3_finalize(st);
 	store_unlock(s);
 	return r;
 }

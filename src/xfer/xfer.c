@@ -161,17 +161,6 @@ static int pread_all(int fd, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-static int percent_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* The absolute path of a file:// URL (authority empty or "localhost"),
  * percent-decoded, without control characters, "." or ".." segments,
  * query or fragment. *ret_path is malloc'ed. -EINVAL otherwise. */
@@ -191,8 +180,8 @@ static int file_url_path(const char *url, char **ret_path)
 	size_t n = 0;
 	for (size_t i = 0; i < len; i++) {
 		if (p[i] == '%') {
-			int hi = i + 2 < len ? percent_value(p[i + 1]) : -1;
-			int lo = hi >= 0 ? percent_value(p[i + 2]) : -1;
+			int hi = i + 2 < len ? chsm_hex_value(p[i + 1]) : -1;
+			int lo = hi >= 0 ? chsm_hex_value(p[i + 2]) : -1;
 			if (lo < 0)
 				goto bad;
 			path[n++] = (char)(hi * 16 + lo);
