@@ -17,6 +17,7 @@ PACKAGES=(
   valgrind                      # constant-time test of SM2 (valgrind/memcheck.h, memcheck)
   nginx                         # tests run their own (WebDAV PUT), never the service
   rsyslog                       # integration tests: a real syslog collector (run unprivileged by the test)
+  chrony                        # test_ntp_chrony runs its own chronyd on loopback as a real NTP server
 )
 
 missing=()

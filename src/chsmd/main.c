@@ -6,7 +6,7 @@
  *   chsmd run --state-dir DIR [--listen HOST:PORT] [--threads N]
  *             [--metrics-listen HOST:PORT] [--plain-http] [--syslog]
  *             [--log-level error|warning|info|debug] [--vsmd PATH]
- *             [--log-spool-bytes N]
+ *             [--log-spool-bytes N] [--ntp-port N] [--ntp-interval-ms N]
  *   chsmd admin reset-platform-key --state-dir DIR
  *
  * `run` serves the management interface until SIGTERM or SIGINT, then stops
@@ -32,8 +32,11 @@
 #include "common/util.h"
 #include "logship/logship.h"
 
-/* How often the clock's offset to the NTP servers is measured. */
+/* How often the clock's offset to the NTP servers is measured, by default
+ * and at least (--ntp-interval-ms, for tests), and at most (one day). */
 #define NTP_INTERVAL_MS (64 * 1000)
+#define NTP_INTERVAL_MIN_MS 1000
+#define NTP_INTERVAL_MAX_MS (86400 * 1000)
 
 static void usage(FILE *f)
 {
@@ -43,7 +46,7 @@ static void usage(FILE *f)
 		"             [--vendor-key PEM] [--max-vsms N]\n"
 		"  chsmd run --state-dir DIR [--listen HOST:PORT] [--threads N] [--metrics-listen HOST:PORT]\n"
 		"            [--plain-http] [--syslog] [--log-level LEVEL] [--vsmd PATH]\n"
-		"            [--log-spool-bytes N]\n"
+		"            [--log-spool-bytes N] [--ntp-port N] [--ntp-interval-ms N]\n"
 		"  chsmd admin reset-platform-key --state-dir DIR\n"
 		"  chsmd version\n");
 }
@@ -265,6 +268,8 @@ struct run_options {
 	int metrics_port;
 	const char *vsmd;
 	uint64_t log_spool_bytes;
+	int ntp_port;        /* asked on every NTP server (--ntp-port) */
+	int ntp_interval_ms;
 };
 
 static int fail(const char *what, int r)
@@ -366,7 +371,8 @@ static int serve(const struct run_options *o)
 		rc = fail("vsm supervisor", r);
 		goto out;
 	}
-	if ((r = ntp_monitor_start(NTP_INTERVAL_MS, api_ntp_result, &ctx, &ctx.ntp)) < 0) {
+	if ((r = ntp_monitor_start(o->ntp_interval_ms, api_ntp_result, &ctx, &ctx.ntp)) < 0 ||
+	    (r = ntp_monitor_set_port(ctx.ntp, o->ntp_port)) < 0) {
 		rc = fail("ntp monitor", r);
 		goto out;
 	}
@@ -438,8 +444,10 @@ static int cmd_run(int argc, char **argv)
 		{"plain-http", no_argument, NULL, 'p'}, {"syslog", no_argument, NULL, 'y'},
 		{"log-level", required_argument, NULL, 'L'}, {"vsmd", required_argument, NULL, 'v'},
 		{"log-spool-bytes", required_argument, NULL, 'S'},
+		{"ntp-port", required_argument, NULL, 'N'}, {"ntp-interval-ms", required_argument, NULL, 'I'},
 		{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-	struct run_options o = {.port = 8443, .log_spool_bytes = LOGSHIP_DEFAULT_SPOOL_BYTES};
+	struct run_options o = {.port = 8443, .log_spool_bytes = LOGSHIP_DEFAULT_SPOOL_BYTES,
+				.ntp_port = 123, .ntp_interval_ms = NTP_INTERVAL_MS};
 	snprintf(o.host, sizeof(o.host), "127.0.0.1");
 	bool use_syslog = false;
 	enum chsm_log_level level = CHSM_LOG_INFO;
@@ -487,6 +495,21 @@ static int cmd_run(int argc, char **argv)
 				return 2;
 			}
 			o.log_spool_bytes = n;
+			break;
+		case 'N':
+			if (chsm_parse_u64(optarg, 65535, &n) < 0 || n < 1) {
+				fprintf(stderr, "chsmd: --ntp-port takes 1..65535\n");
+				return 2;
+			}
+			o.ntp_port = (int)n;
+			break;
+		case 'I':
+			if (chsm_parse_u64(optarg, NTP_INTERVAL_MAX_MS, &n) < 0 || n < NTP_INTERVAL_MIN_MS) {
+				fprintf(stderr, "chsmd: --ntp-interval-ms takes %d..%d\n", NTP_INTERVAL_MIN_MS,
+					NTP_INTERVAL_MAX_MS);
+				return 2;
+			}
+			o.ntp_interval_ms = (int)n;
 			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;

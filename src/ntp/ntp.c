@@ -22,6 +22,7 @@
 /* Seconds between 1900-01-01 (NTP era 0) and 1970-01-01. */
 #define NTP_UNIX_DELTA 2208988800ULL
 #define NTP_QUERY_TIMEOUT_MS 2000
+#define NTP_DEFAULT_PORT 123
 
 /* Unix ms <-> 64-bit NTP timestamp. */
 static uint64_t ms_to_ntp(int64_t ms)
@@ -77,7 +78,7 @@ static int split_server(const char *server, char *host, size_t hcap, char *port,
 			hl = strlen(server);
 		}
 	}
-	uint64_t pn = 123;
+	uint64_t pn = NTP_DEFAULT_PORT;
 	if ((p && chsm_parse_u64(p, 65535, &pn) < 0) || pn == 0 || hl == 0 || hl >= hcap)
 		return -EINVAL;
 	memcpy(host, h, hl);
@@ -162,6 +163,7 @@ struct ntp_monitor {
 	pthread_t thread;
 	bool stopping, kicked;
 	int interval_ms;
+	int port;
 	char servers[CHSM_MAX_NTP_SERVERS][256];
 	int nservers;
 	struct ntp_status status;
@@ -169,11 +171,27 @@ struct ntp_monitor {
 	void *ctx;
 };
 
+/* The address sntp_query asks for server on port. Configured servers carry
+ * no port (7.2.5): a bare IPv6 address has colons and needs brackets before
+ * one is added. */
+static int query_target(const char *server, int port, char *out, size_t cap)
+{
+	int n;
+	if (port == NTP_DEFAULT_PORT)
+		n = snprintf(out, cap, "%s", server);
+	else if (strchr(server, ':'))
+		n = snprintf(out, cap, "[%s]:%d", server, port);
+	else
+		n = snprintf(out, cap, "%s:%d", server, port);
+	return n < 0 || (size_t)n >= cap ? -EINVAL : 0;
+}
+
 static void measure(ntp_monitor *m)
 {
 	char servers[CHSM_MAX_NTP_SERVERS][256];
 	pthread_mutex_lock(&m->lock);
 	int n = m->status.enabled ? m->nservers : 0;
+	int port = m->port;
 	memcpy(servers, m->servers, sizeof(servers));
 	pthread_mutex_unlock(&m->lock);
 	if (n == 0)
@@ -181,7 +199,9 @@ static void measure(ntp_monitor *m)
 	struct ntp_status st = {.enabled = true, .measured_at = chsm_now_ms()};
 	for (int i = 0; i < n; i++) {
 		struct sntp_sample s;
-		if (sntp_query(servers[i], NTP_QUERY_TIMEOUT_MS, &s) == 0) {
+		char target[sizeof(servers[i]) + 16];
+		if (query_target(servers[i], port, target, sizeof(target)) == 0 &&
+		    sntp_query(target, NTP_QUERY_TIMEOUT_MS, &s) == 0) {
 			st.synced = true;
 			st.offset_ms = s.offset_ms;
 			memcpy(st.server, servers[i], sizeof(st.server)); /* same size, NUL-terminated */
@@ -233,6 +253,7 @@ int ntp_monitor_start(int interval_ms, ntp_result_fn on_result, void *ctx, ntp_m
 	if (!m)
 		return -ENOMEM;
 	m->interval_ms = interval_ms;
+	m->port = NTP_DEFAULT_PORT;
 	m->on_result = on_result;
 	m->ctx = ctx;
 	pthread_mutex_init(&m->lock, NULL);
@@ -248,6 +269,16 @@ int ntp_monitor_start(int interval_ms, ntp_result_fn on_result, void *ctx, ntp_m
 		return -EAGAIN;
 	}
 	*ret = m;
+	return 0;
+}
+
+int ntp_monitor_set_port(ntp_monitor *m, int port)
+{
+	if (port < 1 || port > 65535)
+		return -EINVAL;
+	pthread_mutex_lock(&m->lock);
+	m->port = port;
+	pthread_mutex_unlock(&m->lock);
 	return 0;
 }
 

@@ -41,6 +41,10 @@ typedef void (*ntp_result_fn)(void *ctx, const struct ntp_status *st);
 /* Starts the monitor thread; it measures every interval_ms (and at once
  * after ntp_monitor_configure). on_result may be NULL. */
 int ntp_monitor_start(int interval_ms, ntp_result_fn on_result, void *ctx, ntp_monitor **ret);
+/* Sets the UDP port asked on every configured server (default 123). For
+ * tests and deployments whose NTP servers listen elsewhere: 7.2.5 takes
+ * host names and addresses only. Applies from the next round. */
+int ntp_monitor_set_port(ntp_monitor *m, int port);
 /* Replaces the server list (n <= CHSM_MAX_NTP_SERVERS) and wakes the
  * thread. enabled false stops measuring and reports not synced. */
 int ntp_monitor_configure(ntp_monitor *m, const char *const *servers, int n, bool enabled);
