@@ -141,14 +141,17 @@ static bool engine_stopping(task_engine *te)
 	return stopping;
 }
 
-/* Writes t, trying again while the store fails (a full disk is usually
- * freed by an operator; an answered task must not stay "running"), with
- * pauses growing from 100 ms to 5 s, until the engine stops. A task left
- * unrecorded by a stop is failed as interrupted at the next start. */
+/* Writes t, trying again while the store fails with a full disk, an I/O
+ * error or a busy database (a full disk is usually freed by an operator; an
+ * answered task must not stay "running"), with pauses growing from 100 ms
+ * to 5 s, until the engine stops. A task left unrecorded by a stop is
+ * failed as interrupted at the next start. */
 static void update_until_recorded(task_engine *te, const struct store_task *t)
 {
 	long pause_ms = 100;
-	while (store_task_update(te->cfg.store, t) < 0 && !engine_stopping(te)) {
+	int r;
+	while ((r = store_task_update(te->cfg.store, t)) < 0 &&
+	       (r == -ENOSPC || r == -EIO || r == -EBUSY) && !engine_stopping(te)) {
 		struct timespec ts = {pause_ms / 1000, (pause_ms % 1000) * 1000000L};
 		nanosleep(&ts, NULL);
 		pause_ms = pause_ms < 2500 ? pause_ms * 2 : 5000;
