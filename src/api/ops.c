@@ -39,10 +39,11 @@ int api_vsm_settle_state(struct api_ctx *ctx, const char *id, const char *state,
 	bool logged = false;
 	for (;;) {
 		int r = set_state(ctx, id, state, error, 0, false);
-		if ((r != -ENOSPC && r != -EIO && r != -EBUSY) || chsm_now_ms() > give_up) {
-			if (r < 0)
-				chsm_log(CHSM_LOG_ERROR, "store.retry", "vsm", id, "state", state,
-					 "error", "gave up: the next start settles it", NULL);
+		if (r != -ENOSPC && r != -EIO && r != -EBUSY)
+			return r;
+		if (chsm_now_ms() > give_up) {
+			chsm_log(CHSM_LOG_ERROR, "store.retry", "vsm", id, "state", state, "error",
+				 "gave up: the next start settles it", NULL);
 			return r;
 		}
 		if (!logged)
