@@ -25,16 +25,8 @@ LOG=$IT_DIR/bench.log
 API=/gmt0088/v1
 KEY_COUNTS=${BENCH_KEY_COUNTS:-10 1000 10000}
 
-CHSM_VARS="STATE DEVICE_ID DEVICE_FP ENROLL_CODE CACERT CHSMD_PID PORT BASE CHSMD_LOG"
-save_chsm() { local v; for v in $CHSM_VARS; do printf -v "${1}_$v" '%s' "${!v:-}"; done; }
-use_chsm() { local v n; for v in $CHSM_VARS; do n=${1}_$v; printf -v "$v" '%s' "${!n:-}"; done; }
-on() { local c=$1 rc=0; shift; use_chsm "$c"; "$@" || rc=$?; save_chsm "$c"; return $rc; }
 bench_cleanup() {
-  local p
-  for p in ${A_CHSMD_PID:-} ${B_CHSMD_PID:-}; do
-    [ "$p" = "${CHSMD_PID:-}" ] && continue
-    kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null
-  done
+  chsm_stop_all
   if [ "$IT_FAIL" -ne 0 ]; then
     mkdir -p /tmp/bench-drift-logs
     cp "$LOG" "$IT_DIR"/a.log "$IT_DIR"/b.log /tmp/bench-drift-logs/ 2>/dev/null
@@ -58,19 +50,19 @@ STATE=$IT_DIR/a CHSMD_LOG=$IT_DIR/a.log
 chsm_init --domain-name bench --domain-secret-file "$IT_DIR/domain.secret" --max-vsms 80
 chsm_start
 enroll_platform
-save_chsm A
+chsm_save A
 STATE=$IT_DIR/b CHSMD_LOG=$IT_DIR/b.log CHSMD_PID=""
 chsm_init --domain-name bench --domain-secret-file "$IT_DIR/domain.secret" --max-vsms 80
 chsm_start
 GMT_HMAC_CODE=$ENROLL_CODE gmt_request PUT $API/auth/platform-key "{\"publicKey\":$(jq -Rs . < "$IT_DIR/platform.pub.pem")}"
 [ "$RESP_CODE" = 0 ] || die "enrollment on B"
-save_chsm B
+chsm_save B
 if declare -F nginx_start >/dev/null && command -v nginx >/dev/null; then
   nginx_start; UPLOAD_URL=$NGINX_URL/images/; STORE="nginx WebDAV (http, loopback)"
 else
   mkdir -p "$IT_DIR/images"; UPLOAD_URL=file://$IT_DIR/images/; STORE="a local folder (file://)"
 fi
-on A gmt_request PUT $API/chsm/image-upload-address "{\"url\":\"$UPLOAD_URL\"}"
+chsm_on A gmt_request PUT $API/chsm/image-upload-address "{\"url\":\"$UPLOAD_URL\"}"
 [ "$RESP_CODE" = 0 ] || die "image upload address"
 
 SPEED=$("$CHSM_BIN/bench_speed" 2)
@@ -89,17 +81,17 @@ head -c 1000 /dev/urandom > "$IT_DIR/doc"
 for n in $KEY_COUNTS; do
   P=$(free_port); PT=$(free_port)
   head -c 24 /dev/urandom | base64 -w0 > "$IT_DIR/tok$n.b64"
-  on A task_quiet "A: create v$n" POST $API/vsms "{\"vsmId\":\"v$n\",\"name\":\"bench\",
+  chsm_on A task_quiet "A: create v$n" POST $API/vsms "{\"vsmId\":\"v$n\",\"name\":\"bench\",
     \"network\":$(vsm_net 127.0.0.1 "$P"),\"resources\":{\"maxKeys\":$((n + 10))},
     \"token\":{\"tokenId\":\"app\",\"secret\":\"$(cat "$IT_DIR/tok$n.b64")\"},\"start\":true}"
-  on B task_quiet "B: create t$n" POST $API/vsms "{\"vsmId\":\"t$n\",\"name\":\"spare\",\"network\":$(vsm_net 127.0.0.1 "$PT")}"
+  chsm_on B task_quiet "B: create t$n" POST $API/vsms "{\"vsmId\":\"t$n\",\"name\":\"spare\",\"network\":$(vsm_net 127.0.0.1 "$PT")}"
   LOAD=$(OPENCHSM_SDF_ENDPOINT=127.0.0.1:$P OPENCHSM_SDF_TOKEN_ID=app \
     OPENCHSM_SDF_TOKEN_SECRET_BASE64_FILE=$IT_DIR/tok$n.b64 "$CHSM_BIN/bench_keyload" 1 "$n" 2) ||
     die "loading $n keys"
   echo "v$n: $LOAD"
-  pid=$(on A vsm_pid "v$n"); [ -n "$pid" ] || die "v$n has no process"
+  pid=$(chsm_on A vsm_pid "v$n"); [ -n "$pid" ] || die "v$n has no process"
   kill -KILL "$pid"
-  eventually 20 eval '[ "$(on A status_state v$n)" = fault ]' || die "v$n did not go to fault"
+  eventually 20 eval '[ "$(chsm_on A status_state v$n)" = fault ]' || die "v$n did not go to fault"
   t0=$(now_ms)
   drift_ctl --vsm "v$n" --target-vsm "t$n" > "$IT_DIR/drift$n.json" 2> "$IT_DIR/drift$n.err" ||
     { cat "$IT_DIR/drift$n.err"; die "drift of v$n"; }
@@ -120,18 +112,18 @@ for n in $KEY_COUNTS; do
 done
 
 # ---- a CHSM image of 64 VSMs ----
-have=$(on A eval 'gmt_request GET $API/vsms; jq ".data.vsms | length" "$RESP_BODY"')
+have=$(chsm_on A eval 'gmt_request GET $API/vsms; jq ".data.vsms | length" "$RESP_BODY"')
 for i in $(seq $((have + 1)) 64); do
   head -c 24 /dev/urandom | base64 -w0 > "$IT_DIR/c.b64"
-  on A task_quiet "A: create c$i" POST $API/vsms "{\"vsmId\":\"c$i\",\"name\":\"fill\",
+  chsm_on A task_quiet "A: create c$i" POST $API/vsms "{\"vsmId\":\"c$i\",\"name\":\"fill\",
     \"network\":$(vsm_net 127.0.0.2 $((20000 + i))),\"token\":{\"tokenId\":\"app\",\"secret\":\"$(cat "$IT_DIR/c.b64")\"}}"
 done
-keys=$(on A eval 'gmt_request GET $API/vsms; jq "[.data.vsms[].keyCount] | add" "$RESP_BODY"')
+keys=$(chsm_on A eval 'gmt_request GET $API/vsms; jq "[.data.vsms[].keyCount] | add" "$RESP_BODY"')
 task_seconds() { jq -r '(.finishedAt - .startedAt) / 1000' "$1"; }
-on A ctl chsm export-image --wait --timeout 1800 > "$IT_DIR/cexp.json" || die "CHSM image export"
+chsm_on A ctl chsm export-image --wait --timeout 1800 > "$IT_DIR/cexp.json" || die "CHSM image export"
 CURL=$(jq -r .result.url "$IT_DIR/cexp.json"); CSM3=$(jq -r .result.sm3 "$IT_DIR/cexp.json")
 CSIZE=$(jq -r .result.sizeBytes "$IT_DIR/cexp.json"); CVSMS=$(jq -r '.result.vsmIds | length' "$IT_DIR/cexp.json")
-on B ctl chsm import-image --url "$CURL" --sm3 "$CSM3" --wait --timeout 1800 > "$IT_DIR/cimp.json" ||
+chsm_on B ctl chsm import-image --url "$CURL" --sm3 "$CSM3" --wait --timeout 1800 > "$IT_DIR/cimp.json" ||
   die "CHSM image import"
 ES=$(task_seconds "$IT_DIR/cexp.json"); IS=$(task_seconds "$IT_DIR/cimp.json")
 rate() { awk -v b="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.1f", b / 1e6 / s; else print "-" }'; }
@@ -142,7 +134,7 @@ echo
 echo "| keys   | image (B) | export  | import  | start  | export → 1st sign  |"
 echo "|-------:|----------:|--------:|--------:|-------:|-------------------:|"
 printf '%s\n' "${ROWS[@]}"
-echo "(times in ms; the last column runs from the start of the export on A to the"
+echo "(times in ms; the last column runs from the start of the export chsm_on A to the"
 echo " first successful signature on B)"
 echo
 echo "| CHSM image ($CVSMS VSMs, $keys keys) | size (B) | seconds | MB/s |"
@@ -154,4 +146,4 @@ echo "| raw, in process, 1 core (bench_speed) | MB/s wall (cpu) |"
 echo "|---|---:|"
 echo "| SM4-CTR | $SM4 |"
 echo "| SM3 | $SM3 |"
-use_chsm B
+chsm_use B

@@ -17,14 +17,23 @@ IT_PASS=0
 IT_FAIL=0
 IT_DIR=$(mktemp -d /tmp/chsm-it-XXXXXX)
 CHSMD_PID=""
+IT_CHSMD_PIDS=""   # every chsmd started by chsm_start; it_cleanup stops them
 DISTID=1234567812345678
 
+# chsm_stop_all: stops every chsmd this test started (SIGTERM, then SIGKILL
+# after 10 s), whichever is current.
+chsm_stop_all() {
+  local p
+  for p in $IT_CHSMD_PIDS; do kill -TERM "$p" 2>/dev/null; done
+  for p in $IT_CHSMD_PIDS; do
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null
+  done
+  IT_CHSMD_PIDS=""
+}
+
 it_cleanup() {
-  if [ -n "$CHSMD_PID" ] && kill -0 "$CHSMD_PID" 2>/dev/null; then
-    kill -TERM "$CHSMD_PID" 2>/dev/null
-    for _ in $(seq 1 100); do kill -0 "$CHSMD_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$CHSMD_PID" 2>/dev/null
-  fi
+  chsm_stop_all
   # Python helpers started by tests register their pids here.
   for p in ${IT_BG_PIDS:-}; do kill "$p" 2>/dev/null; done
   rm -rf "$IT_DIR"
@@ -74,6 +83,7 @@ chsm_start() {
   mark=$(wc -l 2>/dev/null < "$CHSMD_LOG" || echo 0)
   "$CHSM_BIN/chsmd" run --state-dir "$STATE" --listen 127.0.0.1:0 "$@" >>"$CHSMD_LOG" 2>&1 &
   CHSMD_PID=$!
+  IT_CHSMD_PIDS="$IT_CHSMD_PIDS $CHSMD_PID"
   for _ in $(seq 1 200); do
     PORT=$(tail -n +"$((mark + 1))" "$CHSMD_LOG" | sed -n 's/.*event=started .* port=\([0-9]*\).*/\1/p' | tail -n 1)
     [ -n "$PORT" ] && break
@@ -84,24 +94,39 @@ chsm_start() {
   BASE=https://127.0.0.1:$PORT
 }
 
+# chsm_forget PID: a chsmd that has ended leaves the list it_cleanup stops
+# (so that a reused pid is never signalled).
+chsm_forget() {
+  local p rest=""
+  for p in $IT_CHSMD_PIDS; do [ "$p" = "$1" ] || rest="$rest $p"; done
+  IT_CHSMD_PIDS=$rest
+}
+
 # chsm_stop: SIGTERM and wait for a clean exit (returns its status).
 chsm_stop() {
   kill -TERM "$CHSMD_PID"
   local rc=0
   wait "$CHSMD_PID" || rc=$?
+  chsm_forget "$CHSMD_PID"
   CHSMD_PID=""
   return $rc
 }
 
 # chsm_kill: SIGKILL, as a crash.
-chsm_kill() { kill -KILL "$CHSMD_PID"; wait "$CHSMD_PID" 2>/dev/null; CHSMD_PID=""; }
+chsm_kill() {
+  kill -KILL "$CHSMD_PID"; wait "$CHSMD_PID" 2>/dev/null
+  chsm_forget "$CHSMD_PID"; CHSMD_PID=""
+}
 
 # chsm_save NAME / chsm_use NAME: several CHSMs in one test. Saves the
 # globals of the current CHSM as NAME_STATE, NAME_BASE, ...; or makes the
-# CHSM saved as NAME the current one. it_cleanup stops only the current one.
+# CHSM saved as NAME the current one. it_cleanup stops all of them.
 CHSM_GLOBALS="STATE DEVICE_ID DEVICE_FP ENROLL_CODE CACERT CHSMD_PID PORT BASE CHSMD_LOG"
 chsm_save() { local v; for v in $CHSM_GLOBALS; do printf -v "$1_$v" '%s' "${!v-}"; done; }
 chsm_use() { local v n; for v in $CHSM_GLOBALS; do n=$1_$v; printf -v "$v" '%s' "${!n-}"; done; }
+# chsm_on NAME COMMAND...: runs COMMAND with the CHSM saved as NAME current,
+# and saves its globals again after (COMMAND may restart it).
+chsm_on() { local c=$1 rc=0; shift; chsm_use "$c"; "$@" || rc=$?; chsm_save "$c"; return $rc; }
 
 # ---- keys ----
 

@@ -12,19 +12,8 @@
 it_begin images
 F=/gmt0088/v1
 
-# ---- three CHSMs (lib.sh keeps one in its globals: chsm_save/chsm_use) ----
-OTHER_PIDS=""
-images_cleanup() {
-  for p in $OTHER_PIDS; do
-    [ "$p" = "${CHSMD_PID:-}" ] || kill -TERM "$p" 2>/dev/null
-  done
-  for p in $OTHER_PIDS; do
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null
-  done
-  it_cleanup
-}
-trap images_cleanup EXIT
+# ---- three CHSMs (lib.sh keeps one in its globals: chsm_save/chsm_use;
+# it_cleanup stops them all) ----
 
 printf 'the-shared-domain-secret\n' > "$IT_DIR/domain1"
 printf 'another-domain-secret\n' > "$IT_DIR/domain2"
@@ -35,7 +24,6 @@ new_chsm() {
   STATE=$IT_DIR/$1 CHSMD_LOG=$IT_DIR/$1.log
   chsm_init --domain-name "dom-$2" --domain-secret-file "$IT_DIR/$2" "${@:3}"
   chsm_start
-  OTHER_PIDS="$OTHER_PIDS $CHSMD_PID"
   if [ -z "${SIGN_KEY:-}" ]; then
     enroll_platform
   else
@@ -271,7 +259,6 @@ task_fails "7.2.9 of C's CHSM image (another domain)" 4007 POST $F/chsm/image/im
 # ---- crash in the middle of an import: the target is exactly as before ----
 chsm_stop
 CHSM_TEST_IMPORT_DELAY_MS=20000 chsm_start
-OTHER_PIDS="$OTHER_PIDS $CHSMD_PID"
 PK=$(free_port)
 create_vsm cr "$PK"
 CR_BEFORE=$(status_of cr)
@@ -283,7 +270,6 @@ in_apply() { tail -n +"$((MARK + 1))" "$CHSMD_LOG" | grep -q 'event=test.import_
 check "the import reached its transaction" eventually 30 in_apply
 chsm_kill
 chsm_start
-OTHER_PIDS="$OTHER_PIDS $CHSMD_PID"
 chsm_save B
 wait_task "$CR_TASK"
 check "after the crash the import task is failed (5000)" [ "$TASK_STATE/$TASK_CODE" = failed/5000 ]
@@ -325,7 +311,6 @@ check "a failed restore leaves src running" vsm_state_is src running
 # the restore, with a chsmd that pauses in it, to see other requests refused
 chsm_stop
 CHSM_TEST_IMPORT_DELAY_MS=2000 chsm_start
-OTHER_PIDS="$OTHER_PIDS $CHSMD_PID"
 chsm_save A
 eventually 15 vsm_state_is src running
 MARK=$(wc -l < "$CHSMD_LOG")
@@ -357,7 +342,6 @@ check "src signs with key 1 after the restore, verified by openssl" eval '
 check "key 9, made after the backup, is gone" eval '! vsm_tool "$PS" src-app "$IT_DIR/src.b64" pubkey --index 9 >/dev/null 2>&1'
 chsm_stop
 chsm_start
-OTHER_PIDS="$OTHER_PIDS $CHSMD_PID"
 chsm_save A
 
 # ---- 7.2.13 of another device's backup (same domain) ----

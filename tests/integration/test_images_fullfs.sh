@@ -21,14 +21,9 @@ fi
 it_begin images_fullfs
 F=/gmt0088/v1
 
-OTHER_PIDS=""
+# Every chsmd stops before B's tmpfs is unmounted, then it_cleanup runs.
 fullfs_cleanup() {
-  # Every chsmd (the current one too) stops before B's tmpfs is unmounted.
-  for p in $OTHER_PIDS; do kill -TERM "$p" 2>/dev/null; done
-  for p in $OTHER_PIDS; do
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null
-  done
+  chsm_stop_all
   umount "$IT_DIR/B" 2>/dev/null || umount -l "$IT_DIR/B" 2>/dev/null
   it_cleanup
 }
@@ -39,7 +34,6 @@ printf 'the-fullfs-domain-secret\n' > "$IT_DIR/domain"
 STATE=$IT_DIR/A CHSMD_LOG=$IT_DIR/A.log
 chsm_init --domain-name dom-fullfs --domain-secret-file "$IT_DIR/domain"
 chsm_start
-OTHER_PIDS="$OTHER_PIDS $CHSMD_PID"
 enroll_platform
 mkdir -p "$IT_DIR/up"
 gmt_request PUT $F/chsm/image-upload-address "{\"url\":\"file://$IT_DIR/up/\"}"
@@ -66,7 +60,6 @@ mount -t tmpfs -o size=8m,mode=0700 tmpfs "$IT_DIR/B" || fail_now "cannot mount 
 STATE=$IT_DIR/B CHSMD_LOG=$IT_DIR/B.log
 chsm_init --domain-name dom-fullfs --domain-secret-file "$IT_DIR/domain"
 chsm_start
-OTHER_PIDS="$OTHER_PIDS $CHSMD_PID"
 GMT_HMAC_CODE=$ENROLL_CODE gmt_request PUT $F/auth/platform-key \
   "{\"publicKey\":$(jq -Rs . < "$IT_DIR/platform.pub.pem")}"
 expect "B: platform key enrolled" 0 200
