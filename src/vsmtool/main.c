@@ -327,6 +327,16 @@ static void conn_close(struct conn *c)
 	c->sess = c->dev = NULL;
 }
 
+/* Destroys the session keys (NULL handles are skipped), then closes. */
+static void conn_close_keys(struct conn *c, void *kenc, void *kmac)
+{
+	if (kenc)
+		SDF_DestroyKey(c->sess, kenc);
+	if (kmac)
+		SDF_DestroyKey(c->sess, kmac);
+	conn_close(c);
+}
+
 static void print_field(const char *name, const unsigned char *p, size_t cap)
 {
 	size_t n = strnlen((const char *)p, cap);
@@ -918,11 +928,7 @@ static int cmd_encrypt(const struct args *a)
 			out_abort(&out);
 		}
 	}
-	if (kenc)
-		SDF_DestroyKey(c.sess, kenc);
-	if (kmac)
-		SDF_DestroyKey(c.sess, kmac);
-	conn_close(&c);
+	conn_close_keys(&c, kenc, kmac);
 	fclose(in);
 	if (buf)
 		crypto_free_secret(buf, IO_CHUNK + 16);
@@ -1069,11 +1075,7 @@ static int cmd_decrypt(const struct args *a)
 			out_abort(&out);
 		}
 	}
-	if (kenc)
-		SDF_DestroyKey(c.sess, kenc);
-	if (kmac)
-		SDF_DestroyKey(c.sess, kmac);
-	conn_close(&c);
+	conn_close_keys(&c, kenc, kmac);
 	fclose(in);
 	if (input_error)
 		return EXIT_USAGE;
