@@ -21,6 +21,7 @@
 #include "api/internal.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "common/version.h"
 
 static const char *const upload_schemes[] = {"https", "http", "file", NULL};
 static const char *const log_schemes[] = {"syslog+udp", "syslog+tcp", "https", "http", NULL};
@@ -49,7 +50,7 @@ void h_chsm_info(struct api_call *c)
 	json_object_set_new(d, "vendor", json_string("OpenCHSM"));
 	json_object_set_new(d, "model", json_string("OpenCHSM software CHSM"));
 	json_object_set_new(d, "serialNumber", json_string(ctx->serial_number));
-	json_object_set_new(d, "firmwareVersion", json_string(OPENCHSM_VERSION));
+	json_object_set_new(d, "firmwareVersion", json_string(chsm_version()));
 	json_object_set_new(d, "apiVersion", json_string("v1"));
 	json_object_set_new(d, "deviceKeyFingerprint", json_string(ctx->device_fp));
 	json_object_set_new(d, "devicePublicKey", json_string(ctx->device_public_pem));

@@ -17,6 +17,7 @@
 #include "api/internal.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "common/version.h"
 
 #define DEFAULT_MAX_KEYS     1024
 #define DEFAULT_MAX_SESSIONS 256
@@ -683,7 +684,7 @@ void h_vsm_create(struct api_call *c)
 	if (token && !parse_token(c, token, &a.token_id, &a.secret, &a.secret_len))
 		return;
 	snprintf(a.v.state, sizeof(a.v.state), "creating");
-	snprintf(a.v.version, sizeof(a.v.version), "%s", OPENCHSM_VERSION);
+	snprintf(a.v.version, sizeof(a.v.version), "%s", chsm_version());
 	a.v.created_at = a.v.updated_at = chsm_now_ms();
 	a.v.state_version = 1;
 	json_t *params = json_pack("{s:b}", "start", json_is_true(json_object_get(c->body, "start")));

@@ -34,6 +34,7 @@
 #include "api/internal.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "common/version.h"
 #include "image/image.h"
 #include "xfer/xfer.h"
 
@@ -832,7 +833,7 @@ static int begin_vsm(struct api_ctx *ctx, struct chsm_apply *c, struct vsm_apply
 	 * should it restart before the restore has started it. */
 	bool desired = a->v.desired_running;
 	a->v.desired_running = c->restore && desired;
-	snprintf(a->v.version, sizeof(a->v.version), "%s", OPENCHSM_VERSION);
+	snprintf(a->v.version, sizeof(a->v.version), "%s", chsm_version());
 	if (store_vsm_insert(ctx->store, &a->v) < 0)
 		return GMT_E_STORAGE;
 	json_array_append_new(c->vsm_ids, json_string(a->v.id));

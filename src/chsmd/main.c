@@ -30,6 +30,7 @@
 #include "common/limits.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "common/version.h"
 #include "logship/logship.h"
 
 /* How often the clock's offset to the NTP servers is measured, by default
@@ -412,7 +413,7 @@ static int serve(const struct run_options *o)
 	snprintf(port_s, sizeof(port_s), "%d", http_server_port(srv));
 	chsm_log(CHSM_LOG_INFO, "started", "device_id", ctx.device_id, "device_key", ctx.device_fp,
 		 "listen", o->host, "port", port_s, "tls", o->plain_http ? "off" : "on",
-		 "version", OPENCHSM_VERSION, NULL);
+		 "version", chsm_version(), NULL);
 	int sig = 0;
 	sigwait(&set, &sig);
 	chsm_log(CHSM_LOG_INFO, "stopping", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
@@ -537,7 +538,7 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "admin"))
 		return cmd_admin(argc - 1, argv + 1);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
-		printf("chsmd %s\n", OPENCHSM_VERSION);
+		printf("chsmd %s\n", chsm_version());
 		return 0;
 	}
 	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
