@@ -444,3 +444,128 @@ out:
 	free(pem);
 	return r;
 }
+
+/* ---- the client side ---- */
+
+struct crypto_tls_client_ctx {
+	SSL_CTX *ssl_ctx;
+	bool verify;
+};
+
+static int load_trust(SSL_CTX *ssl_ctx, const char *pem, size_t len)
+{
+	int r = -EINVAL, count = 0;
+	X509 *ca = NULL;
+	X509_STORE *store = SSL_CTX_get_cert_store(ssl_ctx);
+	BIO *bio = BIO_new_mem_buf(pem, (int)len);
+	if (!bio || !store) {
+		r = -ENOMEM;
+		goto out;
+	}
+	while ((ca = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL)) != NULL) {
+		if (X509_STORE_add_cert(store, ca) != 1)
+			goto out;
+		X509_free(ca);
+		ca = NULL;
+		count++;
+	}
+	if (count > 0)
+		r = 0;
+out:
+	X509_free(ca);
+	BIO_free(bio);
+	ERR_clear_error();
+	return r;
+}
+
+int crypto_tls_client_ctx_new(const char *cacert_path, crypto_tls_client_ctx **ret_ctx)
+{
+	int r;
+	char *pem = NULL;
+	size_t len = 0;
+	crypto_tls_client_ctx *ctx = NULL;
+	if (!ret_ctx)
+		return -EINVAL;
+	if (cacert_path &&
+	    (r = chsm_read_file(cacert_path, CRYPTO_TLS_MAX_PEM_BYTES, &pem, &len)) < 0)
+		goto out;
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx) {
+		r = -ENOMEM;
+		goto out;
+	}
+	ctx->ssl_ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx->ssl_ctx) {
+		r = tls_fail(-ENOMEM);
+		goto out;
+	}
+	if (SSL_CTX_set_min_proto_version(ctx->ssl_ctx, TLS1_2_VERSION) != 1 ||
+	    SSL_CTX_set_max_proto_version(ctx->ssl_ctx, TLS1_3_VERSION) != 1 ||
+	    SSL_CTX_set_cipher_list(ctx->ssl_ctx, TLS12_CIPHERS) != 1 ||
+	    SSL_CTX_set_ciphersuites(ctx->ssl_ctx, TLS13_SUITES) != 1 ||
+	    SSL_CTX_set1_groups_list(ctx->ssl_ctx, TLS_GROUPS) != 1) {
+		r = tls_fail(-EIO);
+		goto out;
+	}
+	SSL_CTX_set_options(ctx->ssl_ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+						  SSL_OP_IGNORE_UNEXPECTED_EOF);
+	if (pem) {
+		if ((r = load_trust(ctx->ssl_ctx, pem, len)) < 0)
+			goto out;
+		SSL_CTX_set_verify(ctx->ssl_ctx, SSL_VERIFY_PEER, NULL);
+		ctx->verify = true;
+	} else {
+		SSL_CTX_set_verify(ctx->ssl_ctx, SSL_VERIFY_NONE, NULL);
+	}
+	*ret_ctx = ctx;
+	ctx = NULL;
+	r = 0;
+out:
+	crypto_tls_client_ctx_free(ctx);
+	free(pem);
+	return r;
+}
+
+void crypto_tls_client_ctx_free(crypto_tls_client_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	SSL_CTX_free(ctx->ssl_ctx);
+	free(ctx);
+}
+
+struct bufferevent *crypto_tls_client_bufferevent_new(crypto_tls_client_ctx *ctx,
+						      struct event_base *base, int fd,
+						      const char *host)
+{
+	if (!ctx || !base || !host || !*host)
+		return NULL;
+	SSL *ssl = SSL_new(ctx->ssl_ctx);
+	if (!ssl) {
+		tls_fail(-ENOMEM);
+		return NULL;
+	}
+	unsigned char addr[16];
+	bool is_ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+	int ok = 1;
+	if (!is_ip)
+		ok = SSL_set_tlsext_host_name(ssl, host);
+	if (ok == 1 && ctx->verify) {
+		X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+		ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host)
+			   : X509_VERIFY_PARAM_set1_host(param, host, 0);
+	}
+	if (ok != 1) {
+		SSL_free(ssl);
+		tls_fail(-ENOMEM);
+		return NULL;
+	}
+	struct bufferevent *bev = bufferevent_openssl_socket_new(
+		base, fd, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	if (!bev) {
+		ERR_clear_error();
+		return NULL;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}

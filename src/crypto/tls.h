@@ -50,6 +50,30 @@ void crypto_tls_server_ctx_free(crypto_tls_server_ctx *ctx);
 struct bufferevent *crypto_tls_bufferevent_new(crypto_tls_server_ctx *ctx,
 					       struct event_base *base, int fd);
 
+/* ---- the client side (benchmarks and tools that speak to chsmd) ---- */
+
+typedef struct crypto_tls_client_ctx crypto_tls_client_ctx;
+
+/* Makes a client context (TLS 1.2/1.3, the server context's suites and
+ * groups). With cacert_path, servers are verified against the PEM CA
+ * certificate(s) in that file and against the host given to
+ * crypto_tls_client_bufferevent_new; NULL: servers are not verified.
+ * Returns 0 and sets *ret_ctx; -ENOENT/-EACCES/-EFBIG when the file cannot
+ * be read, -EINVAL when it holds no certificate, -ENOMEM. */
+int crypto_tls_client_ctx_new(const char *cacert_path, crypto_tls_client_ctx **ret_ctx);
+/* Frees the context. Accepts NULL. */
+void crypto_tls_client_ctx_free(crypto_tls_client_ctx *ctx);
+
+/* Makes a bufferevent on base that runs the client side of a TLS handshake
+ * with host (an IP literal or a DNS name: sent as SNI when a name, and
+ * checked against the certificate when the context verifies) over socket
+ * fd, or over the socket bufferevent_socket_connect makes when fd is -1.
+ * Freeing the bufferevent frees the TLS state and closes the fd. Returns
+ * the bufferevent, or NULL (out of memory, or a host that is empty). */
+struct bufferevent *crypto_tls_client_bufferevent_new(crypto_tls_client_ctx *ctx,
+						      struct event_base *base, int fd,
+						      const char *host);
+
 /* Generates an ECDSA P-256 key and a self-signed X.509 v3 certificate for
  * it, valid from one hour ago for `days` days, subject and issuer
  * CN=common_name, with subjectAltName entries for each of dns_names and
