@@ -72,7 +72,7 @@ unset code
 
 if ! ctl vsm info demo >/dev/null 2>&1; then
   echo "== creating and starting VSM 'demo' on 127.0.0.1:19001"
-  head -c 32 /dev/urandom > "$VAR/demo-token.secret"; chmod 600 "$VAR/demo-token.secret"
+  (umask 077; head -c 32 /dev/urandom | base64 > "$VAR/demo-token.secret")
   ctl --wait vsm create --id demo --name "demo tenant" --ip 127.0.0.1 --prefix 32 --port 19001 \
       --token-id demo-token --token-secret-file "$VAR/demo-token.secret" --start >/dev/null
 elif ! ctl vsm info demo | grep -q '"state": "running"'; then

@@ -309,29 +309,37 @@ fail:
 	return NULL;
 }
 
-/* The token secret file: raw bytes, base64-encoded into the body. */
+/* The token secret file: the secret in base64, exactly as 7.3.4 takes it
+ * and as vsmtool reads it (one final newline allowed), so one file serves
+ * both. Decoded strictly to check its length, then sent re-encoded. */
 static json_t *secret_file_json(struct parser *p, const struct cli_opt *o, const char *path)
 {
 	char *data = NULL, *b64 = NULL;
-	size_t len = 0;
+	uint8_t *raw = NULL;
+	size_t len = 0, raw_len = 0;
 	json_t *j = NULL;
-	int r = chsm_read_file(path, CHSM_TOKEN_SECRET_MAX, &data, &len);
-	if (r == -EFBIG || (r == 0 && len < CHSM_TOKEN_SECRET_MIN)) {
-		fail(p, "--%s: the file must hold %d to %d bytes", o->name, CHSM_TOKEN_SECRET_MIN,
-		     CHSM_TOKEN_SECRET_MAX);
-		goto out;
-	}
-	if (r < 0) {
+	/* base64 of CHSM_TOKEN_SECRET_MAX bytes, and a newline */
+	const size_t cap = (CHSM_TOKEN_SECRET_MAX + 2) / 3 * 4 + 1;
+	int r = chsm_read_file(path, cap, &data, &len);
+	if (r < 0 && r != -EFBIG) {
 		fail(p, "--%s: %s: %s", o->name, path, strerror(-r));
 		goto out;
 	}
-	if (crypto_base64_encode(data, len, &b64) < 0) {
+	size_t text_len = len > 0 && data[len - 1] == '\n' ? len - 1 : len;
+	if (r == -EFBIG || crypto_base64_decode(data, text_len, &raw, &raw_len) < 0 ||
+	    raw_len < CHSM_TOKEN_SECRET_MIN || raw_len > CHSM_TOKEN_SECRET_MAX) {
+		fail(p, "--%s: the file must hold the secret in base64: %d to %d bytes, "
+			"one final newline allowed", o->name, CHSM_TOKEN_SECRET_MIN, CHSM_TOKEN_SECRET_MAX);
+		goto out;
+	}
+	if (crypto_base64_encode(raw, raw_len, &b64) < 0) {
 		fail(p, "--%s: out of memory", o->name);
 		goto out;
 	}
 	j = json_string(b64);
 out:
 	crypto_free_secret(data, len);
+	crypto_free_secret(raw, raw_len);
 	if (b64)
 		crypto_free_secret(b64, strlen(b64));
 	return j;

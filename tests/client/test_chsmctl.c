@@ -104,7 +104,7 @@ static int setup(void **state)
 	run_free(&r);
 	FILE *f = fopen(secret_path, "w");
 	assert_non_null(f);
-	fputs("0123456789abcdefSECRET", f); /* 22 raw bytes */
+	fputs("MDEyMzQ1Njc4OWFiY2RlZlNFQ1JFVA==\n", f); /* base64 of 22 bytes */
 	fclose(f);
 	return 0;
 }

@@ -52,12 +52,15 @@ static int setup(void **state)
 	snprintf(secret65, sizeof(secret65), "%s/secret65", tmpdir);
 	snprintf(keyfile, sizeof(keyfile), "%s/key.pem", tmpdir);
 	snprintf(notakey, sizeof(notakey), "%s/notakey.pem", tmpdir);
-	uint8_t bytes[65];
-	for (size_t i = 0; i < sizeof(bytes); i++)
-		bytes[i] = (uint8_t)i; /* raw bytes, including NUL */
-	write_bytes(secret16, bytes, 16);
-	write_bytes(secret10, bytes, 10);
-	write_bytes(secret65, bytes, 65);
+	/* Token secret files hold base64 (of the bytes 0, 1, 2, ...), the
+	 * 16-byte one with a final newline as `base64` writes it. */
+	static const char b16[] = "AAECAwQFBgcICQoLDA0ODw==\n";
+	static const char b10[] = "AAECAwQFBgcICQ==";
+	static const char b65[] = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4v"
+				  "MDEyMzQ1Njc4OTo7PD0+P0A=";
+	write_bytes(secret16, b16, strlen(b16));
+	write_bytes(secret10, b10, strlen(b10));
+	write_bytes(secret65, b65, strlen(b65));
 	write_bytes(notakey, "hello\n", 6);
 	assert_int_equal(chsm_client_keygen(keyfile, NULL), 0);
 	clear_env();
@@ -633,6 +636,7 @@ static const struct {
 	{"vsm set-token v1 --token-id t", "missing --token-secret-file"},
 	{"vsm set-token v1 --token-id t --token-secret-file @S10@", "16 to 64 bytes"},
 	{"vsm set-token v1 --token-id t --token-secret-file @S65@", "16 to 64 bytes"},
+	{"vsm set-token v1 --token-id t --token-secret-file @NOKEY@", "in base64"},
 	{"vsm set-token v1 --token-id t --token-secret-file /nonexistent/s",
 	 "No such file"},
 	{"vsm create", "missing --name"},

@@ -82,14 +82,15 @@ fails "set-log-upload with a bad level" 2 'level' chsm set-log-upload --url sysl
 
 # ---- vsm ----
 P1=$(free_port)
-head -c 32 /dev/urandom > "$IT_DIR/tok1"
+# The token file holds the secret in base64, as vsmtool reads it.
+head -c 32 /dev/urandom | base64 -w0 > "$IT_DIR/tok1"
 cp "$IT_DIR/tok1" "$IT_DIR/tok1.orig"
 ok "vsm create --wait" vsm create --id c1 --name "ctl one" --ip 127.0.0.1 --prefix 8 --port "$P1" \
   --token-id app --token-secret-file "$IT_DIR/tok1" --max-keys 10 --max-sessions 20 --memory-mib 32 --wait
 check "create --wait: prints the final task" jqt "$OUT" '.operation == "vsm.create" and .target == "c1" and .state == "succeeded" and .code == 0'
 check "create --wait: result is the VSM" jqt "$OUT" '.result.resources == {"maxKeys":10,"maxSessions":20,"memoryMiB":32} and .result.token.configured == true'
 check "create: the secret file is left as it was" cmp -s "$IT_DIR/tok1" "$IT_DIR/tok1.orig"
-check "create: the secret is not printed" bash -c "! grep -qF -- '$(base64 -w0 "$IT_DIR/tok1")' '$OUT'"
+check "create: the secret is not printed" bash -c "! grep -qF -- '$(cat "$IT_DIR/tok1")' '$OUT'"
 P2=$(free_port)
 ok "vsm create (no --wait)" vsm create --id c2 --name two --ip 127.0.0.1 --prefix 8 --port "$P2"
 check "create: prints the accepted task" jqt "$OUT" '.state == "pending" and .operation == "vsm.create" and .target == "c2"'
@@ -113,9 +114,10 @@ check "restart: still listens" listening 127.0.0.1 "$P1"
 P3=$(free_port)
 ok "vsm set-network" vsm set-network c2 --ip 127.0.0.1 --prefix 8 --port "$P3" --gateway 127.0.0.254
 check "set-network: new endpoint" jqt "$OUT" ".serviceEndpoint == \"127.0.0.1:$P3\" and .network.gateway == \"127.0.0.254\""
-head -c 20 /dev/urandom > "$IT_DIR/tok2"
+head -c 20 /dev/urandom | base64 > "$IT_DIR/tok2"   # with its final newline
 ok "vsm set-token" vsm set-token c1 --token-id app2 --token-secret-file "$IT_DIR/tok2"
 check "set-token: tokenId, stateVersion grew" jqt "$OUT" ".token.tokenId == \"app2\" and .stateVersion > $SV"
+check "set-token: vsmtool authenticates with the same file" vsm_tool "$P1" app2 "$IT_DIR/tok2" random --bytes 4
 ok "vsm stop --wait" vsm stop c1 --wait
 check "stop: no longer listens" not_listening 127.0.0.1 "$P1"
 ok "vsm reset --wait" vsm reset c1 --wait
@@ -159,6 +161,10 @@ fails "usage: malformed VSM ID" 2 'chsmctl' vsm info 'bad/id'
 fails "usage: port out of range" 2 'chsmctl' vsm set-network c2 --ip 127.0.0.1 --prefix 8 --port 70000
 fails "usage: --ip without --port" 2 'chsmctl' vsm create --name x --ip 127.0.0.1
 fails "usage: unreadable secret file" 2 'chsmctl' vsm set-token c2 --token-id t --token-secret-file "$IT_DIR/nonexistent"
+head -c 32 /dev/urandom > "$IT_DIR/tok.raw"
+fails "usage: a secret file of raw bytes, not base64" 2 'base64' vsm set-token c2 --token-id t --token-secret-file "$IT_DIR/tok.raw"
+head -c 8 /dev/urandom | base64 > "$IT_DIR/tok.short"
+fails "usage: a secret of 8 bytes" 2 '16 to 64 bytes' vsm set-token c2 --token-id t --token-secret-file "$IT_DIR/tok.short"
 check "usage errors print nothing on stdout" [ ! -s "$OUT" ]
 run "$CTL" --help
 check "--help: exit 0 with usage" eval '[ "$RC" = 0 ] && grep -q "^usage: chsmctl" "$OUT"'
