@@ -218,7 +218,7 @@ static bool valid_vsm_id(const char *s)
 static bool valid_task_id(const char *s)
 {
 	size_t n = strlen(s);
-	return n >= 1 && n <= TASK_ID_MAX && chsm_str_charset(s, n, "_.-");
+	return n >= 1 && n <= TASK_ID_MAX && chsm_str_charset(s, n, "-");
 }
 
 /* ---- values -> JSON ---- */

@@ -593,6 +593,8 @@ static const struct {
 	{"vsm info ../chsm", "invalid VSM ID"},
 	{"task get", "missing task ID"},
 	{"task get a/b", "invalid task ID"},
+	{"task get t_1", "invalid task ID"},
+	{"task get t.1", "invalid task ID"},
 	{"chsm set-ntp", "missing --server"},
 	{"chsm set-ntp --server", "needs a value"},
 	{"chsm set-ntp --server a --disabled=yes", "takes no value"},
