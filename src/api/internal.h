@@ -36,6 +36,12 @@ struct api_call {
 	char param[CHSM_VSM_ID_MAX_LEN + 1];   /* {vsmId} or {taskId} */
 	bool enrollment;
 	json_t *body;                           /* the request object ({} if none) */
+	/* A mutating request with an idempotency key (§5): the key, the SM3
+	 * of the body, and whether the answer is recorded already (by
+	 * api_submit_task, in the transaction that queued the task). */
+	const char *idem_key;
+	char idem_sm3[CRYPTO_SM3_HEX_LEN + 1];
+	bool idem_recorded;
 	/* results */
 	int code;
 	char message[256];

@@ -129,6 +129,8 @@ bool api_download_fields(struct api_call *c, const struct api_field *fields)
 	return api_callback_url(c, &cb);
 }
 
+static int idem_record(struct api_call *c);
+
 void api_submit_task(struct api_call *c, const char *operation, const char *target,
 		     const json_t *params, api_prepare_fn prepare, void *arg)
 {
@@ -154,21 +156,29 @@ void api_submit_task(struct api_call *c, const char *operation, const char *targ
 			api_fail(c, code, NULL);
 		return;
 	}
-	if (store_commit(ctx->store) < 0) {
-		store_task_clear(&t);
-		api_fail(c, GMT_E_STORAGE, NULL);
-		return;
-	}
-	task_engine_kick(ctx->tasks, t.id);
 	json_t *data = json_object();
 	json_object_set_new(data, "taskId", json_string(t.id));
 	json_object_set_new(data, "operation", json_string(t.operation));
 	json_object_set_new(data, "target", json_string(t.target));
 	json_object_set_new(data, "state", json_string("pending"));
-	store_task_clear(&t);
 	api_ok(c, data);
 	c->accepted = true;
 	snprintf(c->message, sizeof(c->message), "accepted");
+	/* store_commit ends the transaction also when it fails */
+	int r = c->idem_key ? idem_record(c) : 0;
+	if (r < 0)
+		store_rollback(ctx->store);
+	else
+		r = store_commit(ctx->store);
+	if (r < 0) {
+		store_task_clear(&t);
+		c->accepted = false;
+		api_fail(c, GMT_E_STORAGE, NULL);
+		return;
+	}
+	c->idem_recorded = c->idem_key != NULL;
+	task_engine_kick(ctx->tasks, t.id);
+	store_task_clear(&t);
 }
 
 /* ---- routing ---- */
@@ -413,6 +423,32 @@ static int status_for(const struct api_call *c)
 	return gmt_code_http_status(c->code);
 }
 
+/* Records c's answer under its idempotency key. An accepted task's answer
+ * is recorded by api_submit_task inside the transaction that queues it, so
+ * a crash between the commit and the answer cannot let a retry queue the
+ * work twice; other answers are recorded here after the handler. Returns
+ * 0 or -errno. */
+static int idem_record(struct api_call *c)
+{
+	char *body = NULL;
+	size_t len = 0;
+	if (gmt_envelope(c->code, c->message[0] ? c->message : NULL, c->request_id,
+			 c->code == GMT_OK ? c->data : NULL, &body, &len) < 0)
+		return -ENOMEM;
+	struct store_idem put = {
+		.method = (char *)c->req->method,
+		.target = (char *)c->req->target,
+		.http_status = status_for(c),
+		.response = body,
+		.response_len = len,
+		.created_at = chsm_now_ms(),
+	};
+	memcpy(put.body_sm3, c->idem_sm3, sizeof(put.body_sm3));
+	int r = store_idem_put(c->ctx->store, c->idem_key, &put);
+	free(body);
+	return r;
+}
+
 /* Runs the handler under the idempotency rules of §5. Returns true when
  * the response was replayed from the record into resp (already signed). */
 static bool run_with_idempotency(struct api_call *c, struct http_response *resp)
@@ -459,26 +495,11 @@ static bool run_with_idempotency(struct api_call *c, struct http_response *resp)
 		api_fail(c, GMT_E_STORAGE, NULL);
 		return false;
 	}
+	c->idem_key = key;
+	memcpy(c->idem_sm3, sm3, sizeof(c->idem_sm3));
 	c->route->handler(c);
-	int status = status_for(c);
-	if (status < 500) {
-		char *body = NULL;
-		size_t len = 0;
-		if (gmt_envelope(c->code, c->message[0] ? c->message : NULL, c->request_id,
-				 c->code == GMT_OK ? c->data : NULL, &body, &len) == 0) {
-			struct store_idem put = {
-				.method = (char *)m,
-				.target = (char *)c->req->target,
-				.http_status = status,
-				.response = body,
-				.response_len = len,
-				.created_at = chsm_now_ms(),
-			};
-			memcpy(put.body_sm3, sm3, sizeof(put.body_sm3));
-			(void)store_idem_put(ctx->store, key, &put);
-			free(body);
-		}
-	}
+	if (!c->idem_recorded && status_for(c) < 500)
+		(void)idem_record(c);
 	pthread_mutex_unlock(&ctx->idem_lock);
 	return false;
 }
