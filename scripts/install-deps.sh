@@ -19,12 +19,22 @@ PACKAGES=(
   rsyslog                       # integration tests: a real syslog collector (run unprivileged by the test)
   chrony                        # test_ntp_chrony runs its own chronyd on loopback as a real NTP server
 )
+# test_openapi: node and npm (Debian's, unless a node with its npm is installed
+# already, e.g. NodeSource's, whose package conflicts with Debian's npm) and the
+# validators pinned by tests/openapi/package-lock.json.
+command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
+npm_ci() {
+  local d; d=$(cd "$(dirname "$0")/../tests/openapi" && pwd)
+  [ "$d/node_modules/.package-lock.json" -nt "$d/package-lock.json" ] ||
+    (cd "$d" && npm ci --no-audit --no-fund --loglevel=error)
+}
 
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
+  npm_ci
   exit 0
 fi
 SUDO=""
@@ -51,4 +61,5 @@ if printf '%s\n' "${missing[@]}" | grep -qx nginx; then
   fi
 fi
 if [ "$policy_added" = 1 ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+npm_ci || rc=$?
 exit $rc

@@ -138,6 +138,7 @@ void cf_check_callback(struct cf *cf, const char *name, const json_t *task, cons
 	}
 	char problem[400] = "";
 	size_t nl = strlen(cb.nonce);
+	cf_record_callback(cf, &cb);
 	char *tbs = cf_string_to_sign(cb.method, cb.target, cb.ts, cb.nonce, cb.key_id, cb.body,
 				      cb.body_len);
 	json_t *body = json_loadb(cb.body, cb.body_len, JSON_REJECT_DUPLICATES, NULL);

@@ -165,6 +165,9 @@ void cf_new_nonce(char out[33]);
 bool cf_sm2_ok(const crypto_sm2_key *key, const char *msg, size_t len, const char *sig_b64);
 /* The HTTP status Appendix A gives a code, 0 for a code it does not define. */
 int cf_code_http(int code);
+struct cf_received;
+/* With --record, writes a received callback to DIR/cb-NNNN.json. */
+void cf_record_callback(struct cf *cf, const struct cf_received *cb);
 /* Learns the device key from 7.4.1 (checked against the pin). Returns 0 or
  * -1 with a reason in why. */
 int cf_learn_device_key(struct cf *cf, char *why, size_t whylen);

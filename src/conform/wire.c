@@ -242,7 +242,8 @@ static void check_device_signature(struct cf *cf, struct cf_resp *r)
 }
 
 /* Writes one exchange to the record folder. */
-static void record(struct cf *cf, const char *method, const char *path, const struct cf_resp *r)
+static void record(struct cf *cf, const char *method, const char *path, const char *body,
+		   size_t blen, const struct cf_resp *r)
 {
 	if (!cf->record_dir || r->status == 0)
 		return;
@@ -252,8 +253,24 @@ static void record(struct cf *cf, const char *method, const char *path, const st
 	json_object_set_new(o, "status", json_integer(r->status));
 	json_object_set_new(o, "contentType", r->ctype ? json_string(r->ctype) : json_null());
 	json_object_set_new(o, "body", json_stringn(r->body ? r->body : "", r->body_len));
+	if (body && blen <= 65536)
+		json_object_set_new(o, "requestBody", json_stringn(body, blen));
 	char file[4096];
 	snprintf(file, sizeof(file), "%s/%04d.json", cf->record_dir, ++cf->record_seq);
+	json_dump_file(o, file, JSON_COMPACT);
+	json_decref(o);
+}
+
+void cf_record_callback(struct cf *cf, const struct cf_received *cb)
+{
+	if (!cf->record_dir)
+		return;
+	json_t *o = json_object();
+	json_object_set_new(o, "method", json_string(cb->method));
+	json_object_set_new(o, "path", json_string(cb->target));
+	json_object_set_new(o, "body", json_stringn(cb->body ? cb->body : "", cb->body_len));
+	char file[4096];
+	snprintf(file, sizeof(file), "%s/cb-%04d.json", cf->record_dir, ++cf->record_seq);
 	json_dump_file(o, file, JSON_COMPACT);
 	json_decref(o);
 }
@@ -424,7 +441,7 @@ out:
 		char path[2048];
 		snprintf(path, sizeof(path), "%s", q->raw_target ? target : q->path);
 		path[strcspn(path, "?")] = '\0';
-		record(cf, q->method, path, &r);
+		record(cf, q->method, path, body, blen, &r);
 	}
 	if (cf->verbose)
 		fprintf(stderr, "> %s\n< %ld %.300s\n", r.what, r.status, r.body ? r.body : r.transport);
