@@ -197,6 +197,16 @@ void cf_expect_refused(struct cf *cf, enum cf_section s, const char *name, const
 	cf_resp_free(&r);
 }
 
+bool cf_check_call(struct cf *cf, enum cf_section s, const char *name, const char *method,
+		   const char *path, const char *body, int code)
+{
+	struct cf_resp r;
+	cf_call(cf, method, path, body, &r);
+	bool ok = cf_expect(cf, s, name, &r, code, code ? cf_code_http(code) : 200);
+	cf_resp_free(&r);
+	return ok;
+}
+
 const char *cf_vsm_state(struct cf *cf, const char *vsm_id)
 {
 	static char state[32];
@@ -280,12 +290,7 @@ void cf_drop_vsm(struct cf *cf, const char *id)
 static bool check_enrollment(struct cf *cf)
 {
 	struct cf_resp r;
-	struct cf_req q = {.method = "GET", .path = "/auth/platform-key/fingerprint",
-			   .auth = CF_AUTH_NONE};
-	char nonce[33];
-	cf_new_nonce(nonce);
-	q.nonce = nonce;
-	cf_send(cf, &q, &r);
+	cf_get_fingerprint(cf, &r);
 	cf_expect_shape(cf, CF_S4, "7.4.1 answers without authentication", &r, 0, 200,
 			"configured:b fingerprint:S configuredAt:I");
 	bool configured = json_is_true(json_object_get(r.data, "configured"));
@@ -350,8 +355,7 @@ static bool check_enrollment(struct cf *cf)
 	cf_resp_free(&r);
 	free(body);
 
-	cf_new_nonce(nonce);
-	cf_send(cf, &q, &r);
+	cf_get_fingerprint(cf, &r);
 	ok = cf_expect_shape(cf, CF_S9, "7.4.1 after enrollment: configured, fingerprint, configuredAt",
 			     &r, 0, 200, "configured:b fingerprint:s configuredAt:i");
 	if (ok && strcmp(json_string_value(json_object_get(r.data, "fingerprint")),
@@ -691,36 +695,54 @@ static void check_chsm_reads(struct cf *cf)
 	cf_resp_free(&r);
 }
 
-/* A configuration PUT refused with code; nothing changes. */
-static void refused(struct cf *cf, const char *name, const char *path, const char *body, int code)
-{
-	struct cf_resp r;
-	cf_call(cf, strncmp(path, "/chsm/upgrade", 13) == 0 ? "POST" : "PUT", path, body, &r);
-	cf_expect(cf, CF_S9, name, &r, code, cf_code_http(code));
-	cf_resp_free(&r);
-}
+/* Requests of the CHSM interfaces that must be refused; none changes
+ * anything. */
+static const struct {
+	const char *name, *method, *path, *body;
+	int code;
+} invalid_requests[] = {
+	{"7.2.4 network: hostname missing (1002)", "PUT", "/chsm/network",
+	 "{\"interfaces\":[{\"name\":\"eth0\",\"address\":\"192.0.2.10/24\"}]}", 1002},
+	{"7.2.4 network: address not CIDR (1003)", "PUT", "/chsm/network",
+	 "{\"hostname\":\"chsm1\",\"interfaces\":[{\"name\":\"eth0\",\"address\":\"192.0.2.300/24\"}]}", 1003},
+	{"7.2.4 network: dns not an address (1003)", "PUT", "/chsm/network",
+	 "{\"hostname\":\"chsm1\",\"interfaces\":[{\"name\":\"eth0\",\"address\":\"192.0.2.10/24\"}],\"dns\":[\"not an address\"]}", 1003},
+	{"7.2.4 network: unknown field in an interface (1003)", "PUT", "/chsm/network",
+	 "{\"hostname\":\"chsm1\",\"interfaces\":[{\"name\":\"eth0\",\"address\":\"192.0.2.10/24\",\"mtu\":1500}]}", 1003},
+	{"7.2.5 NTP: enabled not a boolean (1003)", "PUT", "/chsm/ntp",
+	 "{\"servers\":[\"127.0.0.1\"],\"enabled\":\"yes\"}", 1003},
+	{"7.2.6 image upload address: url missing (1002)", "PUT", "/chsm/image-upload-address",
+	 "{\"headers\":{}}", 1002},
+	{"7.2.6 image upload address: ftp:// (1003)", "PUT", "/chsm/image-upload-address",
+	 "{\"url\":\"ftp://192.0.2.1/images/\"}", 1003},
+	{"7.2.7 log upload address: level missing (1002)", "PUT", "/chsm/log-upload-address",
+	 "{\"url\":\"syslog+udp://127.0.0.1:514\"}", 1002},
+	{"7.2.7 log upload address: level 'debug' (1003)", "PUT", "/chsm/log-upload-address",
+	 "{\"url\":\"syslog+udp://127.0.0.1:514\",\"level\":\"debug\"}", 1003},
+	{"7.2.7 log upload address: scheme ftp (1003)", "PUT", "/chsm/log-upload-address",
+	 "{\"url\":\"ftp://127.0.0.1/\",\"level\":\"info\"}", 1003},
+	{"7.2.8 export CHSM image: callbackUrl not http(s) (1003)", "POST", "/chsm/image/export",
+	 "{\"callbackUrl\":\"ftp://x/\"}", 1003},
+	{"7.2.9 import CHSM image: url missing (1002)", "POST", "/chsm/image/import",
+	 "{\"sm3\":\"" ZERO_SM3 "\"}", 1002},
+	{"7.2.10 upgrade: url missing (1002)", "POST", "/chsm/upgrade", "{\"sm3\":\"" ZERO_SM3 "\"}", 1002},
+	{"7.2.10 upgrade: sm3 not hex (1003)", "POST", "/chsm/upgrade",
+	 "{\"url\":\"file:///nonexistent.pkg\",\"sm3\":\"xyz\"}", 1003},
+	{"7.2.11 reboot: unknown field (1003)", "POST", "/chsm/reboot", "{\"conformBogus\":true}", 1003},
+	{"7.2.13 restore: sm3 missing (1002)", "POST", "/chsm/restore", "{\"url\":\"file:///x.img\"}", 1002},
+};
 
 static void check_chsm_config(struct cf *cf)
 {
 	struct cf_resp r;
 	json_t *cfg = cf->config;
 
-	/* 7.2.4: strict validation; a valid document only by putting back the
-	 * one the device has (a new one would change the host's network). */
-	refused(cf, "7.2.4 network: hostname missing (1002)", "/chsm/network",
-		"{\"interfaces\":[{\"name\":\"eth0\",\"address\":\"192.0.2.10/24\"}]}", 1002);
-	refused(cf, "7.2.4 network: address not CIDR (1003)", "/chsm/network",
-		"{\"hostname\":\"chsm1\",\"interfaces\":[{\"name\":\"eth0\",\"address\":\"192.0.2.300/24\"}]}", 1003);
-	refused(cf, "7.2.4 network: dns not an address (1003)", "/chsm/network",
-		"{\"hostname\":\"chsm1\",\"interfaces\":[{\"name\":\"eth0\",\"address\":\"192.0.2.10/24\"}],\"dns\":[\"not an address\"]}", 1003);
-	refused(cf, "7.2.4 network: unknown field in an interface (1003)", "/chsm/network",
-		"{\"hostname\":\"chsm1\",\"interfaces\":[{\"name\":\"eth0\",\"address\":\"192.0.2.10/24\",\"mtu\":1500}]}", 1003);
+	/* 7.2.4: a valid document only by putting back the one the device has
+	 * (a new one would change the host's network). */
 	json_t *net = json_object_get(cfg, "network");
 	if (json_is_object(net)) {
 		char *body = json_dumps(net, JSON_COMPACT);
-		cf_call(cf, "PUT", "/chsm/network", body, &r);
-		cf_expect(cf, CF_S9, "7.2.4 network: the configured document put back", &r, 0, 200);
-		cf_resp_free(&r);
+		cf_check_call(cf, CF_S9, "7.2.4 network: the configured document put back", "PUT", "/chsm/network", body, 0);
 		free(body);
 	} else {
 		cf_add(cf, CF_S9, CF_SKIP, "7.2.4 network: a valid document",
@@ -728,8 +750,6 @@ static void check_chsm_config(struct cf *cf)
 		       "would change the host's network, which the checker does not do");
 	}
 
-	refused(cf, "7.2.5 NTP: enabled not a boolean (1003)", "/chsm/ntp",
-		"{\"servers\":[\"127.0.0.1\"],\"enabled\":\"yes\"}", 1003);
 	json_t *ntp = json_object_get(cfg, "ntp");
 	char *body = json_is_object(ntp) ? json_dumps(ntp, JSON_COMPACT)
 					  : strdup("{\"servers\":[\"127.0.0.1\"],\"enabled\":false}");
@@ -747,22 +767,10 @@ static void check_chsm_config(struct cf *cf)
 			"ntp.synced:b ntp.offsetMs:I ntp.server:S");
 	cf_resp_free(&r);
 
-	refused(cf, "7.2.6 image upload address: url missing (1002)", "/chsm/image-upload-address",
-		"{\"headers\":{}}", 1002);
-	refused(cf, "7.2.6 image upload address: ftp:// (1003)", "/chsm/image-upload-address",
-		"{\"url\":\"ftp://192.0.2.1/images/\"}", 1003);
-	refused(cf, "7.2.7 log upload address: level missing (1002)", "/chsm/log-upload-address",
-		"{\"url\":\"syslog+udp://127.0.0.1:514\"}", 1002);
-	refused(cf, "7.2.7 log upload address: level 'debug' (1003)", "/chsm/log-upload-address",
-		"{\"url\":\"syslog+udp://127.0.0.1:514\",\"level\":\"debug\"}", 1003);
-	refused(cf, "7.2.7 log upload address: scheme ftp (1003)", "/chsm/log-upload-address",
-		"{\"url\":\"ftp://127.0.0.1/\",\"level\":\"info\"}", 1003);
 	if (cf->destructive) {
 		char b[400];
 		snprintf(b, sizeof(b), "{\"url\":\"%s/log\",\"level\":\"error\"}", cf->callback_base);
-		cf_call(cf, "PUT", "/chsm/log-upload-address", b, &r);
-		cf_expect(cf, CF_S9, "7.2.7 log upload address: a valid document", &r, 0, 200);
-		cf_resp_free(&r);
+		cf_check_call(cf, CF_S9, "7.2.7 log upload address: a valid document", "PUT", "/chsm/log-upload-address", b, 0);
 		cf_left_changed(cf, "log upload address set to the checker's receiver (http, level error)");
 	} else {
 		cf_add(cf, CF_S9, CF_SKIP, "7.2.7 log upload address: a valid document",
@@ -772,48 +780,23 @@ static void check_chsm_config(struct cf *cf)
 
 	/* 3007 can be seen only while no upload address is configured. */
 	if (json_is_null(json_object_get(cfg, "imageUploadAddress"))) {
-		cf_call(cf, "POST", "/chsm/image/export", "{}", &r);
-		cf_expect(cf, CF_SA, "3007 7.2.8 export without an image upload address", &r, 3007, 409);
-		cf_resp_free(&r);
-		cf_call(cf, "POST", "/chsm/backup", "{}", &r);
-		cf_expect(cf, CF_SA, "3007 7.2.12 backup without an image upload address", &r, 3007, 409);
-		cf_resp_free(&r);
+		cf_check_call(cf, CF_SA, "3007 7.2.8 export without an image upload address", "POST", "/chsm/image/export", "{}", 3007);
+		cf_check_call(cf, CF_SA, "3007 7.2.12 backup without an image upload address", "POST", "/chsm/backup", "{}", 3007);
 	} else {
 		cf_add(cf, CF_SA, CF_SKIP, "3007 export without an image upload address",
 		       "the device already has an image upload address");
 	}
 
-	/* Requests whose validation alone is observable without --destructive. */
-	refused(cf, "7.2.10 upgrade: url missing (1002)", "/chsm/upgrade", "{\"sm3\":\"00\"}", 1002);
-	struct cf_resp u;
-	cf_call(cf, "POST", "/chsm/upgrade",
-		"{\"url\":\"file:///nonexistent.pkg\",\"sm3\":\"xyz\"}", &u);
-	cf_expect(cf, CF_S9, "7.2.10 upgrade: sm3 not hex (1003)", &u, 1003, 400);
-	cf_resp_free(&u);
-	cf_call(cf, "POST", "/chsm/reboot", "{\"conformBogus\":true}", &u);
-	cf_expect(cf, CF_S9, "7.2.11 reboot: unknown field (1003)", &u, 1003, 400);
-	cf_resp_free(&u);
-	cf_call(cf, "POST", "/chsm/restore", "{\"url\":\"file:///x.img\"}", &u);
-	cf_expect(cf, CF_S9, "7.2.13 restore: sm3 missing (1002)", &u, 1002, 400);
-	cf_resp_free(&u);
-	cf_call(cf, "POST", "/chsm/image/import", "{\"sm3\":\"" "0000000000000000000000000000000000000000000000000000000000000000" "\"}", &u);
-	cf_expect(cf, CF_S9, "7.2.9 import CHSM image: url missing (1002)", &u, 1002, 400);
-	cf_resp_free(&u);
-	cf_call(cf, "POST", "/chsm/image/export", "{\"callbackUrl\":\"ftp://x/\"}", &u);
-	cf_expect(cf, CF_S9, "7.2.8 export CHSM image: callbackUrl not http(s) (1003)", &u, 1003, 400);
-	cf_resp_free(&u);
+	for (size_t i = 0; i < sizeof(invalid_requests) / sizeof(invalid_requests[0]); i++)
+		cf_check_call(cf, CF_S9, invalid_requests[i].name, invalid_requests[i].method,
+			      invalid_requests[i].path, invalid_requests[i].body, invalid_requests[i].code);
 }
 
 void cf_run_checks(struct cf *cf)
 {
 	/* §5: the answer of 7.4.1 that gave the key is signed by it. */
 	struct cf_resp r;
-	struct cf_req q = {.method = "GET", .path = "/auth/platform-key/fingerprint",
-			   .auth = CF_AUTH_NONE};
-	char nonce[33];
-	cf_new_nonce(nonce);
-	q.nonce = nonce;
-	cf_send(cf, &q, &r);
+	cf_get_fingerprint(cf, &r);
 	cf_expect_shape(cf, CF_S5, "answers carry X-GMT-Device-Key-Id and a valid X-GMT-Device-Signature",
 			&r, 0, 200, "configured:b");
 	cf_resp_free(&r);

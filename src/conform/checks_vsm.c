@@ -79,12 +79,9 @@ static json_t *op(struct cf *cf, const char *id, const char *verb, const char *o
 static void not_allowed(struct cf *cf, const char *id, const char *verb, const char *state)
 {
 	char path[160], name[160];
-	struct cf_resp r;
 	snprintf(path, sizeof(path), "/vsms/%s/%s", id, verb);
 	snprintf(name, sizeof(name), "3003 %s from %s", verb, state);
-	cf_call(cf, "POST", path, "{}", &r);
-	cf_expect(cf, CF_SA, name, &r, 3003, 409);
-	cf_resp_free(&r);
+	cf_check_call(cf, CF_SA, name, "POST", path, "{}", 3003);
 }
 
 static void check_vsm_reads(struct cf *cf, const char *id)
@@ -152,6 +149,44 @@ static void check_vsm_reads(struct cf *cf, const char *id)
 		cf_add(cf, CF_S9, CF_FAIL, "list VSMs includes a created VSM", "%s not in GET /vsms", id);
 }
 
+/* VSM requests that must be refused; none changes anything. verb: the
+ * interface under /vsms/{vsmId}/, or NULL for POST /vsms. */
+static const struct {
+	const char *name, *method, *verb, *body;
+	int code;
+} invalid_vsm_requests[] = {
+	{"1002 7.3.3 port missing", "PUT", "network",
+	 "{\"ipAddress\":\"127.0.0.1\",\"prefixLength\":32}", 1002},
+	{"7.3.3 ipAddress not an address (1003)", "PUT", "network",
+	 "{\"ipAddress\":\"127.0.0.999\",\"prefixLength\":32,\"port\":1000}", 1003},
+	{"7.3.3 prefixLength 33 for IPv4 (1003)", "PUT", "network",
+	 "{\"ipAddress\":\"127.0.0.1\",\"prefixLength\":33,\"port\":1000}", 1003},
+	{"7.3.3 port a string (1003)", "PUT", "network",
+	 "{\"ipAddress\":\"127.0.0.1\",\"prefixLength\":32,\"port\":\"1000\"}", 1003},
+	{"7.3.4 secret of 5 bytes (1003)", "PUT", "token",
+	 "{\"tokenId\":\"conform2\",\"secret\":\"c2hvcnQ=\"}", 1003},
+	{"7.3.4 secret missing (1002)", "PUT", "token", "{\"tokenId\":\"conform2\"}", 1002},
+	{"7.3.11 upgrade VSM: url missing (1002)", "POST", "upgrade",
+	 "{\"sm3\":\"" ZERO_SM3 "\"}", 1002},
+	{"7.3.12 create without network (1002)", "POST", NULL, "{\"name\":\"no network\"}", 1002},
+	{"7.3.12 create with a malformed vsmId (1003)", "POST", NULL,
+	 "{\"vsmId\":\"-bad\",\"name\":\"x\",\"network\":{\"ipAddress\":\"127.0.0.1\",\"prefixLength\":32,\"port\":1}}",
+	 1003},
+};
+
+static void check_invalid_vsm_requests(struct cf *cf, const char *id)
+{
+	for (size_t i = 0; i < sizeof(invalid_vsm_requests) / sizeof(invalid_vsm_requests[0]); i++) {
+		char path[160];
+		if (invalid_vsm_requests[i].verb)
+			snprintf(path, sizeof(path), "/vsms/%s/%s", id, invalid_vsm_requests[i].verb);
+		else
+			snprintf(path, sizeof(path), "/vsms");
+		cf_check_call(cf, CF_S9, invalid_vsm_requests[i].name, invalid_vsm_requests[i].method,
+			      path, invalid_vsm_requests[i].body, invalid_vsm_requests[i].code);
+	}
+}
+
 static void check_vsm_config(struct cf *cf, const char *id, const char *other_id)
 {
 	char path[160], body[400];
@@ -166,9 +201,7 @@ static void check_vsm_config(struct cf *cf, const char *id, const char *other_id
 	int port = cf_free_port(cf);
 	snprintf(body, sizeof(body), "{\"ipAddress\":\"%s\",\"prefixLength\":32,\"port\":%d}",
 		 cf->vsm_ip, port);
-	cf_call(cf, "PUT", path, body, &r);
-	cf_expect(cf, CF_S9, "7.3.3 VSM network: a valid document", &r, 0, 200);
-	cf_resp_free(&r);
+	cf_check_call(cf, CF_S9, "7.3.3 VSM network: a valid document", "PUT", path, body, 0);
 	json_t *d1 = get_data(cf, dpath);
 	json_int_t sv1 = json_integer_value(json_object_get(d1, "stateVersion"));
 	json_int_t p1 = json_integer_value(json_object_get(json_object_get(d1, "network"), "port"));
@@ -180,18 +213,7 @@ static void check_vsm_config(struct cf *cf, const char *id, const char *other_id
 		       "port %lld (sent %d), stateVersion %lld -> %lld", (long long)p1, port,
 		       (long long)sv0, (long long)sv1);
 
-	cf_call(cf, "PUT", path, "{\"ipAddress\":\"127.0.0.1\",\"prefixLength\":32}", &r);
-	cf_expect(cf, CF_SA, "1002 7.3.3 port missing", &r, 1002, 400);
-	cf_resp_free(&r);
-	cf_call(cf, "PUT", path, "{\"ipAddress\":\"127.0.0.999\",\"prefixLength\":32,\"port\":1000}", &r);
-	cf_expect(cf, CF_S9, "7.3.3 ipAddress not an address (1003)", &r, 1003, 400);
-	cf_resp_free(&r);
-	cf_call(cf, "PUT", path, "{\"ipAddress\":\"127.0.0.1\",\"prefixLength\":33,\"port\":1000}", &r);
-	cf_expect(cf, CF_S9, "7.3.3 prefixLength 33 for IPv4 (1003)", &r, 1003, 400);
-	cf_resp_free(&r);
-	cf_call(cf, "PUT", path, "{\"ipAddress\":\"127.0.0.1\",\"prefixLength\":32,\"port\":\"1000\"}", &r);
-	cf_expect(cf, CF_S9, "7.3.3 port a string (1003)", &r, 1003, 400);
-	cf_resp_free(&r);
+	check_invalid_vsm_requests(cf, id);
 
 	/* 3009: the other VSM's endpoint. */
 	json_t *od = get_data(cf, (snprintf(dpath, sizeof(dpath), "/vsms/%s", other_id), dpath));
@@ -200,9 +222,7 @@ static void check_vsm_config(struct cf *cf, const char *id, const char *other_id
 		snprintf(body, sizeof(body), "{\"ipAddress\":\"%s\",\"prefixLength\":32,\"port\":%lld}",
 			 json_string_value(json_object_get(onet, "ipAddress")),
 			 (long long)json_integer_value(json_object_get(onet, "port")));
-		cf_call(cf, "PUT", path, body, &r);
-		cf_expect(cf, CF_SA, "3009 7.3.3 another VSM's address and port", &r, 3009, 409);
-		cf_resp_free(&r);
+		cf_check_call(cf, CF_SA, "3009 7.3.3 another VSM's address and port", "PUT", path, body, 3009);
 	}
 	json_decref(od);
 
@@ -210,9 +230,7 @@ static void check_vsm_config(struct cf *cf, const char *id, const char *other_id
 	snprintf(absent, sizeof(absent), "/vsms/%s-absent/network", cf->prefix);
 	snprintf(body, sizeof(body), "{\"ipAddress\":\"%s\",\"prefixLength\":32,\"port\":%d}",
 		 cf->vsm_ip, cf_free_port(cf));
-	cf_call(cf, "PUT", absent, body, &r);
-	cf_expect(cf, CF_SA, "3001 7.3.3 on an unknown VSM", &r, 3001, 404);
-	cf_resp_free(&r);
+	cf_check_call(cf, CF_SA, "3001 7.3.3 on an unknown VSM", "PUT", absent, body, 3001);
 
 	snprintf(path, sizeof(path), "/vsms/%s/token", id);
 	cf_call(cf, "PUT", path, "{\"tokenId\":\"conform2\",\"secret\":\"" TOKEN_SECRET2 "\"}", &r);
@@ -221,12 +239,6 @@ static void check_vsm_config(struct cf *cf, const char *id, const char *other_id
 		cf_add(cf, CF_S6, CF_FAIL, "7.3.4 the answer does not carry the secret", "%.300s", r.body);
 	else
 		cf_add(cf, CF_S6, CF_PASS, "7.3.4 the answer does not carry the secret", NULL);
-	cf_resp_free(&r);
-	cf_call(cf, "PUT", path, "{\"tokenId\":\"conform2\",\"secret\":\"c2hvcnQ=\"}", &r);
-	cf_expect(cf, CF_S9, "7.3.4 secret of 5 bytes (1003)", &r, 1003, 400);
-	cf_resp_free(&r);
-	cf_call(cf, "PUT", path, "{\"tokenId\":\"conform2\"}", &r);
-	cf_expect(cf, CF_S9, "7.3.4 secret missing (1002)", &r, 1002, 400);
 	cf_resp_free(&r);
 	json_t *st = get_data(cf, (snprintf(dpath, sizeof(dpath), "/vsms/%s", id), dpath));
 	json_t *tok = json_object_get(st, "token");
@@ -290,23 +302,13 @@ void cf_check_vsms(struct cf *cf)
 	snprintf(body, sizeof(body),
 		 "{\"vsmId\":\"%s\",\"name\":\"again\",\"network\":{\"ipAddress\":\"%s\",\"prefixLength\":32,\"port\":%d}}",
 		 a, cf->vsm_ip, cf_free_port(cf));
-	cf_call(cf, "POST", "/vsms", body, &r);
-	cf_expect(cf, CF_SA, "3002 create a VSM whose id exists", &r, 3002, 409);
-	cf_resp_free(&r);
+	cf_check_call(cf, CF_SA, "3002 create a VSM whose id exists", "POST", "/vsms", body, 3002);
 	snprintf(body, sizeof(body),
 		 "{\"vsmId\":\"%s-clash\",\"name\":\"clash\",\"network\":{\"ipAddress\":\"%s\",\"prefixLength\":32,\"port\":%lld}}",
 		 cf->prefix, json_string_value(json_object_get(anet, "ipAddress")) ?: cf->vsm_ip,
 		 (long long)json_integer_value(json_object_get(anet, "port")));
-	cf_call(cf, "POST", "/vsms", body, &r);
-	cf_expect(cf, CF_SA, "3009 create a VSM on another VSM's address and port", &r, 3009, 409);
-	cf_resp_free(&r);
+	cf_check_call(cf, CF_SA, "3009 create a VSM on another VSM's address and port", "POST", "/vsms", body, 3009);
 	json_decref(ad);
-	cf_call(cf, "POST", "/vsms", "{\"name\":\"no network\"}", &r);
-	cf_expect(cf, CF_S9, "7.3.12 create without network (1002)", &r, 1002, 400);
-	cf_resp_free(&r);
-	cf_call(cf, "POST", "/vsms", "{\"vsmId\":\"-bad\",\"name\":\"x\",\"network\":{\"ipAddress\":\"127.0.0.1\",\"prefixLength\":32,\"port\":1}}", &r);
-	cf_expect(cf, CF_S9, "7.3.12 create with a malformed vsmId (1003)", &r, 1003, 400);
-	cf_resp_free(&r);
 
 	/* §8 from stopped: stop and restart are refused. */
 	not_allowed(cf, a, "stop", "stopped");
@@ -352,20 +354,11 @@ void cf_check_vsms(struct cf *cf)
 		       ad2 ? json_dumps(ad2, JSON_COMPACT) : "(none)");
 	json_decref(ad2);
 
-	/* 7.3.11 upgrade: validation only here; packages in the destructive part. */
-	snprintf(body, sizeof(body), "/vsms/%s/upgrade", a);
-	cf_call(cf, "POST", body, "{\"sm3\":\"0000000000000000000000000000000000000000000000000000000000000000\"}", &r);
-	cf_expect(cf, CF_S9, "7.3.11 upgrade VSM: url missing (1002)", &r, 1002, 400);
-	cf_resp_free(&r);
 	char absent[160];
 	snprintf(absent, sizeof(absent), "/vsms/%s-absent/start", cf->prefix);
-	cf_call(cf, "POST", absent, "{}", &r);
-	cf_expect(cf, CF_SA, "3001 start an unknown VSM", &r, 3001, 404);
-	cf_resp_free(&r);
+	cf_check_call(cf, CF_SA, "3001 start an unknown VSM", "POST", absent, "{}", 3001);
 	snprintf(absent, sizeof(absent), "/vsms/%s-absent", cf->prefix);
-	cf_call(cf, "DELETE", absent, NULL, &r);
-	cf_expect(cf, CF_SA, "3001 delete an unknown VSM", &r, 3001, 404);
-	cf_resp_free(&r);
+	cf_check_call(cf, CF_SA, "3001 delete an unknown VSM", "DELETE", absent, NULL, 3001);
 
 	check_capacity(cf);
 	cf_add(cf, CF_SA, CF_SKIP, "3008 too many tasks",
@@ -442,7 +435,6 @@ void cf_check_images(struct cf *cf)
 		return;
 	}
 	char url[1200], s[80], t[80], u[80], tid[80], path[200], body[1600], name[200];
-	struct cf_resp r;
 	snprintf(url, sizeof(url), "file://%s/", cf->image_dir);
 	if (!set_upload(cf, "7.2.6 image upload address: file:// of the image folder", url))
 		return;
@@ -514,10 +506,7 @@ void cf_check_images(struct cf *cf)
 	}
 
 	/* Tampered copies, each imported into the empty VSM u. */
-	char zero[CF_FP_LEN + 1];
-	memset(zero, '0', CF_FP_LEN);
-	zero[CF_FP_LEN] = '\0';
-	bad_import(cf, u, names[0], iurl, zero, 4008);
+	bad_import(cf, u, names[0], iurl, ZERO_SM3, 4008);
 	static const struct {
 		enum cf_tamper how;
 		int code;
@@ -537,7 +526,7 @@ void cf_check_images(struct cf *cf)
 		unlink(dst);
 	}
 	snprintf(url, sizeof(url), "file://%s/%s-does-not-exist.img", cf->image_dir, cf->prefix);
-	bad_import(cf, u, names[5], url, zero, 4005);
+	bad_import(cf, u, names[5], url, ZERO_SM3, 4005);
 
 	/* 4004: an address that answers the upload with 500. */
 	snprintf(url, sizeof(url), "%s/fail/", cf->callback_base);
@@ -553,9 +542,7 @@ void cf_check_images(struct cf *cf)
 		for (int i = 0; i < 100 && cf_receiver_count(cf, "/slow") == 0; i++)
 			usleep(50000);
 		snprintf(body, sizeof(body), "/vsms/%s/start", s);
-		cf_call(cf, "POST", body, "{}", &r);
-		cf_expect(cf, CF_SA, names[7], &r, 3005, 409);
-		cf_resp_free(&r);
+		cf_check_call(cf, CF_SA, names[7], "POST", body, "{}", 3005);
 		cf_receiver_release(cf);
 		json_decref(cf_task_ends(cf, CF_S7, "7.3.5 export held by a slow upload: task succeeds once released",
 					 tid, "succeeded", 0));
@@ -616,12 +603,9 @@ static void check_packages(struct cf *cf)
 	snprintf(body, sizeof(body), "{\"url\":\"%s\",\"sm3\":\"%s\"}", url, sum);
 	cf_expect_refused(cf, CF_SA, "4001 7.2.10 upgrade with a package not signed by the vendor",
 			  "POST", "/chsm/upgrade", body, 4001);
-	char zero[CF_FP_LEN + 1];
-	memset(zero, '0', CF_FP_LEN);
-	zero[CF_FP_LEN] = '\0';
-	snprintf(body, sizeof(body), "{\"url\":\"%s\",\"sm3\":\"%s\"}", url, zero);
+	snprintf(body, sizeof(body), "{\"url\":\"%s\",\"sm3\":\"%s\"}", url, ZERO_SM3);
 	cf_expect_refused(cf, CF_S10, "4008 7.2.10 upgrade with a wrong sm3", "POST", "/chsm/upgrade", body, 4008);
-	snprintf(body, sizeof(body), "{\"url\":\"file://%s/%s-none.pkg\",\"sm3\":\"%s\"}", dir, cf->prefix, zero);
+	snprintf(body, sizeof(body), "{\"url\":\"file://%s/%s-none.pkg\",\"sm3\":\"%s\"}", dir, cf->prefix, ZERO_SM3);
 	cf_expect_refused(cf, CF_S10, "4005 7.2.10 upgrade from a URL that cannot be read", "POST", "/chsm/upgrade", body, 4005);
 	char uv[80];
 	if (cf_make_vsm(cf, "upg0", false, uv)) {
@@ -707,10 +691,7 @@ static void check_backup_restore(struct cf *cf)
 	cf_add(cf, CF_S9, CF_PASS, "7.2.12 result as 7.2.8", NULL);
 	const char *url = json_string_value(json_object_get(res, "url"));
 	const char *sum = json_string_value(json_object_get(res, "sm3"));
-	char zero[CF_FP_LEN + 1];
-	memset(zero, '0', CF_FP_LEN);
-	zero[CF_FP_LEN] = '\0';
-	snprintf(body, sizeof(body), "{\"url\":\"%s\",\"sm3\":\"%s\"}", url, zero);
+	snprintf(body, sizeof(body), "{\"url\":\"%s\",\"sm3\":\"%s\"}", url, ZERO_SM3);
 	cf_expect_refused(cf, CF_S10, "4008 7.2.13 restore with a wrong sm3", "POST", "/chsm/restore", body, 4008);
 	snprintf(body, sizeof(body), "{\"url\":\"%s\",\"sm3\":\"%s\"}", url, sum);
 	if (cf_async(cf, CF_S9, "7.2.13 restore CHSM from its own backup: accepted", "POST",

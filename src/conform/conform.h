@@ -33,6 +33,8 @@
 #define CF_MAX_BODY        (1024 * 1024)      /* §2: larger is 1006 */
 #define CF_AUTH_WINDOW_MS  (300 * 1000)       /* §5: ±300 s */
 #define CF_FP_LEN          64
+/* An sm3 that matches no file the checker makes. */
+#define ZERO_SM3 "0000000000000000000000000000000000000000000000000000000000000000"
 
 enum cf_outcome { CF_PASS, CF_FAIL, CF_SKIP };
 
@@ -156,6 +158,8 @@ void cf_resp_free(struct cf_resp *r);
 int cf_get(struct cf *cf, const char *path, struct cf_resp *ret);
 int cf_call(struct cf *cf, const char *method, const char *path, const char *body,
 	    struct cf_resp *ret);
+/* 7.4.1 without authentication, with a fresh nonce; as cf_send. */
+int cf_get_fingerprint(struct cf *cf, struct cf_resp *ret);
 /* The string to sign of §5 for the given parts (malloc'ed). */
 char *cf_string_to_sign(const char *method, const char *target, const char *ts,
 			const char *nonce, const char *key_id, const void *body, size_t len);
@@ -244,6 +248,10 @@ json_t *cf_task_ends(struct cf *cf, enum cf_section s, const char *name, const c
 /* The callback for a task ended as task (the polled object) came to
  * cb_path, signed by the device key: one result. */
 void cf_check_callback(struct cf *cf, const char *name, const json_t *task, const char *cb_path);
+/* A request answered with code (HTTP from Appendix A; 200 for 0) in a
+ * signed envelope: one result. Returns true on pass. */
+bool cf_check_call(struct cf *cf, enum cf_section s, const char *name, const char *method,
+		   const char *path, const char *body, int code);
 /* An operation that must fail with code: answered at once with it, or
  * accepted and its task fails with it. One result. */
 void cf_expect_refused(struct cf *cf, enum cf_section s, const char *name, const char *method,

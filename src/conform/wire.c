@@ -462,16 +462,20 @@ int cf_call(struct cf *cf, const char *method, const char *path, const char *bod
 	return cf_send(cf, &q, ret);
 }
 
+int cf_get_fingerprint(struct cf *cf, struct cf_resp *ret)
+{
+	char nonce[33];
+	cf_new_nonce(nonce);
+	struct cf_req q = {.method = "GET", .path = "/auth/platform-key/fingerprint",
+			   .auth = CF_AUTH_NONE, .nonce = nonce};
+	return cf_send(cf, &q, ret);
+}
+
 int cf_learn_device_key(struct cf *cf, char *why, size_t whylen)
 {
 	struct cf_resp r;
-	struct cf_req q = {.method = "GET", .path = "/auth/platform-key/fingerprint",
-			   .auth = CF_AUTH_NONE};
-	char nonce[33];
-	cf_new_nonce(nonce);
-	q.nonce = nonce;
 	int rc = -1;
-	if (cf_send(cf, &q, &r) < 0) {
+	if (cf_get_fingerprint(cf, &r) < 0) {
 		snprintf(why, whylen, "7.4.1 did not answer: %s", r.transport);
 		goto out;
 	}
