@@ -392,11 +392,11 @@ int main(int argc, char **argv)
 		printf(" SDF %u session%s (ops/s) |", sessions[i], sessions[i] > 1 ? "s" : "");
 	printf(" SDF at 8 / raw %d threads |", cores);
 	if (vsm_pid)
-		printf(" VSM CPU per op at 8 (µs) | raw CPU per op (µs) |");
+		printf(" VSM CPU per op at 8 (µs) | raw CPU per op (µs) | raw / VSM CPU per op |");
 	printf("\n|---|---:|---:|");
 	for (unsigned i = 0; i < nsessions; i++)
 		printf("---:|");
-	printf("---:|%s\n", vsm_pid ? "---:|---:|" : "");
+	printf("---:|%s\n", vsm_pid ? "---:|---:|---:|" : "");
 	int status = 0;
 	for (int op = 0; op < OP_COUNT; op++) {
 		if (!want[op])
@@ -439,10 +439,10 @@ int main(int argc, char **argv)
 		else
 			printf(" - |");
 		if (vsm_pid) {
-			if (vsm_us >= 0)
-				printf(" %.1f | %.1f |", vsm_us, rawcpu);
+			if (vsm_us > 0)
+				printf(" %.1f | %.1f | %.0f %% |", vsm_us, rawcpu, 100.0 * rawcpu / vsm_us);
 			else
-				printf(" - | %.1f |", rawcpu);
+				printf(" - | %.1f | - |", rawcpu);
 		}
 		printf("\n");
 		fflush(stdout);

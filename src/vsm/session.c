@@ -91,6 +91,11 @@ struct session {
 	struct right rights[MAX_RIGHTS];
 	size_t nrights;
 	struct session_key skeys[VSMP_MAX_SESSION_KEYS];
+	/* The last external public key (verify, encrypt, GenerateKeyWithEPK):
+	 * applications use the same few keys again and again, and making a key
+	 * from a point costs several times an SM2 verify. */
+	uint8_t ext_point[VSMP_POINT_LEN];
+	crypto_sm2_key *ext_key;
 };
 
 /* ---- the engine ---- */
@@ -347,10 +352,22 @@ static bool free_session_slot(const struct session *s)
 	return false;
 }
 
-static uint32_t sm2_from_point(const uint8_t *point, size_t len, crypto_sm2_key **ret_key)
+/* The public key of an external point, from the session's one-entry
+ * cache or made (and cached). *ret_key is the session's: do not free it. */
+static uint32_t sm2_from_point(struct session *s, const uint8_t *point, size_t len,
+			       const crypto_sm2_key **ret_key)
 {
-	if (len != VSMP_POINT_LEN || crypto_sm2_from_public_point(point, ret_key) < 0)
+	crypto_sm2_key *key;
+	if (len != VSMP_POINT_LEN)
 		return VSMP_SDR_INARGERR;
+	if (!s->ext_key || memcmp(s->ext_point, point, VSMP_POINT_LEN) != 0) {
+		if (crypto_sm2_from_public_point(point, &key) < 0)
+			return VSMP_SDR_INARGERR;
+		crypto_sm2_key_free(s->ext_key);
+		s->ext_key = key;
+		memcpy(s->ext_point, point, VSMP_POINT_LEN);
+	}
+	*ret_key = s->ext_key;
 	return VSMP_SDR_OK;
 }
 
@@ -574,17 +591,16 @@ static uint32_t h_gen_key_with_ipk(struct session *s, struct vsmp_reader *rd,
 static uint32_t h_gen_key_with_epk(struct session *s, struct vsmp_reader *rd,
 				   struct vsmp_writer *w)
 {
-	crypto_sm2_key *pub = NULL;
+	const crypto_sm2_key *pub = NULL;
 	size_t plen;
 	uint32_t bits = vsmp_get_u32(rd);
 	const uint8_t *point = vsmp_get_bytes(rd, VSMP_POINT_LEN, &plen);
 	FINISH(rd);
 	if (bits != 128)
 		return VSMP_SDR_INARGERR;
-	uint32_t st = sm2_from_point(point, plen, &pub);
+	uint32_t st = sm2_from_point(s, point, plen, &pub);
 	if (st == VSMP_SDR_OK)
 		st = gen_key_with_pub(s, pub, w);
-	crypto_sm2_key_free(pub);
 	return st;
 }
 
@@ -730,36 +746,34 @@ static uint32_t h_internal_verify(struct session *s, struct vsmp_reader *rd,
 static uint32_t h_external_verify(struct session *s, struct vsmp_reader *rd,
 				  struct vsmp_writer *w)
 {
-	crypto_sm2_key *pub = NULL;
+	const crypto_sm2_key *pub = NULL;
 	size_t plen, elen, rslen;
 	const uint8_t *point = vsmp_get_bytes(rd, VSMP_POINT_LEN, &plen);
 	const uint8_t *e = vsmp_get_bytes(rd, CRYPTO_SM3_LEN, &elen);
 	const uint8_t *rs = vsmp_get_bytes(rd, VSMP_RS_LEN, &rslen);
 	FINISH(rd);
-	uint32_t st = sm2_from_point(point, plen, &pub);
+	uint32_t st = sm2_from_point(s, point, plen, &pub);
 	if (st == VSMP_SDR_OK) {
 		st = verify_rs(pub, e, elen, rs, rslen);
 		if (st != VSMP_SDR_INARGERR)
 			vsm_stats_count(s->e->stats, VSM_STAT_SM2_VERIFY);
 	}
-	crypto_sm2_key_free(pub);
 	return st;
 }
 
 static uint32_t h_external_encrypt(struct session *s, struct vsmp_reader *rd,
 				   struct vsmp_writer *w)
 {
-	crypto_sm2_key *pub = NULL;
+	const crypto_sm2_key *pub = NULL;
 	size_t plen, dlen;
 	const uint8_t *point = vsmp_get_bytes(rd, VSMP_POINT_LEN, &plen);
 	const uint8_t *data = vsmp_get_bytes(rd, MAX_SM2_PLAIN, &dlen);
 	FINISH(rd);
-	uint32_t st = sm2_from_point(point, plen, &pub);
+	uint32_t st = sm2_from_point(s, point, plen, &pub);
 	if (st == VSMP_SDR_OK)
 		st = sm2_encrypt_out(pub, data, dlen, w);
 	if (st == VSMP_SDR_OK)
 		vsm_stats_count(s->e->stats, VSM_STAT_SM2_ENCRYPT);
-	crypto_sm2_key_free(pub);
 	return st;
 }
 
@@ -1127,6 +1141,7 @@ out:
 	if (s) {
 		if (s->authenticated)
 			vsm_stats_sessions(e->stats, -1);
+		crypto_sm2_key_free(s->ext_key);
 		crypto_free_secret(s->buf, s->cap);
 		crypto_free_secret(s, sizeof(*s));
 	}

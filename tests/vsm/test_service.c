@@ -748,6 +748,21 @@ static void test_keys_sign_verify(void **state)
 				 bad ? VSMP_SDR_VERIFYERR : 0);
 		resp_free(&r);
 	}
+	/* The session keeps the last external key: another key, a point off
+	 * the curve and the first key again each get their own answer. */
+	uint8_t off_curve[65];
+	memcpy(off_curve, point, 65);
+	off_curve[64] ^= 1;
+	const uint8_t *const points[] = { enc_point, off_curve, point, point };
+	const uint32_t want[] = { VSMP_SDR_VERIFYERR, VSMP_SDR_INARGERR, 0, 0 };
+	for (size_t i = 0; i < 4; i++) {
+		begin(&c, &w, VSMP_EXTERNAL_VERIFY);
+		vsmp_put_bytes(&w, points[i], 65);
+		vsmp_put_bytes(&w, e, 32);
+		vsmp_put_bytes(&w, rs, 64);
+		assert_int_equal(exchange(&c, &w, VSMP_EXTERNAL_VERIFY, &r), want[i]);
+		resp_free(&r);
+	}
 	/* e of the wrong length: an argument error, the session goes on. */
 	begin(&c, &w, VSMP_INTERNAL_SIGN);
 	vsmp_put_u32(&w, 1);
