@@ -134,7 +134,7 @@ echo
 echo "| keys   | image (B) | export  | import  | start  | export → 1st sign  |"
 echo "|-------:|----------:|--------:|--------:|-------:|-------------------:|"
 printf '%s\n' "${ROWS[@]}"
-echo "(times in ms; the last column runs from the start of the export chsm_on A to the"
+echo "(times in ms; the last column runs from the start of the export on A to the"
 echo " first successful signature on B)"
 echo
 echo "| CHSM image ($CVSMS VSMs, $keys keys) | size (B) | seconds | MB/s |"

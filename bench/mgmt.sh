@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# bench/mgmt.sh: the management API under load (docs/PERFORMANCE.md,
+# "Management API").
+#
+# One CHSM on loopback (tests/integration/lib.sh), a platform key enrolled.
+# chsm-load runs, over 32 keep-alive TLS connections with pre-signed
+# requests:
+#   1. signed GET /chsm/status, closed loop, measuring in the same run the
+#      crypto bound: cores / (one SM2 verify + one SM2 sign);
+#   2. the mixed load status=60,vsm-get=20,token=10,create-delete=10, closed
+#      loop;
+#   3. GET /chsm/status open loop at 70 % of the crypto bound, for p99 at
+#      that rate (latency counts from each request's planned start, so a
+#      server slower than that rate shows its queue).
+# Each row: req/s, latency p50/p99, the service's CPU time per request
+# (/proc/PID/stat), and that over the crypto cost.
+#
+# usage: CHSM_BIN=build/bin bench/mgmt.sh   (or bench/run.sh mgmt [BUILD_DIR])
+# BENCH_SECONDS (default 10) sets the measured seconds of each run.
+# Prints the tables on stdout; the rest goes to $IT_DIR/bench.log.
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+: "${CHSM_BIN:?set CHSM_BIN to the folder with chsmd and chsm-load}"
+export CHSM_BIN
+. "$HERE/../tests/integration/lib.sh"
+LOG=$IT_DIR/bench.log
+SECONDS_PER_RUN=${BENCH_SECONDS:-10}
+CONNS=${BENCH_CONNECTIONS:-32}
+bench_cleanup() {
+  chsm_stop_all
+  if [ "$IT_FAIL" -ne 0 ]; then
+    mkdir -p /tmp/bench-mgmt-logs
+    cp "$LOG" "$IT_DIR"/*.json "${CHSMD_LOG:-/dev/null}" /tmp/bench-mgmt-logs/ 2>/dev/null
+    echo "logs: /tmp/bench-mgmt-logs" >&2
+  fi
+  it_cleanup
+}
+trap bench_cleanup EXIT
+die() { echo "bench/mgmt.sh: $*" >&2; IT_FAIL=1; exit 1; }
+
+exec 3>&1 1>>"$LOG" 2>&1
+chsm_init
+chsm_start
+enroll_platform
+
+# load NAME ARGS...: one chsm-load run into $IT_DIR/NAME.json.
+load() {
+  local name=$1; shift
+  "$CHSM_BIN/chsm-load" --url "$BASE" --key "$SIGN_KEY" --ca "$CACERT" \
+    --connections "$CONNS" --duration "$SECONDS_PER_RUN" --warmup 2 --server-pid "$CHSMD_PID" \
+    --report-json "$IT_DIR/$name.json" "$@" || die "chsm-load $name"
+}
+j() { jq -r "$2" "$IT_DIR/$1.json"; }
+fmt() { awk -v v="$1" -v d="${2:-1}" 'BEGIN { printf "%.*f", d, v }'; }
+
+PRESIGN=$((SECONDS_PER_RUN * 4000 + 8000))
+load status --mix status=100 --crypto-bound --presign "$PRESIGN"
+BOUND=$(j status .crypto.boundReqPerSec)
+CRYPTO_US=$(j status '.crypto.sm2SignUs + .crypto.sm2VerifyUs')
+load mixed --mix status=60,vsm-get=20,token=10,create-delete=10 --presign "$PRESIGN"
+RATE=$(awk -v b="$BOUND" 'BEGIN { printf "%.0f", b * 0.7 }')
+load open --mix status=100 --rate "$RATE" --presign $((RATE * (SECONDS_PER_RUN + 2) + 1000))
+
+row() {
+  local name=$1 what=$2 cpu
+  cpu=$(j "$name" .server.cpuUsPerRequest)
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$what" "$(fmt "$(j "$name" .reqPerSec)" 0)" \
+    "$(fmt "$(j "$name" .latencyMs.p50)" 2)" "$(fmt "$(j "$name" .latencyMs.p99)" 2)" \
+    "$(fmt "$cpu" 0)" "$(awk -v c="$cpu" -v k="$CRYPTO_US" 'BEGIN { printf "%.2f", c / k }')" \
+    "$(j "$name" '[.httpStatus | to_entries[] | "\(.key): \(.value)"] | join(", ")')"
+}
+
+exec 1>&3
+echo "Management API: chsm-load, $CONNS keep-alive TLS connections, ${SECONDS_PER_RUN} s per run after 2 s warm-up; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| crypto (this run, crypto module, one thread, CPU time) | value |"
+echo "|---|---:|"
+echo "| SM2 sign (µs) | $(fmt "$(j status .crypto.sm2SignUs)") |"
+echo "| SM2 verify (µs) | $(fmt "$(j status .crypto.sm2VerifyUs)") |"
+echo "| one verify + one sign (µs) | $(fmt "$CRYPTO_US") |"
+echo "| crypto bound, $(j status .crypto.cores) cores (req/s) | $(fmt "$BOUND" 0) |"
+echo
+echo "| run | req/s | p50 (ms) | p99 (ms) | server CPU per request (µs) | CPU / crypto cost | HTTP statuses |"
+echo "|---|---:|---:|---:|---:|---:|---|"
+row status "GET /chsm/status, closed loop"
+row mixed "mixed (status 60, vsm-get 20, token 10, create-delete 10), closed loop"
+row open "GET /chsm/status, open loop at $RATE req/s (70 % of the bound)"
+echo
+echo "(server CPU: user + system time of the chsmd service process over the measured"
+echo " requests; RSS of chsmd after warm-up and at the end of the mixed run:"
+echo " $(j mixed .server.rssKibStart) KiB, $(j mixed .server.rssKibEnd) KiB)"

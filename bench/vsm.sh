@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# bench/vsm.sh: the VSM service through the SDF library (docs/PERFORMANCE.md,
+# "VSM service"). One CHSM on loopback (tests/integration/lib.sh), one
+# running VSM with a token and room for 256 sessions; bench_vsm runs each
+# operation with 1, 8 and 64 sessions beside the raw crypto module and
+# prints its table.
+#
+# usage: CHSM_BIN=build/bin bench/vsm.sh   (or bench/run.sh vsm [BUILD_DIR])
+# BENCH_SECONDS (default 3) per figure; BENCH_SESSIONS (default 1,8,64).
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+: "${CHSM_BIN:?set CHSM_BIN to the folder with chsmd and bench_vsm}"
+export CHSM_BIN
+. "$HERE/../tests/integration/lib.sh"
+LOG=$IT_DIR/bench.log
+bench_cleanup() {
+  chsm_stop_all
+  if [ "$IT_FAIL" -ne 0 ]; then
+    mkdir -p /tmp/bench-vsm-logs
+    cp "$LOG" "${CHSMD_LOG:-/dev/null}" /tmp/bench-vsm-logs/ 2>/dev/null
+    echo "logs: /tmp/bench-vsm-logs" >&2
+  fi
+  it_cleanup
+}
+trap bench_cleanup EXIT
+die() { echo "bench/vsm.sh: $*" >&2; IT_FAIL=1; exit 1; }
+
+exec 3>&1 1>>"$LOG" 2>&1
+chsm_init
+chsm_start
+enroll_platform
+P=$(free_port)
+head -c 32 /dev/urandom | base64 -w0 > "$IT_DIR/tok.b64"
+before=$IT_FAIL
+task_ok "create and start bv" POST /gmt0088/v1/vsms "{\"vsmId\":\"bv\",\"name\":\"bench\",
+  \"network\":$(vsm_net 127.0.0.1 "$P"),\"resources\":{\"maxSessions\":256},
+  \"token\":{\"tokenId\":\"app\",\"secret\":\"$(cat "$IT_DIR/tok.b64")\"},\"start\":true}"
+[ "$IT_FAIL" = "$before" ] || die "creating the VSM"
+pid=$(vsm_pid bv)
+[ -n "$pid" ] || die "no chsm-vsmd for bv"
+OPENCHSM_SDF_ENDPOINT=127.0.0.1:$P OPENCHSM_SDF_TOKEN_ID=app \
+  OPENCHSM_SDF_TOKEN_SECRET_BASE64_FILE=$IT_DIR/tok.b64 \
+  "$CHSM_BIN/bench_vsm" --seconds "${BENCH_SECONDS:-3}" --sessions "${BENCH_SESSIONS:-1,8,64}" \
+  --vsm-pid "$pid" > "$IT_DIR/table" || { cat "$IT_DIR/table"; die "bench_vsm failed"; }
+exec 1>&3
+cat "$IT_DIR/table"
+echo "(load average $(cut -d' ' -f1-3 /proc/loadavg))"
