@@ -11,11 +11,14 @@ it_begin test_conform
 HERE=$(cd "$(dirname "$0")" && pwd)
 CONFORM=$CHSM_BIN/chsm-conform
 
-# conform OUT ARGS...: runs the checker against the current CHSM; sets RC.
+# conform OUT ARGS...: runs the checker against the current CHSM, trusting it
+# by $TRUST (default: the pinned device key fingerprint); sets RC.
 conform() {
   local out=$1; shift
+  local -a trust=(--device-fingerprint "$DEVICE_FP")
+  [ -z "${TRUST:-}" ] || read -r -a trust <<<"$TRUST"
   RC=0
-  "$CONFORM" --url "$BASE" --enrollment-code "$ENROLL_CODE" --device-fingerprint "$DEVICE_FP" \
+  "$CONFORM" --url "$BASE" --enrollment-code "$ENROLL_CODE" "${trust[@]}" \
     --task-timeout 60 "$@" > "$out" 2>&1 || RC=$?
 }
 # failed OUT: the checks that failed, with their evidence (for the log).
@@ -40,6 +43,7 @@ rec=()
 conform "$IT_DIR/run1.txt" --image-dir "$IT_DIR/images" "${rec[@]}"
 failed "$IT_DIR/run1.txt"
 check "non-destructive run: exit 0" [ "$RC" = 0 ]
+check "pinned device key" grep -q "^device key fingerprint: $DEVICE_FP (pinned)" "$IT_DIR/run1.txt"
 check "non-destructive run: 0 failed" grep -q '^conformance: [0-9]* passed, 0 failed' "$IT_DIR/run1.txt"
 check "non-destructive run: the image checks ran (not skipped)" \
   grep -q '^  pass  4002 import of an image re-signed by another key' "$IT_DIR/run1.txt"
@@ -67,8 +71,11 @@ STATE=$IT_DIR/state2 CHSMD_LOG=$IT_DIR/chsmd2.log
 chsm_init --max-vsms 8 --vendor-key "$IT_DIR/vendor.pub"
 chsm_start
 mkdir -p "$IT_DIR/images2"
-conform "$IT_DIR/run2.txt" --image-dir "$IT_DIR/images2" --destructive --vendor-key "$IT_DIR/vendor.pem"
+TRUST="--cacert $CACERT" conform "$IT_DIR/run2.txt" --image-dir "$IT_DIR/images2" --destructive \
+  --vendor-key "$IT_DIR/vendor.pem"
 failed "$IT_DIR/run2.txt"
+check "--cacert: TLS verified against the device's certificate, its key printed" \
+  grep -q "^device key fingerprint: $DEVICE_FP\$" "$IT_DIR/run2.txt"
 # Upgrade (7.2.10, 7.3.11) and reboot (7.2.11) are being made real in this
 # release; while chsmd answers them "not implemented" (5000), those checks
 # fail, and only those may.
@@ -84,6 +91,14 @@ else
 fi
 check "destructive run: backup and restore passed" \
   grep -q '^  pass  7.2.13 restore CHSM: task succeeds' "$IT_DIR/run2.txt"
+# A device that is not the one trusted: nothing is checked (exit 2).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=other \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$IT_DIR/other.key" -out "$IT_DIR/other.pem" 2>/dev/null
+TRUST="--cacert $IT_DIR/other.pem" conform "$IT_DIR/run-badca.txt"
+check "--cacert of another CA: TLS refused, exit 2" [ "$RC" = 2 ]
+TRUST="--device-fingerprint $(printf '%064d' 0)" conform "$IT_DIR/run-badfp.txt"
+check "another pinned fingerprint: refused, exit 2" [ "$RC" = 2 ]
+check "another pinned fingerprint: says so" grep -q 'is not the pinned' "$IT_DIR/run-badfp.txt"
 chsm_stop
 
 # ---- a wrong responder: the broken check fails with its evidence ----
@@ -96,8 +111,10 @@ for mode in unsigned wrongcode; do
   eventually 10 test -s "$IT_DIR/proxy-$mode.port" || fail_now "wrong responder did not start"
   real_base=$BASE
   BASE=http://127.0.0.1:$(cat "$IT_DIR/proxy-$mode.port")
-  conform "$IT_DIR/run-$mode.txt"
+  TRUST=--trust-on-first-use conform "$IT_DIR/run-$mode.txt"
   BASE=$real_base
+  check "$mode: trust on first use prints the device key" \
+    grep -q "^device key fingerprint: $DEVICE_FP (trusted on first use" "$IT_DIR/run-$mode.txt"
   check "$mode: exit 1" [ "$RC" = 1 ]
   case $mode in
     unsigned)
