@@ -31,6 +31,16 @@ static const char *const vsm_states[] = {"creating", "stopped", "starting", "run
 					 "stopping", "restarting", "resetting", "upgrading",
 					 "importing", "exporting", "deleting", "fault", NULL};
 
+/* Compact JSON of v for evidence, in buf (cut to its size); "(none)" for
+ * NULL. */
+static const char *dump(const json_t *v, char *buf, size_t len)
+{
+	char *t = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	snprintf(buf, len, "%s", t ? t : "(none)");
+	free(t);
+	return buf;
+}
+
 static json_t *get_data(struct cf *cf, const char *path)
 {
 	struct cf_resp r;
@@ -189,7 +199,7 @@ static void check_invalid_vsm_requests(struct cf *cf, const char *id)
 
 static void check_vsm_config(struct cf *cf, const char *id, const char *other_id)
 {
-	char path[160], body[400];
+	char path[160], body[400], ev[400];
 	struct cf_resp r;
 	snprintf(path, sizeof(path), "/vsms/%s/network", id);
 	char dpath[160];
@@ -247,7 +257,7 @@ static void check_vsm_config(struct cf *cf, const char *id, const char *other_id
 		cf_add(cf, CF_S9, CF_PASS, "7.3.4 7.3.1 shows the token configured, without its secret", NULL);
 	else
 		cf_add(cf, CF_S9, CF_FAIL, "7.3.4 7.3.1 shows the token configured, without its secret",
-		       "token %s", tok ? json_dumps(tok, JSON_COMPACT) : "(none)");
+		       "token %s", dump(tok, ev, sizeof(ev)));
 	json_decref(st);
 }
 
@@ -290,7 +300,7 @@ static void check_capacity(struct cf *cf)
 
 void cf_check_vsms(struct cf *cf)
 {
-	char a[80], b[80], body[600];
+	char a[80], b[80], body[600], ev[800];
 	struct cf_resp r;
 	if (!cf_make_vsm(cf, "a", true, a))
 		return;
@@ -328,7 +338,7 @@ void cf_check_vsms(struct cf *cf)
 		cf_add(cf, CF_S9, CF_PASS, "7.3.2 a started VSM is running", NULL);
 	else
 		cf_add(cf, CF_S9, CF_FAIL, "7.3.2 a started VSM is running", "status %s",
-		       st ? json_dumps(st, JSON_COMPACT) : "(none)");
+		       dump(st, ev, sizeof(ev)));
 	json_decref(st);
 
 	if (!cf_make_vsm(cf, "b", false, b))
@@ -351,7 +361,7 @@ void cf_check_vsms(struct cf *cf)
 		cf_add(cf, CF_S9, CF_PASS, "7.3.10 after reset: no keys, no token, same id", NULL);
 	else
 		cf_add(cf, CF_S9, CF_FAIL, "7.3.10 after reset: no keys, no token, same id", "details %s",
-		       ad2 ? json_dumps(ad2, JSON_COMPACT) : "(none)");
+		       dump(ad2, ev, sizeof(ev)));
 	json_decref(ad2);
 
 	char absent[160];
@@ -398,7 +408,7 @@ static const char *url_path(const char *url)
 static void bad_import(struct cf *cf, const char *id, const char *name, const char *url,
 		       const char *sm3, int code)
 {
-	char path[160], body[1400];
+	char path[160], body[1400], ev[600], ev2[600];
 	json_t *before = vsm_status(cf, id);
 	snprintf(path, sizeof(path), "/vsms/%s/image/import", id);
 	snprintf(body, sizeof(body), "{\"url\":\"%s\",\"sm3\":\"%s\"}", url, sm3);
@@ -414,8 +424,8 @@ static void bad_import(struct cf *cf, const char *id, const char *name, const ch
 		cf_add(cf, CF_S10, CF_PASS, n2, NULL);
 	else
 		cf_add(cf, CF_S10, CF_FAIL, n2, "before %s | after %s",
-		       before ? json_dumps(before, JSON_COMPACT) : "?",
-		       after ? json_dumps(after, JSON_COMPACT) : "?");
+		       dump(before, ev, sizeof(ev)),
+		       dump(after, ev2, sizeof(ev2)));
 	json_decref(before);
 	json_decref(after);
 }
