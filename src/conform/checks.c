@@ -260,6 +260,11 @@ bool cf_make_vsm(struct cf *cf, const char *suffix, bool with_token, char ret_id
 void cf_drop_vsm(struct cf *cf, const char *id)
 {
 	char path[160], tid[80], name[160];
+	bool mine = false;
+	for (size_t i = 0; i < cf->ncreated; i++)
+		mine |= strcmp(cf->created[i], id) == 0;
+	if (!mine)
+		return;
 	snprintf(path, sizeof(path), "/vsms/%s", id);
 	snprintf(name, sizeof(name), "7.3.13 delete VSM %s", id);
 	if (cf_async(cf, CF_S9, name, "DELETE", path, NULL, "vsm.delete", id, tid)) {

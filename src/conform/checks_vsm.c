@@ -430,6 +430,51 @@ static void bad_import(struct cf *cf, const char *id, const char *name, const ch
 	json_decref(after);
 }
 
+/* 7.2.9 into this device, only when every VSM of the image is one the
+ * checker made (an operator's VSM is never deleted): they are deleted,
+ * the import re-creates them, stopped, and they are deleted again. */
+static void import_chsm_image(struct cf *cf, const char *body, const json_t *ids)
+{
+	static const char name[] = "7.2.9 import CHSM image re-creates its VSMs, stopped";
+	size_t i;
+	const json_t *v;
+	json_array_foreach(ids, i, v) {
+		const char *id = json_string_value(v);
+		if (!id || strncmp(id, cf->prefix, strlen(cf->prefix)) != 0) {
+			cf_add(cf, CF_S9, CF_SKIP, name,
+			       "the device holds VSMs the checker did not make (%s): importing would "
+			       "need to delete them", id ? id : "?");
+			return;
+		}
+	}
+	json_array_foreach(ids, i, v)
+		cf_drop_vsm(cf, json_string_value(v));
+	char tid[80];
+	if (!cf_async(cf, CF_S9, "7.2.9 import CHSM image: accepted", "POST", "/chsm/image/import",
+		      body, "chsm.image.import", "chsm", tid))
+		return;
+	json_t *t = cf_task_ends(cf, CF_S7, "7.2.9 import CHSM image: task succeeds", tid, "succeeded", 0);
+	json_array_foreach(ids, i, v)
+		if (cf->ncreated < sizeof(cf->created) / sizeof(cf->created[0]))
+			snprintf(cf->created[cf->ncreated++], 80, "%s", json_string_value(v));
+	if (t) {
+		const json_t *res = json_object_get(t, "result");
+		char *bad = cf_shape(res, "imageId:s sourceDeviceId:s vsmIds:a");
+		bool all = !bad && json_equal(json_object_get(res, "vsmIds"), ids);
+		json_array_foreach(ids, i, v)
+			all &= strcmp(cf_vsm_state(cf, json_string_value(v)), "stopped") == 0;
+		if (all)
+			cf_add(cf, CF_S9, CF_PASS, name, NULL);
+		else
+			cf_add(cf, CF_S9, CF_FAIL, name, "result %s; each VSM of the image must be stopped",
+			       bad ? bad : "fields ok, vsmIds or states differ");
+		free(bad);
+	}
+	json_decref(t);
+	json_array_foreach(ids, i, v)
+		cf_drop_vsm(cf, json_string_value(v));
+}
+
 void cf_check_images(struct cf *cf)
 {
 	static const char *const names[] = {"4008 import with a wrong sm3", "4003 import of a file with a bad magic",
@@ -578,6 +623,7 @@ void cf_check_images(struct cf *cf)
 				 json_string_value(json_object_get(cres, "sm3")));
 			snprintf(name, sizeof(name), "3002 7.2.9 import of an image whose VSMs exist");
 			cf_expect_refused(cf, CF_SA, name, "POST", "/chsm/image/import", body, 3002);
+			import_chsm_image(cf, body, json_object_get(cres, "vsmIds"));
 			const char *cfile = url_path(json_string_value(json_object_get(cres, "url")));
 			if (cfile)
 				unlink(cfile);

@@ -261,7 +261,8 @@ const char *cf_vsm_state(struct cf *cf, const char *vsm_id);
 /* Creates a VSM (stopped) on a fresh port, waits for it; the id is
  * remembered for the clean-up. Returns true when it exists. */
 bool cf_make_vsm(struct cf *cf, const char *suffix, bool with_token, char ret_id[80]);
-/* Deletes a VSM the checker made, waiting for the task. */
+/* Deletes a VSM the checker made and has not deleted yet (else nothing),
+ * waiting for the task. */
 void cf_drop_vsm(struct cf *cf, const char *id);
 /* A TCP port free on the VSM address right now (loopback default). */
 int cf_free_port(struct cf *cf);
