@@ -21,6 +21,7 @@
 #include "crypto/crypto.h"
 #include "http/server.h"
 #include "ntp/ntp.h"
+#include "platform/platform.h"
 #include "store/store.h"
 #include "task/task.h"
 #include "vsm/supervisor.h"
@@ -43,6 +44,7 @@ struct api_ctx {
 	vsm_supervisor *supervisor;
 	task_engine *tasks;
 	ntp_monitor *ntp;                /* NULL when not started */
+	chsm_platform *platform;         /* the host (platform.h); NULL: sandbox */
 	struct api_metrics *metrics;
 	atomic_int chsm_state;          /* enum api_chsm_state */
 
@@ -68,8 +70,11 @@ enum api_chsm_state {
 };
 const char *api_chsm_state_name(int state);
 
-/* Sets up ctx's locks and metrics and loads the platform key from the
- * store. The other fields are filled by the caller first. */
+/* Sets up ctx's locks and metrics, loads the platform key from the
+ * store and, on the linux platform, removes the VSM namespaces an earlier
+ * run left and applies the stored 7.2.4 and 7.2.5 configuration to the
+ * host again (failures are logged). The other fields are filled by the
+ * caller first. */
 int api_init(struct api_ctx *ctx);
 void api_fini(struct api_ctx *ctx);
 

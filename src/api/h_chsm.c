@@ -2,7 +2,8 @@
  * h_chsm.c: the CHSM configuration interfaces 7.2.1-7.2.13.
  *
  * Configuration changes (7.2.4-7.2.7) are validated completely, then stored
- * in one write; upload addresses, whose headers may carry credentials, are
+ * in one write; 7.2.4 and 7.2.5 are applied to the host through the
+ * platform first (hostnet.c), and a failure there changes nothing; upload addresses, whose headers may carry credentials, are
  * sealed at rest and shown only without credentials. The image, backup
  * and restore interfaces validate, then queue a task on target "chsm"
  * (images.c does the work); upgrade and reboot validate and authorise
@@ -296,20 +297,13 @@ void h_chsm_network(struct api_call *c)
 	static const struct api_field iface_fields[] = {
 		{"name", API_STRING, true}, {"address", API_STRING, true},
 		{"gateway", API_STRING, false}, {NULL}};
+	struct platform_network net;
+	size_t i;
+	json_t *it;
 	if (!api_fields(c, fields))
 		return;
-	if (!api_valid_hostname(json_string_value(json_object_get(c->body, "hostname")))) {
-		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: hostname");
-		return;
-	}
-	json_t *ifs = json_object_get(c->body, "interfaces");
-	if (json_array_size(ifs) < 1 || json_array_size(ifs) > CHSM_MAX_NETWORK_INTERFACES) {
-		api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: interfaces");
-		return;
-	}
-	size_t i, j;
-	json_t *it, *other;
-	json_array_foreach(ifs, i, it) {
+	/* Presence and types of every element first (1002/1003), then values. */
+	json_array_foreach(json_object_get(c->body, "interfaces"), i, it) {
 		const char *field = NULL;
 		int code = json_is_object(it) ? api_check_fields(it, iface_fields, &field) : GMT_E_PARAM_INVALID;
 		if (code != GMT_OK) {
@@ -317,39 +311,9 @@ void h_chsm_network(struct api_call *c)
 				 code == GMT_E_PARAM_MISSING ? "required parameter missing" : "parameter invalid", i);
 			return;
 		}
-		const char *name = json_string_value(json_object_get(it, "name"));
-		const char *gw = json_string_value(json_object_get(it, "gateway"));
-		const char *addr = json_string_value(json_object_get(it, "address"));
-		/* A valid CIDR is IPv6 exactly when it has a ':'; the gateway
-		 * must be of the interface's family. */
-		int gw_family = 0;
-		bool ok = strlen(name) >= 1 && strlen(name) <= 15 && chsm_str_charset(name, strlen(name), "_.-") &&
-			  api_valid_cidr(addr) &&
-			  (!gw || (api_valid_ip(gw, &gw_family) &&
-				   gw_family == (strchr(addr, ':') ? AF_INET6 : AF_INET)));
-		json_array_foreach(ifs, j, other) {
-			if (j < i && strcmp(name, json_string_value(json_object_get(other, "name"))) == 0)
-				ok = false;
-		}
-		if (!ok) {
-			api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: interfaces[%zu]", i);
-			return;
-		}
 	}
-	json_t *dns = json_object_get(c->body, "dns");
-	if (dns) {
-		if (json_array_size(dns) > CHSM_MAX_DNS_SERVERS) {
-			api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: dns");
-			return;
-		}
-		json_array_foreach(dns, i, it) {
-			if (!json_is_string(it) || !api_valid_ip(json_string_value(it), NULL)) {
-				api_fail(c, GMT_E_PARAM_INVALID, "parameter invalid: dns[%zu]", i);
-				return;
-			}
-		}
-	}
-	store_config(c, "config.network", "config.network");
+	if (api_parse_chsm_network(c, c->body, &net))
+		api_chsm_network_apply(c, &net);
 }
 
 void h_chsm_ntp(struct api_call *c)
@@ -374,9 +338,22 @@ void h_chsm_ntp(struct api_call *c)
 	}
 	if (!json_object_get(c->body, "enabled"))
 		json_object_set_new(c->body, "enabled", json_true());
+	/* The host's time service first: a failure leaves everything as it was. */
+	const char *applied = "stored";
+	char err[256] = "";
+	int r = api_time_apply(c->ctx, c->body, &applied, err, sizeof(err));
+	if (r < 0) {
+		api_fail(c, GMT_E_INTERNAL, "the time service could not be configured (nothing "
+			 "changed): %s", err);
+		return;
+	}
+	if (strcmp(applied, "next-start") == 0)
+		chsm_log(CHSM_LOG_WARNING, "config.ntp.not_reloaded", "error", err, NULL);
 	store_config(c, "config.ntp", "config.ntp");
-	if (c->code == GMT_OK)
-		api_apply_ntp_config(c->ctx);
+	if (c->code != GMT_OK)
+		return;
+	api_apply_ntp_config(c->ctx);
+	json_object_set_new(c->data, "applied", json_string(applied));
 }
 
 /* Validates {url, headers?, level?} and stores it sealed under name. */

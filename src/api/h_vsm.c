@@ -326,12 +326,13 @@ static const char *const configurable_states[] = {"stopped", "running", NULL};
 
 /* The common frame of 7.3.3 and 7.3.4: load, check state, apply, bump the
  * state version, commit, answer with the details and when it applies:
- * "now", or "next-start" for a running VSM unless the change is live (a
- * running VSM uses it from its next session on). */
-typedef bool (*vsm_change_fn)(struct api_call *c, struct store_vsm *v, void *arg);
+ * "now" for a stopped VSM; for a running one what the change says
+ * ("next-start" unless it sets *applied: "now" for a token, which the VSM
+ * reads at every session, "live" for a network it moved to). */
+typedef bool (*vsm_change_fn)(struct api_call *c, struct store_vsm *v, void *arg,
+			      const char **applied);
 
-static void change_vsm(struct api_call *c, vsm_change_fn change, void *arg, const char *event,
-		       bool live)
+static void change_vsm(struct api_call *c, vsm_change_fn change, void *arg, const char *event)
 {
 	struct api_ctx *ctx = c->ctx;
 	struct store_vsm v;
@@ -350,7 +351,8 @@ static void change_vsm(struct api_call *c, vsm_change_fn change, void *arg, cons
 		api_fail(c, GMT_E_STATE, "not allowed in the current state: %s", v.state);
 		goto rollback;
 	}
-	if (!change(c, &v, arg))
+	const char *applied = strcmp(v.state, "running") == 0 ? "next-start" : "now";
+	if (!change(c, &v, arg, &applied))
 		goto rollback;
 	v.state_version++;
 	v.updated_at = chsm_now_ms();
@@ -362,28 +364,51 @@ static void change_vsm(struct api_call *c, vsm_change_fn change, void *arg, cons
 	(void)store_vsm_get(ctx->store, v.id, &v);
 	chsm_log(CHSM_LOG_INFO, event, "vsm", v.id, "request_id", c->request_id, NULL);
 	json_t *d = api_vsm_details(ctx, &v);
-	json_object_set_new(d, "applied", json_string(!live && strcmp(v.state, "running") == 0
-							       ? "next-start" : "now"));
+	json_object_set_new(d, "applied", json_string(applied));
 	api_ok(c, d);
 	return;
 rollback:
 	store_rollback(ctx->store);
 }
 
-static bool apply_network(struct api_call *c, struct store_vsm *v, void *arg)
+struct network_arg {
+	struct store_vsm_network next, old;
+	bool moved;
+};
+
+/* A running VSM moves its listener before the change commits: the answer
+ * says "live", and a failed move changes nothing (hostnet.c). */
+static bool apply_network(struct api_call *c, struct store_vsm *v, void *arg,
+			  const char **applied)
 {
-	const struct store_vsm_network *n = arg;
-	if (!endpoint_free(c, n, v->id))
+	struct network_arg *a = arg;
+	if (!endpoint_free(c, &a->next, v->id) || !api_vsm_ip_free(c, &a->next, v->id))
 		return false;
-	v->network = *n;
+	a->old = v->network;
+	if (strcmp(v->state, "running") == 0 && v->network.configured) {
+		int r = api_vsm_move(c, v->id, &v->network, &a->next);
+		if (r < 0 && r != -ENOENT)
+			return false;
+		if (r == 0) {
+			a->moved = true;
+			*applied = "live";
+		}
+	}
+	v->network = a->next;
 	return true;
 }
 
 void h_vsm_network(struct api_call *c)
 {
-	struct store_vsm_network n;
-	if (parse_network(c, c->body, &n))
-		change_vsm(c, apply_network, &n, "vsm.network", false);
+	struct network_arg a = {0};
+	if (!parse_network(c, c->body, &a.next))
+		return;
+	change_vsm(c, apply_network, &a, "vsm.network");
+	if (a.moved && c->code != GMT_OK) {
+		/* Moved but not recorded: back to the recorded address. */
+		struct api_call back = *c;
+		(void)api_vsm_move(&back, c->param, &a.next, &a.old);
+	}
 }
 
 struct token_arg {
@@ -392,14 +417,16 @@ struct token_arg {
 	size_t len;
 };
 
-static bool apply_token(struct api_call *c, struct store_vsm *v, void *arg)
+static bool apply_token(struct api_call *c, struct store_vsm *v, void *arg, const char **applied)
 {
 	struct token_arg *t = arg;
 	if (store_vsm_token_set(c->ctx->store, v->id, t->id, t->secret, t->len, chsm_now_ms()) < 0) {
 		api_fail(c, GMT_E_STORAGE, NULL);
 		return false;
 	}
-	/* store_vsm_update ignores token fields; keep v's copy in step. */
+	/* store_vsm_update ignores token fields; keep v's copy in step. The
+	 * VSM reads its token at every AUTH (docs/vsm.md): live. */
+	*applied = "now";
 	return true;
 }
 
@@ -408,8 +435,7 @@ void h_vsm_token(struct api_call *c)
 	struct token_arg t = {0};
 	if (!parse_token(c, c->body, &t.id, &t.secret, &t.len))
 		return;
-	/* The VSM reads its token at every AUTH (docs/vsm.md): live. */
-	change_vsm(c, apply_token, &t, "vsm.token", true);
+	change_vsm(c, apply_token, &t, "vsm.token");
 	crypto_free_secret(t.secret, t.len);
 }
 
@@ -599,7 +625,7 @@ static int prepare_create(struct api_call *c, void *varg)
 		return GMT_E_STORAGE;
 	if ((int)n >= ctx->max_vsms)
 		return GMT_E_CAPACITY;
-	if (!endpoint_free(c, &a->v.network, a->v.id))
+	if (!endpoint_free(c, &a->v.network, a->v.id) || !api_vsm_ip_free(c, &a->v.network, a->v.id))
 		return c->code;
 	if (store_vsm_insert(ctx->store, &a->v) < 0)
 		return GMT_E_STORAGE;

@@ -936,6 +936,7 @@ static json_t *stop_processes(struct api_ctx *ctx)
 		int64_t started = 0;
 		if (vsm_supervisor_running(ctx->supervisor, v[i].id, &pid, &started)) {
 			(void)vsm_supervisor_stop(ctx->supervisor, v[i].id);
+			api_vsm_net_release(ctx, v[i].id);
 			json_array_append_new(stopped, json_string(v[i].id));
 		}
 	}

@@ -132,6 +132,36 @@ int api_vsm_do_start(struct api_ctx *ctx, const char *id, char *msg, size_t msgl
 int api_vsm_settle_state(struct api_ctx *ctx, const char *id, const char *state,
 			 const char *error);
 
+/* The platform's side of the API (hostnet.c). */
+/* Checks a 7.2.4 body strictly into ret; on failure sets c's error (1003)
+ * and returns false. */
+bool api_parse_chsm_network(struct api_call *c, const json_t *body, struct platform_network *ret);
+/* Applies next through the platform and stores c->body; answers c. */
+void api_chsm_network_apply(struct api_call *c, const struct platform_network *next);
+/* At start (api_init): the linux platform's cleanup and re-application. */
+void api_platform_resume(struct api_ctx *ctx);
+/* Applies a 7.2.5 document (NULL: the stored one; -ENOENT when none) to
+ * the platform's time service: 0 with *ret_applied, or -errno with err. */
+int api_time_apply(struct api_ctx *ctx, const json_t *cfg, const char **ret_applied, char *err,
+		   size_t errlen);
+/* A stored VSM network as the platform's; -EINVAL when it does not parse. */
+int api_vsm_platform_net(const char *id, const struct store_vsm_network *n,
+			 struct platform_vsm_net *ret);
+/* Before VSM id's process starts: its network (netns: "" or the
+ * namespace file to run in). 0 or -errno with err. */
+int api_vsm_net_prepare(struct api_ctx *ctx, const char *id, const struct store_vsm_network *n,
+			char *netns, size_t cap, char *err, size_t errlen);
+/* After it stopped (or failed to start): what prepare made goes. */
+void api_vsm_net_release(struct api_ctx *ctx, const char *id);
+/* On the linux platform an address is one VSM's only (3009 otherwise). */
+bool api_vsm_ip_free(struct api_call *c, const struct store_vsm_network *n, const char *self);
+/* Moves running VSM id's listener from old to next (platform, then the
+ * process). Returns 0; -ENOENT when the process does not run (nothing
+ * moved, c untouched); or another -errno with c's error set (3009, 1003
+ * or 5000), nothing moved. */
+int api_vsm_move(struct api_call *c, const char *id, const struct store_vsm_network *old,
+		 const struct store_vsm_network *next);
+
 /* Image tasks (images.c): whether op is one of them, and running one. */
 bool api_image_operation(const char *op);
 int api_run_image_task(struct api_ctx *ctx, const struct store_task *t, json_t **ret_result,

@@ -105,8 +105,15 @@ static int do_start(struct api_ctx *ctx, const char *id, char *msg, size_t msgle
 		return GMT_E_STATE;
 	}
 	char err[160] = "", db[sizeof(ctx->state_dir) + 16], stats[sizeof(ctx->state_dir) + 96];
+	char netns[256];
 	uint8_t key[STORE_VSM_KEY_LEN];
-	int r = api_vsm_stats_path(ctx, id, stats, sizeof(stats));
+	int r = api_vsm_net_prepare(ctx, id, &v.network, netns, sizeof(netns), err, sizeof(err));
+	if (r < 0) {
+		snprintf(msg, msglen, "VSM network could not be prepared: %s", err);
+		set_state(ctx, id, "fault", msg, 0, false);
+		return GMT_E_INTERNAL;
+	}
+	r = api_vsm_stats_path(ctx, id, stats, sizeof(stats));
 	if (r >= 0 && (size_t)snprintf(db, sizeof(db), "%s/chsm.db", ctx->state_dir) >= sizeof(db))
 		r = -ENAMETOOLONG;
 	if (r >= 0)
@@ -117,7 +124,8 @@ static int do_start(struct api_ctx *ctx, const char *id, char *msg, size_t msgle
 			.vsm_id = id, .ip = v.network.ip_address, .port = v.network.port,
 			.db_path = db, .key = key, .key_len = sizeof(key),
 			.max_sessions = v.max_sessions, .max_keys = v.max_keys,
-			.stats_path = stats, .err = err, .errlen = sizeof(err),
+			.stats_path = stats, .netns_path = netns[0] ? netns : NULL,
+			.err = err, .errlen = sizeof(err),
 		};
 		r = vsm_supervisor_start(ctx->supervisor, &o);
 		crypto_wipe(key, sizeof(key));
@@ -125,6 +133,7 @@ static int do_start(struct api_ctx *ctx, const char *id, char *msg, size_t msgle
 	if (r == -EALREADY)
 		r = 0;
 	if (r < 0) {
+		api_vsm_net_release(ctx, id);
 		snprintf(msg, msglen, "VSM service failed to start: %s", err[0] ? err : strerror(-r));
 		set_state(ctx, id, "fault", msg, 0, false);
 		return r == -EADDRINUSE ? GMT_E_ADDRESS_IN_USE : GMT_E_INTERNAL;
@@ -144,6 +153,7 @@ static int do_stop(struct api_ctx *ctx, const char *id)
 	int r = vsm_supervisor_stop(ctx->supervisor, id);
 	if (r < 0 && r != -ENOENT)
 		return GMT_E_INTERNAL;
+	api_vsm_net_release(ctx, id);
 	return set_state(ctx, id, "stopped", NULL, 0, false) < 0 ? GMT_E_STORAGE : GMT_OK;
 }
 
@@ -153,6 +163,7 @@ static int do_reset(struct api_ctx *ctx, const char *id)
 	int r = vsm_supervisor_stop(ctx->supervisor, id);
 	if (r < 0 && r != -ENOENT)
 		return GMT_E_INTERNAL;
+	api_vsm_net_release(ctx, id);
 	struct store_vsm v;
 	if (store_begin(ctx->store) < 0)
 		return GMT_E_STORAGE;
@@ -180,6 +191,7 @@ static int do_delete(struct api_ctx *ctx, const char *id)
 	int r = vsm_supervisor_stop(ctx->supervisor, id);
 	if (r < 0 && r != -ENOENT)
 		return GMT_E_INTERNAL;
+	api_vsm_net_release(ctx, id);
 	if (store_vsm_delete(ctx->store, id) < 0)
 		return GMT_E_STORAGE;
 	chsm_log(CHSM_LOG_INFO, "vsm.deleted", "vsm", id, NULL);
@@ -349,7 +361,10 @@ int api_init(struct api_ctx *ctx)
 	int r = api_metrics_new(&ctx->metrics);
 	if (r < 0)
 		return r;
-	return api_reload_platform_key(ctx);
+	r = api_reload_platform_key(ctx);
+	if (r == 0)
+		api_platform_resume(ctx);
+	return r;
 }
 
 void api_fini(struct api_ctx *ctx)

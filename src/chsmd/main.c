@@ -7,6 +7,8 @@
  *             [--metrics-listen HOST:PORT] [--plain-http] [--syslog]
  *             [--log-level error|warning|info|debug] [--vsmd PATH]
  *             [--log-spool-bytes N] [--ntp-port N] [--ntp-interval-ms N]
+ *             [--platform sandbox|linux] [--vsm-bridge NAME] [--resolv-conf PATH]
+ *             [--chrony-sources PATH] [--chronyc-socket PATH]
  *   chsmd admin reset-platform-key --state-dir DIR
  *
  * `run` serves the management interface until SIGTERM or SIGINT, then stops
@@ -48,6 +50,8 @@ static void usage(FILE *f)
 		"  chsmd run --state-dir DIR [--listen HOST:PORT] [--threads N] [--metrics-listen HOST:PORT]\n"
 		"            [--plain-http] [--syslog] [--log-level LEVEL] [--vsmd PATH]\n"
 		"            [--log-spool-bytes N] [--ntp-port N] [--ntp-interval-ms N]\n"
+		"            [--platform sandbox|linux] [--vsm-bridge NAME] [--resolv-conf PATH]\n"
+		"            [--chrony-sources PATH] [--chronyc-socket PATH]\n"
 		"  chsmd admin reset-platform-key --state-dir DIR\n"
 		"  chsmd version\n");
 }
@@ -271,6 +275,7 @@ struct run_options {
 	uint64_t log_spool_bytes;
 	int ntp_port;        /* asked on every NTP server (--ntp-port) */
 	int ntp_interval_ms;
+	struct platform_options platform;   /* instance filled at start */
 };
 
 static int fail(const char *what, int r)
@@ -363,6 +368,13 @@ static int serve(const struct run_options *o)
 		goto out;
 	}
 	chsm_log_set_sink(logship_sink, ship);
+	struct platform_options popt = o->platform;
+	popt.instance = ctx.device_id;
+	if ((r = platform_new(&popt, &ctx.platform)) < 0) {
+		rc = fail(r == -EPERM ? "platform (linux needs root)" :
+			  r == -ENOENT ? "platform (linux needs the ip command)" : "platform", r);
+		goto out;
+	}
 	if ((r = api_init(&ctx)) < 0) {
 		rc = fail("api init", r);
 		goto out;
@@ -425,6 +437,7 @@ out:
 	ntp_monitor_stop(ctx.ntp);
 	vsm_supervisor_free(ctx.supervisor);
 	api_fini(&ctx);
+	platform_free(ctx.platform);
 	chsm_log_set_sink(NULL, NULL);
 	logship_stop(ship);
 	crypto_sm2_key_free(ctx.device_key);
@@ -446,6 +459,10 @@ static int cmd_run(int argc, char **argv)
 		{"log-level", required_argument, NULL, 'L'}, {"vsmd", required_argument, NULL, 'v'},
 		{"log-spool-bytes", required_argument, NULL, 'S'},
 		{"ntp-port", required_argument, NULL, 'N'}, {"ntp-interval-ms", required_argument, NULL, 'I'},
+		{"platform", required_argument, NULL, 'P'}, {"vsm-bridge", required_argument, NULL, 'B'},
+		{"resolv-conf", required_argument, NULL, 'R'},
+		{"chrony-sources", required_argument, NULL, 'C'},
+		{"chronyc-socket", required_argument, NULL, 'K'},
 		{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	struct run_options o = {.port = 8443, .log_spool_bytes = LOGSHIP_DEFAULT_SPOOL_BYTES,
 				.ntp_port = 123, .ntp_interval_ms = NTP_INTERVAL_MS};
@@ -511,6 +528,28 @@ static int cmd_run(int argc, char **argv)
 				return 2;
 			}
 			o.ntp_interval_ms = (int)n;
+			break;
+		case 'P':
+			if (strcmp(optarg, "sandbox") && strcmp(optarg, "linux")) {
+				fprintf(stderr, "chsmd: --platform takes sandbox or linux\n");
+				return 2;
+			}
+			o.platform.kind = strcmp(optarg, "linux") ? PLATFORM_SANDBOX : PLATFORM_LINUX;
+			break;
+		case 'B':
+			if (!platform_ifname_valid(optarg)) {
+				fprintf(stderr, "chsmd: --vsm-bridge takes an interface name (1-15 of [A-Za-z0-9_.-])\n");
+				return 2;
+			}
+			o.platform.vsm_bridge = optarg;
+			break;
+		case 'R': case 'C': case 'K':
+			if (optarg[0] != '/') {
+				fprintf(stderr, "chsmd: --resolv-conf, --chrony-sources and --chronyc-socket take absolute paths\n");
+				return 2;
+			}
+			*(c == 'R' ? &o.platform.resolv_conf : c == 'C' ? &o.platform.chrony_sources
+				   : &o.platform.chronyc_socket) = optarg;
 			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;

@@ -8,6 +8,8 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/limits.h"
 #include "common/util.h"
@@ -123,4 +125,34 @@ int vsm_endpoint_from_sockaddr(const struct sockaddr *addr, char *buf, size_t bu
 		return format_parts(host, true, ntohs(sin6->sin6_port), buf, buflen);
 	}
 	return -EAFNOSUPPORT;
+}
+
+int vsm_listen_open(const struct sockaddr_storage *addr, socklen_t len,
+			 const char **ret_op)
+{
+	int one = 1, r;
+	int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		*ret_op = "socket";
+		return -errno;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    (addr->ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)) {
+		*ret_op = "setsockopt";
+		goto fail;
+	}
+	if (bind(fd, (const struct sockaddr *)addr, len) < 0) {
+		*ret_op = "bind";
+		goto fail;
+	}
+	if (listen(fd, SOMAXCONN) < 0) {
+		*ret_op = "listen";
+		goto fail;
+	}
+	return fd;
+fail:
+	r = -errno;
+	close(fd);
+	return r;
 }

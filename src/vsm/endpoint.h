@@ -33,4 +33,10 @@ int vsm_endpoint_format(const char *ip, int port, char *buf, size_t buflen);
  * Returns 0, -EAFNOSUPPORT, or -ENOSPC. */
 int vsm_endpoint_from_sockaddr(const struct sockaddr *addr, char *buf, size_t buflen);
 
+/* Makes a non-blocking, close-on-exec TCP socket listening on addr
+ * (SO_REUSEADDR; IPV6_V6ONLY for IPv6). Returns it, or a negative errno
+ * with *ret_op naming the step that failed ("socket", "setsockopt",
+ * "bind", "listen"). */
+int vsm_listen_open(const struct sockaddr_storage *addr, socklen_t len, const char **ret_op);
+
 #endif

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -25,6 +26,9 @@
 
 #include "crypto/crypto.h"
 #include "store/store.h"
+#include "common/util.h"
+#include "vsm/endpoint.h"
+#include "vsm/ready.h"
 #include "vsm/session.h"
 #include "vsm/stats.h"
 
@@ -49,7 +53,8 @@ struct conn {
 struct vsm_service {
 	struct event_base *base;
 	struct evconnlistener *listener;
-	struct event *sigterm, *sigint, *backoff;
+	struct event *sigterm, *sigint, *backoff, *control;
+	int control_fd;
 	int stop_signal;
 	uint64_t accepted;
 	int max_sessions;
@@ -156,6 +161,79 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(svc->base);
 }
 
+/* Longest control message. */
+#define CONTROL_MSG_MAX (VSM_READY_LINE_MAX + 32)
+
+/* Replaces the listener by one on fd (bound, listening, non-blocking,
+ * owned from then on). Returns 0 or -ENOMEM (fd closed, old kept). */
+static int replace_listener(vsm_service *svc, int fd)
+{
+	struct evconnlistener *l = evconnlistener_new(svc->base, on_accept, svc,
+						      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+						      0, fd);
+	if (!l) {
+		close(fd);
+		return -ENOMEM;
+	}
+	evconnlistener_set_error_cb(l, on_accept_error);
+	evtimer_del(svc->backoff);
+	evconnlistener_free(svc->listener);
+	svc->listener = l;
+	return 0;
+}
+
+/* "LISTEN <seq> <endpoint>": binds the endpoint, then swaps listeners. */
+static void handle_control(vsm_service *svc, char *msg, char *reply, size_t cap)
+{
+	char line[VSM_READY_LINE_MAX], text[VSM_READY_LINE_MAX];
+	char *nl = strchr(msg, '\n');
+	char *seq = msg + 7, *ep = NULL;
+	struct sockaddr_storage addr;
+	socklen_t len;
+	const char *op = "";
+	uint64_t n;
+	if (nl)
+		*nl = '\0';
+	if (strncmp(msg, "LISTEN ", 7) != 0 || !(ep = strchr(seq, ' '))) {
+		vsm_ready_error_line(EINVAL, "unknown control request", line, sizeof(line));
+		snprintf(reply, cap, "0 %s", line);
+		return;
+	}
+	*ep++ = '\0';
+	if (chsm_parse_u64(seq, UINT32_MAX, &n) < 0 || vsm_endpoint_parse(ep, &addr, &len) < 0) {
+		vsm_ready_error_line(EINVAL, "invalid LISTEN request", line, sizeof(line));
+		snprintf(reply, cap, "0 %s", line);
+		return;
+	}
+	int fd = vsm_listen_open(&addr, len, &op);
+	if (fd >= 0)
+		fd = replace_listener(svc, fd);
+	if (fd < 0) {
+		snprintf(text, sizeof(text), "cannot %s %s", op[0] ? op : "listen on", ep);
+		vsm_ready_error_line(-fd, text, line, sizeof(line));
+		snprintf(reply, cap, "%llu %s", (unsigned long long)n, line);
+		return;
+	}
+	snprintf(reply, cap, "%llu READY\n", (unsigned long long)n);
+}
+
+static void on_control(evutil_socket_t fd, short what, void *arg)
+{
+	vsm_service *svc = arg;
+	char msg[CONTROL_MSG_MAX + 1], reply[CONTROL_MSG_MAX + 32];
+	ssize_t n = recv(fd, msg, CONTROL_MSG_MAX, MSG_DONTWAIT);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		/* chsmd closed its end: no more requests (it ends us itself). */
+		event_del(svc->control);
+		return;
+	}
+	msg[n] = '\0';
+	handle_control(svc, msg, reply, sizeof(reply));
+	(void)send(fd, reply, strlen(reply), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 /* The store, statistics and protocol engine of cfg. */
 static int open_engine(vsm_service *svc, const struct vsm_service_config *cfg)
 {
@@ -184,6 +262,7 @@ int vsm_service_new(int listen_fd, const struct vsm_service_config *cfg, vsm_ser
 	if (!svc)
 		goto fail;
 	pthread_mutex_init(&svc->lock, NULL);
+	svc->control_fd = cfg->control_fd > 2 ? cfg->control_fd : -1;
 	svc->max_sessions = cfg->max_sessions > 0 ? cfg->max_sessions : DEFAULT_MAX_SESSIONS;
 	r = open_engine(svc, cfg);
 	if (r < 0)
@@ -204,14 +283,21 @@ int vsm_service_new(int listen_fd, const struct vsm_service_config *cfg, vsm_ser
 	svc->backoff = evtimer_new(svc->base, on_backoff_end, svc);
 	if (!svc->sigterm || !svc->sigint || !svc->backoff)
 		goto fail;
+	if (svc->control_fd >= 0 &&
+	    !(svc->control = event_new(svc->base, svc->control_fd, EV_READ | EV_PERSIST, on_control,
+				       svc)))
+		goto fail;
 	r = -EIO;
-	if (evsignal_add(svc->sigterm, NULL) < 0 || evsignal_add(svc->sigint, NULL) < 0)
+	if (evsignal_add(svc->sigterm, NULL) < 0 || evsignal_add(svc->sigint, NULL) < 0 ||
+	    (svc->control && event_add(svc->control, NULL) < 0))
 		goto fail;
 	*ret_svc = svc;
 	return 0;
 fail:
 	if (listen_fd >= 0)
 		close(listen_fd);
+	if (!svc && cfg->control_fd > 2)
+		close(cfg->control_fd);
 	vsm_service_free(svc);
 	return r;
 }
@@ -255,6 +341,10 @@ void vsm_service_free(vsm_service *svc)
 		event_free(svc->sigint);
 	if (svc->backoff)
 		event_free(svc->backoff);
+	if (svc->control)
+		event_free(svc->control);
+	if (svc->control_fd >= 0)
+		close(svc->control_fd);
 	if (svc->base)
 		event_base_free(svc->base);
 	vsm_engine_free(svc->engine);

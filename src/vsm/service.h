@@ -8,8 +8,11 @@
  * first); accepted sockets are close-on-exec; at most max_sessions
  * connections are served at once, further ones are closed at once; running
  * out of descriptors pauses accepting briefly instead of spinning;
- * vsm_service_free ends every session and wipes every key it held. Never
- * logs.
+ * vsm_service_free ends every session and wipes every key it held. A
+ * LISTEN request on the control socket moves the listener: the new
+ * endpoint is bound and listening before the old listener is closed, and
+ * open sessions go on; the answer is "<seq> READY" or "<seq> ERROR <ERRNO>
+ * <text>" (docs/vsm.md). Never logs.
  */
 #ifndef CHSM_VSM_SERVICE_H
 #define CHSM_VSM_SERVICE_H
@@ -28,6 +31,9 @@ struct vsm_service_config {
 	int max_sessions;        /* 0: a default */
 	int max_keys;            /* 0: a default */
 	const char *stats_path;  /* NULL: no statistics file */
+	int control_fd;          /* > 2: a SOCK_SEQPACKET socket taking LISTEN
+	                          * requests (owned by the service from then
+	                          * on); <= 2: none */
 };
 
 /* Builds a service around listen_fd (bound, listening, non-blocking), which it owns

@@ -29,7 +29,9 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sched.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -45,8 +47,13 @@
 #define READY_FD_TEXT "3"
 #define KEY_FD 4
 #define KEY_FD_TEXT "4"
+/* The descriptor chsm-vsmd receives its control socket on. */
+#define CONTROL_FD 5
+#define CONTROL_FD_TEXT "5"
+/* Longest control message, either way. */
+#define CONTROL_MSG_MAX (VSM_READY_LINE_MAX + 32)
 /* The longest argv spawn builds, with its NULL. */
-#define ARGV_MAX 20
+#define ARGV_MAX 24
 /* How long a process that reported ERROR or closed its pipe gets to exit. */
 #define FAILED_EXIT_GRACE_MS 1000
 /* Exits reported per round of the monitor loop; the rest wait a round. */
@@ -67,10 +74,13 @@ struct vsm_proc {
 	pid_t pid;
 	int pidfd;
 	int ready_fd;
+	int control_fd;            /* our end of the control socket */
+	uint32_t move_seq;
 	/* What the process is started with (start() owns these until the
 	 * spawn; the key is wiped right after it). */
 	char *db_path;
 	char *stats_path;
+	char *netns_path;
 	char max_sessions[16];     /* "" when not passed */
 	char max_keys[16];
 	bool has_key;
@@ -179,9 +189,12 @@ static void free_proc(struct vsm_proc *p)
 		close(p->pidfd);
 	if (p->ready_fd >= 0)
 		close(p->ready_fd);
+	if (p->control_fd >= 0)
+		close(p->control_fd);
 	explicit_bzero(p->key, sizeof(p->key));
 	free(p->db_path);
 	free(p->stats_path);
+	free(p->netns_path);
 	free(p);
 }
 
@@ -227,12 +240,14 @@ static int terminate_and_reap(int pidfd, int sig, int64_t grace_ms, siginfo_t *r
 	return 0;
 }
 
-/* The forked child: keeps stdio, the readiness pipe (as READY_FD) and the
- * key pipe if any (key_fd >= 0, as KEY_FD), closes everything else, resets
- * signals, ties its life to the parent's, and execs. Only
+/* The forked child: joins netns_fd's network namespace if any, keeps
+ * stdio, the readiness pipe (as READY_FD), the key pipe if any (key_fd >=
+ * 0, as KEY_FD) and the control socket (as CONTROL_FD), closes everything
+ * else, resets signals, ties its life to the parent's, and execs. Only
  * async-signal-safe calls: the parent has threads. */
 static void child_exec(const char *path, char *const argv[], int ready_fd, int key_fd,
-		       pid_t parent, int max_fd, const char *exec_text)
+		       int control_fd, int netns_fd, pid_t parent, int max_fd,
+		       const char *exec_text)
 {
 	char line[VSM_READY_LINE_MAX];
 	sigset_t none;
@@ -246,19 +261,30 @@ static void child_exec(const char *path, char *const argv[], int ready_fd, int k
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
 		_exit(127);
 	setpgid(0, 0);
-	/* Above both targets first, so neither dup2 overwrites the other's
-	 * source; dup2 leaves the targets without close-on-exec. */
-	int rfd = fcntl(ready_fd, F_DUPFD_CLOEXEC, KEY_FD + 1);
-	int kfd = key_fd >= 0 ? fcntl(key_fd, F_DUPFD_CLOEXEC, KEY_FD + 1) : -1;
-	if (rfd < 0 || (key_fd >= 0 && kfd < 0) || dup2(rfd, READY_FD) < 0 ||
-	    (kfd >= 0 && dup2(kfd, KEY_FD) < 0))
+	int exec_err = 0;
+	if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) < 0) {
+		exec_err = errno;
+		exec_text = "cannot enter the VSM's network namespace";
+	}
+	/* Above every target first, so no dup2 overwrites another's source;
+	 * dup2 leaves the targets without close-on-exec. */
+	int rfd = fcntl(ready_fd, F_DUPFD_CLOEXEC, CONTROL_FD + 1);
+	int kfd = key_fd >= 0 ? fcntl(key_fd, F_DUPFD_CLOEXEC, CONTROL_FD + 1) : -1;
+	int cfd = fcntl(control_fd, F_DUPFD_CLOEXEC, CONTROL_FD + 1);
+	if (rfd < 0 || (key_fd >= 0 && kfd < 0) || cfd < 0 || dup2(rfd, READY_FD) < 0 ||
+	    (kfd >= 0 && dup2(kfd, KEY_FD) < 0) || dup2(cfd, CONTROL_FD) < 0)
 		_exit(127);
-	int first_closed = kfd >= 0 ? KEY_FD + 1 : READY_FD + 1;
+	if (kfd < 0)
+		close(KEY_FD);
+	int first_closed = CONTROL_FD + 1;
 	if (syscall(SYS_close_range, first_closed, ~0U, 0) < 0)
 		for (int fd = first_closed; fd < max_fd; fd++)
 			close(fd);
-	execv(path, argv);
-	size_t n = vsm_ready_error_line(errno, exec_text, line, sizeof(line));
+	if (!exec_err) {
+		execv(path, argv);
+		exec_err = errno;
+	}
+	size_t n = vsm_ready_error_line(exec_err, exec_text, line, sizeof(line));
 	ssize_t w = write(READY_FD, line, n);
 	(void)w;
 	_exit(127);
@@ -303,6 +329,8 @@ static void build_argv(vsm_supervisor *s, struct vsm_proc *p, char *argv[ARGV_MA
 	argv[n++] = p->endpoint;
 	argv[n++] = "--ready-fd";
 	argv[n++] = READY_FD_TEXT;
+	argv[n++] = "--control-fd";
+	argv[n++] = CONTROL_FD_TEXT;
 	if (p->db_path) {
 		argv[n++] = "--db";
 		argv[n++] = p->db_path;
@@ -330,13 +358,24 @@ static int spawn(vsm_supervisor *s, struct vsm_proc *p)
 {
 	char exec_text[VSM_READY_LINE_MAX];
 	char *argv[ARGV_MAX];
-	int pipefd[2] = { -1, -1 }, key_fd = -1, r;
+	int pipefd[2] = { -1, -1 }, ctl[2] = { -1, -1 }, key_fd = -1, netns_fd = -1, r;
 	build_argv(s, p, argv);
+	if (p->netns_path) {
+		netns_fd = open(p->netns_path, O_RDONLY | O_CLOEXEC);
+		if (netns_fd < 0)
+			return -errno;
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0) {
+		r = -errno;
+		goto fail;
+	}
 	snprintf(exec_text, sizeof(exec_text), "cannot execute %s", s->vsmd_path);
 	if (p->has_key) {
 		key_fd = key_pipe(p);
-		if (key_fd < 0)
-			return key_fd;
+		if (key_fd < 0) {
+			r = key_fd;
+			goto fail;
+		}
 	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
 		r = -errno;
@@ -346,7 +385,8 @@ static int spawn(vsm_supervisor *s, struct vsm_proc *p)
 	p->prev_mono_ms = chsm_monotonic_ms();
 	pid_t pid = fork();
 	if (pid == 0)
-		child_exec(s->vsmd_path, argv, pipefd[1], key_fd, parent, s->max_fd, exec_text);
+		child_exec(s->vsmd_path, argv, pipefd[1], key_fd, ctl[1], netns_fd, parent, s->max_fd,
+			   exec_text);
 	if (pid < 0) {
 		r = -errno;
 		goto fail;
@@ -356,6 +396,11 @@ static int spawn(vsm_supervisor *s, struct vsm_proc *p)
 	if (key_fd >= 0)
 		close(key_fd);
 	key_fd = -1;
+	close(ctl[1]);
+	ctl[1] = -1;
+	if (netns_fd >= 0)
+		close(netns_fd);
+	netns_fd = -1;
 	int pidfd = sys_pidfd_open(pid);
 	if (pidfd < 0) {
 		r = -errno;
@@ -367,8 +412,14 @@ static int spawn(vsm_supervisor *s, struct vsm_proc *p)
 	p->pid = pid;
 	p->pidfd = pidfd;
 	p->ready_fd = pipefd[0];
+	p->control_fd = ctl[0];
 	return 0;
 fail:
+	for (int i = 0; i < 2; i++)
+		if (ctl[i] >= 0)
+			close(ctl[i]);
+	if (netns_fd >= 0)
+		close(netns_fd);
 	if (pipefd[0] >= 0)
 		close(pipefd[0]);
 	if (pipefd[1] >= 0)
@@ -586,7 +637,8 @@ static int check_options(const struct vsm_start_options *o, char *err, size_t er
 		return -EINVAL;
 	}
 	if ((o->db_path && (!*o->db_path || strlen(o->db_path) >= PATH_MAX)) ||
-	    (o->stats_path && (!*o->stats_path || strlen(o->stats_path) >= PATH_MAX))) {
+	    (o->stats_path && (!*o->stats_path || strlen(o->stats_path) >= PATH_MAX)) ||
+	    (o->netns_path && (!*o->netns_path || strlen(o->netns_path) >= PATH_MAX))) {
 		set_err(err, errlen, "invalid path");
 		return -EINVAL;
 	}
@@ -599,6 +651,8 @@ static int fill_proc(struct vsm_proc *p, const struct vsm_start_options *o)
 	if (o->db_path && !(p->db_path = strdup(o->db_path)))
 		return -ENOMEM;
 	if (o->stats_path && !(p->stats_path = strdup(o->stats_path)))
+		return -ENOMEM;
+	if (o->netns_path && !(p->netns_path = strdup(o->netns_path)))
 		return -ENOMEM;
 	if (o->max_sessions > 0)
 		snprintf(p->max_sessions, sizeof(p->max_sessions), "%d", o->max_sessions);
@@ -656,7 +710,7 @@ int vsm_supervisor_start(vsm_supervisor *s, const struct vsm_start_options *o)
 	strcpy(p->id, vsm_id);
 	strcpy(p->endpoint, endpoint);
 	p->state = PROC_SPAWN_PENDING;
-	p->pidfd = p->ready_fd = -1;
+	p->pidfd = p->ready_fd = p->control_fd = -1;
 	p->pid = -1;
 	p->serial = ++s->next_serial;
 	p->next = s->procs;
@@ -688,6 +742,92 @@ int vsm_supervisor_start(vsm_supervisor *s, const struct vsm_start_options *o)
 	}
 	pthread_mutex_unlock(&s->lock);
 	free_proc(p);
+	return r;
+}
+
+/* Reads the answer to move request seq from fd until deadline: 0, the
+ * reported error, -ETIMEDOUT or -EIO. */
+static int await_move_answer(int fd, uint32_t seq, int64_t deadline, char *err, size_t errlen)
+{
+	char buf[CONTROL_MSG_MAX + 1];
+	for (;;) {
+		int64_t left = deadline - chsm_monotonic_ms();
+		if (left <= 0 || !wait_readable(fd, left)) {
+			set_err(err, errlen, "VSM process did not answer the move within %d s",
+				CHSM_VSM_READY_TIMEOUT_SECONDS);
+			return -ETIMEDOUT;
+		}
+		ssize_t n = recv(fd, buf, CONTROL_MSG_MAX, MSG_DONTWAIT);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0) {
+			set_err(err, errlen, "VSM process went away during the move");
+			return -EIO;
+		}
+		buf[n] = '\0';
+		char *nl = memchr(buf, '\n', (size_t)n), *sp = strchr(buf, ' ');
+		uint64_t got;
+		if (!nl || !sp || sp > nl)
+			continue;
+		*nl = '\0';
+		*sp = '\0';
+		/* An answer to an earlier request that timed out is skipped. */
+		if (chsm_parse_u64(buf, UINT32_MAX, &got) < 0 || got != seq)
+			continue;
+		int code = 0;
+		const char *text = "";
+		if (vsm_ready_parse(sp + 1, &code, &text) < 0) {
+			set_err(err, errlen, "VSM process sent a malformed answer to the move");
+			return -EPROTO;
+		}
+		if (code < 0)
+			set_err(err, errlen, "%s: %s", text, strerror(-code));
+		return code;
+	}
+}
+
+int vsm_supervisor_move(vsm_supervisor *s, const char *vsm_id, const char *ip, int port,
+			char *err, size_t errlen)
+{
+	char endpoint[VSM_ENDPOINT_MAX_LEN], msg[CONTROL_MSG_MAX];
+	if (!vsm_id || vsm_endpoint_format(ip, port, endpoint, sizeof(endpoint)) < 0) {
+		set_err(err, errlen, "invalid address or port");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&s->lock);
+	struct vsm_proc *p = find_id(s, vsm_id);
+	if (!p || p->state != PROC_RUNNING || p->stopping || p->control_fd < 0) {
+		pthread_mutex_unlock(&s->lock);
+		set_err(err, errlen, "VSM %s does not run", vsm_id);
+		return -ENOENT;
+	}
+	/* A copy: a concurrent stop may free p (and close its descriptor). */
+	int fd = fcntl(p->control_fd, F_DUPFD_CLOEXEC, 0);
+	uint32_t seq = ++p->move_seq;
+	uint64_t serial = p->serial;
+	pthread_mutex_unlock(&s->lock);
+	if (fd < 0) {
+		set_err(err, errlen, "cannot reach VSM process: %s", strerror(errno));
+		return -errno;
+	}
+	int n = snprintf(msg, sizeof(msg), "LISTEN %u %s\n", (unsigned)seq, endpoint);
+	int r = 0;
+	if (send(fd, msg, (size_t)n, MSG_NOSIGNAL) != n) {
+		set_err(err, errlen, "cannot reach VSM process: %s", strerror(errno));
+		r = -EIO;
+	} else {
+		r = await_move_answer(fd, seq,
+				      chsm_monotonic_ms() + CHSM_VSM_READY_TIMEOUT_SECONDS * 1000LL,
+				      err, errlen);
+	}
+	close(fd);
+	if (r == 0) {
+		pthread_mutex_lock(&s->lock);
+		p = find_id(s, vsm_id);
+		if (p && p->serial == serial)
+			strcpy(p->endpoint, endpoint);
+		pthread_mutex_unlock(&s->lock);
+	}
 	return r;
 }
 

@@ -23,6 +23,11 @@
  *  - Only the supervisor's own children are reaped (waitid on their pidfd),
  *    so the daemon may have other children. Signals go through pidfds, so a
  *    recycled pid is never signalled.
+ *  - Every VSM process gets a control socket (SOCK_SEQPACKET, as fd 5,
+ *    --control-fd 5) through which vsm_supervisor_move asks it to move
+ *    its listener (docs/vsm.md, "Moving a running VSM").
+ *  - With netns_path, the child joins that network namespace before exec;
+ *    if it cannot, the start fails with the setns error.
  *  - All functions are thread-safe, except vsm_supervisor_free, which must
  *    not race with other calls on the same supervisor.
  *
@@ -62,6 +67,9 @@ struct vsm_start_options {
 	int max_sessions;         /* --max-sessions; 0: not passed */
 	int max_keys;             /* --max-keys; 0: not passed */
 	const char *stats_path;   /* --stats-file; NULL: none */
+	const char *netns_path;   /* a network namespace file (e.g. /run/netns/X)
+	                           * the process runs in: the child joins it with
+	                           * setns before exec; NULL: the daemon's own */
 	char *err;                /* may be NULL */
 	size_t errlen;
 };
@@ -79,6 +87,18 @@ struct vsm_start_options {
  * without a word; or another -errno. On failure no process is left and
  * o->err receives a short human message; it is untouched on success. */
 int vsm_supervisor_start(vsm_supervisor *s, const struct vsm_start_options *o);
+
+/* Asks the running VSM's process to listen on ip:port instead of its
+ * current endpoint: it binds the new address first and closes the old
+ * listener only once the new one listens; sessions already open go on.
+ * Waits up to CHSM_VSM_READY_TIMEOUT_SECONDS for the answer. Returns 0;
+ * -EINVAL for a bad ip or port; -ENOENT if it does not run (or is being
+ * started or stopped); the bind error it reported (-EADDRINUSE,
+ * -EADDRNOTAVAIL, -EACCES, ...), in which case it still listens where it
+ * did; -ETIMEDOUT; -EIO if it went away. err (may be NULL) receives a
+ * short message on failure. */
+int vsm_supervisor_move(vsm_supervisor *s, const char *vsm_id, const char *ip, int port,
+			char *err, size_t errlen);
 
 /* Stops the VSM's process: SIGTERM, up to CHSM_VSM_STOP_GRACE_SECONDS for
  * it to exit, then SIGKILL, and waits for the exit. Not reported to

@@ -3,7 +3,7 @@
  *
  *     chsm-vsmd --vsm-id ID --listen IP:PORT [--ready-fd N] [--db PATH]
  *               [--key-fd N] [--max-sessions N] [--max-keys N]
- *               [--stats-file PATH]
+ *               [--stats-file PATH] [--control-fd N]
  *
  * It listens on the VSM's service endpoint and serves it until SIGTERM or
  * SIGINT, with its keys in the database at --db, reached with the subkey
@@ -17,6 +17,9 @@
  *  - the key descriptor is read for exactly VSM_KEY_BYTES bytes and closed
  *    before anything else happens; the key is wiped once the service has
  *    it, and on every exit path;
+ *  - with --control-fd, a LISTEN request on that socket moves the listener
+ *    (bind the new endpoint, then close the old listener; sessions go on)
+ *    and is answered READY or ERROR (docs/vsm.md, "Moving a running VSM");
  *  - one structured line goes to stderr when it starts listening and one
  *    when it stops; nothing secret is ever printed.
  * Exit status: 0 after SIGTERM/SIGINT, 1 bad arguments or parent gone,
@@ -67,13 +70,14 @@ struct options {
 	int max_sessions;        /* 0: the service's default */
 	int max_keys;
 	const char *stats_path;  /* NULL: none */
+	int control_fd;          /* -1: none */
 };
 
 static void usage(FILE *f)
 {
 	fputs("usage: chsm-vsmd --vsm-id ID --listen IP:PORT [--ready-fd N] [--db PATH]\n"
 	      "                 [--key-fd N] [--max-sessions N] [--max-keys N]\n"
-	      "                 [--stats-file PATH]\n"
+	      "                 [--stats-file PATH] [--control-fd N]\n"
 	      "  ID       [A-Za-z0-9][A-Za-z0-9_.-]{0,63}\n"
 	      "  IP:PORT  an IPv4 literal and port, or [IPv6]:PORT; port 1-65535\n"
 	      "  --ready-fd    a descriptor (>= 3) that receives READY or ERROR, then is closed\n"
@@ -81,7 +85,8 @@ static void usage(FILE *f)
 	      "  --key-fd      a descriptor (>= 3) holding the VSM's 32-byte store key;\n"
 	      "                read once and closed\n"
 	      "  --max-sessions 1-4096, --max-keys 1-1000000: the VSM's resources\n"
-	      "  --stats-file  where the VSM writes its statistics (JSON)\n",
+	      "  --stats-file  where the VSM writes its statistics (JSON)\n"
+	      "  --control-fd  a SOCK_SEQPACKET descriptor (>= 3) taking LISTEN requests\n",
 	      f);
 }
 
@@ -138,19 +143,21 @@ static int parse_options(int argc, char **argv, struct options *ret_opts)
 		{ "max-sessions", required_argument, NULL, 's' },
 		{ "max-keys", required_argument, NULL, 'm' },
 		{ "stats-file", required_argument, NULL, 'f' },
+		{ "control-fd", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct options o = { .ready_fd = -1, .key_fd = -1 };
+	struct options o = { .ready_fd = -1, .key_fd = -1, .control_fd = -1 };
 	const char *ready_text = NULL, *key_text = NULL, *sessions_text = NULL,
-		   *keys_text = NULL;
+		   *keys_text = NULL, *control_text = NULL;
 	int c;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
 		const char **slot = c == 'i' ? &o.vsm_id : c == 'l' ? &o.listen :
 				    c == 'r' ? &ready_text : c == 'd' ? &o.db_path :
 				    c == 'k' ? &key_text : c == 's' ? &sessions_text :
-				    c == 'm' ? &keys_text : c == 'f' ? &o.stats_path : NULL;
+				    c == 'm' ? &keys_text : c == 'f' ? &o.stats_path :
+				    c == 'c' ? &control_text : NULL;
 		if (c == 'h') {
 			usage(stdout);
 			return 1;
@@ -175,6 +182,11 @@ static int parse_options(int argc, char **argv, struct options *ret_opts)
 	}
 	if (key_text && (parse_fd(key_text, &o.key_fd) < 0 || o.key_fd == o.ready_fd)) {
 		fprintf(stderr, "chsm-vsmd: --key-fd must be an open descriptor >= 3, not the ready fd\n");
+		return -EINVAL;
+	}
+	if (control_text && (parse_fd(control_text, &o.control_fd) < 0 ||
+			     o.control_fd == o.ready_fd || o.control_fd == o.key_fd)) {
+		fprintf(stderr, "chsm-vsmd: --control-fd must be an open descriptor >= 3, not the ready or key fd\n");
 		return -EINVAL;
 	}
 	if (sessions_text && parse_count(sessions_text, MAX_SESSIONS_LIMIT, &o.max_sessions) < 0) {
@@ -211,38 +223,6 @@ static void send_ready(int *fd, const char *line)
 	*fd = -1;
 }
 
-/* Makes the listening socket. Returns it, or a negative errno with *ret_op
- * naming the step that failed. */
-static int open_listener(const struct sockaddr_storage *addr, socklen_t len,
-			 const char **ret_op)
-{
-	int one = 1, r;
-	int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		*ret_op = "socket";
-		return -errno;
-	}
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    (addr->ss_family == AF_INET6 &&
-	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)) {
-		*ret_op = "setsockopt";
-		goto fail;
-	}
-	if (bind(fd, (const struct sockaddr *)addr, len) < 0) {
-		*ret_op = "bind";
-		goto fail;
-	}
-	if (listen(fd, SOMAXCONN) < 0) {
-		*ret_op = "listen";
-		goto fail;
-	}
-	return fd;
-fail:
-	r = -errno;
-	close(fd);
-	return r;
-}
-
 int main(int argc, char **argv)
 {
 	struct options opts;
@@ -267,6 +247,8 @@ int main(int argc, char **argv)
 	}
 	if (opts.ready_fd >= 0)
 		fcntl(opts.ready_fd, F_SETFD, FD_CLOEXEC);
+	if (opts.control_fd >= 0)
+		fcntl(opts.control_fd, F_SETFD, FD_CLOEXEC);
 	if (opts.key_fd >= 0) {
 		r = read_key(opts.key_fd, cfg.vsm_key);
 		opts.key_fd = -1;
@@ -284,6 +266,7 @@ int main(int argc, char **argv)
 	cfg.max_sessions = opts.max_sessions;
 	cfg.max_keys = opts.max_keys;
 	cfg.stats_path = opts.stats_path;
+	cfg.control_fd = opts.control_fd;
 	if (vsm_endpoint_parse(opts.listen, &addr, &addrlen) < 0) {
 		fprintf(stderr, "chsm-vsmd: invalid --listen (IPv4:PORT or [IPv6]:PORT, port 1-65535)\n");
 		usage(stderr);
@@ -295,7 +278,7 @@ int main(int argc, char **argv)
 	vsm_endpoint_from_sockaddr((const struct sockaddr *)&addr, endpoint, sizeof(endpoint));
 	signal(SIGPIPE, SIG_IGN);
 
-	int fd = open_listener(&addr, addrlen, &op);
+	int fd = vsm_listen_open(&addr, addrlen, &op);
 	if (fd < 0) {
 		fprintf(stderr, "vsm=%s event=error op=%s addr=%s error=%s\n", opts.vsm_id, op,
 			endpoint, vsm_errno_name(-fd));

@@ -77,11 +77,13 @@ chsm_init() {
 
 # chsm_start [chsmd run options]: runs chsmd on 127.0.0.1 with an ephemeral
 # port. Sets CHSMD_PID, PORT, BASE (https://127.0.0.1:PORT), CHSMD_LOG.
+# CHSMD_WRAP (optional, split on spaces) goes before chsmd's path, e.g.
+# "nsenter --net=/run/netns/X unshare --uts" (commands that exec chsmd).
 chsm_start() {
   CHSMD_LOG=${CHSMD_LOG:-$IT_DIR/chsmd.log}
   local mark
   mark=$(wc -l 2>/dev/null < "$CHSMD_LOG" || echo 0)
-  "$CHSM_BIN/chsmd" run --state-dir "$STATE" --listen 127.0.0.1:0 "$@" >>"$CHSMD_LOG" 2>&1 &
+  ${CHSMD_WRAP:-} "$CHSM_BIN/chsmd" run --state-dir "$STATE" --listen 127.0.0.1:0 "$@" >>"$CHSMD_LOG" 2>&1 &
   CHSMD_PID=$!
   IT_CHSMD_PIDS="$IT_CHSMD_PIDS $CHSMD_PID"
   for _ in $(seq 1 200); do

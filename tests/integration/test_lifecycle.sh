@@ -149,9 +149,10 @@ expect "network onto v2's endpoint" 3009 409
 P5=$(free_port)
 gmt_request PUT $API/vsms/v1/network "$(vsm_net 127.0.0.1 "$P5")"
 expect "network of a running VSM" 0 200
-check "network (running): applies at next start" [ "$(resp_data .applied)" = next-start ]
+check "network (running): applied live" [ "$(resp_data .applied)" = live ]
 check "network (running): stored" [ "$(resp_data .network.port)" = "$P5" ]
-check "network (running): still serves the old endpoint" listening 127.0.0.1 "$P1"
+check "network (running): serves the new endpoint at once" listening 127.0.0.1 "$P5"
+check "network (running): left the old endpoint" not_listening 127.0.0.1 "$P1"
 task_ok "restart v1 after the network change" POST $API/vsms/v1/restart
 check "v1 listens on the new endpoint" listening 127.0.0.1 "$P5"
 check "v1 left the old endpoint" not_listening 127.0.0.1 "$P1"

@@ -10,6 +10,10 @@ of a named case and prints what came back:
 closed=yes when the VSM closed the connection after its answer.
 
 usage: vsmp_raw.py HOST PORT TOKEN_ID SECRET_FILE CASE
+
+CASE "hold" sends a valid frame, prints its line prefixed "first ", then
+waits for a line on stdin and sends another on the same session, printing
+it prefixed "second " (a session that lives across a change on the CHSM).
 """
 import hmac
 import os
@@ -96,6 +100,20 @@ def main():
         print("auth failed status=0x%08X" % st)
         return 1
 
+    if case == "hold":
+        typ, flags, status, payload, length = CASES["valid"]
+        send(typ, 6, payload)
+        typ, rid, st, p = frame()
+        print("first status=0x%08X type=0x%04X id=%d len=%d" % (st, typ, rid, len(p)), flush=True)
+        sys.stdin.readline()
+        send(typ & 0x7FFF, 8, payload)
+        try:
+            typ, rid, st, p = frame()
+        except (EOFError, ConnectionResetError, OSError):
+            print("second closed", flush=True)
+            return 1
+        print("second status=0x%08X type=0x%04X id=%d len=%d" % (st, typ, rid, len(p)), flush=True)
+        return 0
     typ, flags, status, payload, length = CASES[case]
     send(typ, 7, payload, flags=flags, status=status, length=length)
     typ, rid, st, p = frame()

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -510,7 +511,7 @@ static void test_key_and_options_reach_vsm(void **state)
 
 	snprintf(path, sizeof(path), "%s/argv", f->dir);
 	assert_int_equal(chsm_read_file(path, 4096, &data, &len), 0);
-	assert_string_equal(data, "--vsm-id\nkeyed\n--listen\n127.0.0.1:9\n--ready-fd\n3\n"
+	assert_string_equal(data, "--vsm-id\nkeyed\n--listen\n127.0.0.1:9\n--ready-fd\n3\n--control-fd\n5\n"
 				  "--db\n/state/chsm.db\n--key-fd\n4\n--max-sessions\n7\n"
 				  "--max-keys\n9\n--stats-file\n/state/run/vsm-keyed.stats.json\n");
 	free(data);
@@ -543,7 +544,7 @@ static void test_no_key_no_options(void **state)
 	free(data);
 	snprintf(path, sizeof(path), "%s/argv", f->dir);
 	assert_int_equal(chsm_read_file(path, 4096, &data, &len), 0);
-	assert_string_equal(data, "--vsm-id plain --listen 127.0.0.1:9 --ready-fd 3 ");
+	assert_string_equal(data, "--vsm-id plain --listen 127.0.0.1:9 --ready-fd 3 --control-fd 5 ");
 	free(data);
 	vsm_supervisor_free(sup);
 }
@@ -595,6 +596,51 @@ static void test_stop_ignoring_sigterm(void **state)
 	assert_int_equal(report_count(&f->rec), 0);
 }
 
+/* A running VSM moves its listener: the new endpoint listens before the
+ * old one closes, a connection made before goes on, a taken or foreign
+ * address leaves it where it was with the bind error. */
+static void test_move_listener(void **state)
+{
+	struct fixture *f = *state;
+	struct test_endpoint a, b, held;
+	char err[256] = "";
+	test_pick_endpoint(&a);
+	test_pick_endpoint(&b);
+	assert_int_equal(start(f->sup, "mv", a.ip, a.port, NULL, 0), 0);
+	int before = test_connect(a.ip, a.port);
+	assert_true(before >= 0);
+	assert_int_equal(vsm_supervisor_move(f->sup, "mv", b.ip, b.port, err, sizeof(err)), 0);
+	assert_true(accepts(b.ip, b.port));
+	assert_false(accepts(a.ip, a.port));
+	/* The connection accepted on the old listener is still open. */
+	char byte;
+	assert_int_equal(recv(before, &byte, 1, MSG_DONTWAIT), -1);
+	assert_int_equal(errno, EAGAIN);
+	close(before);
+
+	test_pick_endpoint(&held);
+	int lfd = test_listen(&held);
+	assert_true(lfd >= 0);
+	assert_int_equal(vsm_supervisor_move(f->sup, "mv", held.ip, held.port, err, sizeof(err)),
+			 -EADDRINUSE);
+	assert_non_null(strstr(err, "cannot bind"));
+	assert_true(accepts(b.ip, b.port));
+	close(lfd);
+	assert_int_equal(vsm_supervisor_move(f->sup, "mv", "192.0.2.1", b.port, err, sizeof(err)),
+			 -EADDRNOTAVAIL);
+	assert_true(accepts(b.ip, b.port));
+	assert_int_equal(vsm_supervisor_move(f->sup, "mv", "not-an-ip", 1, err, sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(vsm_supervisor_move(f->sup, "nope", b.ip, b.port, err, sizeof(err)),
+			 -ENOENT);
+	/* And back again. */
+	assert_int_equal(vsm_supervisor_move(f->sup, "mv", a.ip, a.port, err, sizeof(err)), 0);
+	assert_true(accepts(a.ip, a.port));
+	assert_int_equal(vsm_supervisor_stop(f->sup, "mv"), 0);
+	assert_int_equal(vsm_supervisor_move(f->sup, "mv", b.ip, b.port, err, sizeof(err)), -ENOENT);
+	assert_int_equal(report_count(&f->rec), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -615,6 +661,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_key_and_options_reach_vsm, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_key_no_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_start_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_move_listener, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
