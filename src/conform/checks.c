@@ -799,6 +799,7 @@ static void check_chsm_config(struct cf *cf)
 
 void cf_run_checks(struct cf *cf)
 {
+	cf_secret(cf, cf->enrollment_code);
 	/* §5: the answer of 7.4.1 that gave the key is signed by it. */
 	struct cf_resp r;
 	cf_get_fingerprint(cf, &r);
@@ -815,4 +816,9 @@ void cf_run_checks(struct cf *cf)
 	cf_check_vsms(cf);
 	cf_check_images(cf);
 	cf_check_destructive(cf);
+	if (cf->leaks)
+		cf_add(cf, CF_S6, CF_FAIL, "no answer carries a secret the checker sent", "%zu of %zu answers; first: %s",
+		       cf->leaks, cf->answers, cf->leak_evidence);
+	else
+		cf_add(cf, CF_S6, CF_PASS, "no answer carries a secret the checker sent", NULL);
 }

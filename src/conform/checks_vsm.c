@@ -302,6 +302,8 @@ void cf_check_vsms(struct cf *cf)
 {
 	char a[80], b[80], body[600], ev[800];
 	struct cf_resp r;
+	cf_secret(cf, TOKEN_SECRET);
+	cf_secret(cf, TOKEN_SECRET2);
 	if (!cf_make_vsm(cf, "a", true, a))
 		return;
 	check_vsm_reads(cf, a);
@@ -491,6 +493,25 @@ void cf_check_images(struct cf *cf)
 	}
 	char url[1200], s[80], t[80], u[80], tid[80], path[200], body[1600], name[200];
 	snprintf(url, sizeof(url), "file://%s/", cf->image_dir);
+	/* §6: an upload credential is stored, never shown. */
+	static char credential[48];
+	uint8_t rnd[12];
+	crypto_random(rnd, sizeof(rnd));
+	memcpy(credential, "Bearer conform-", 15);
+	chsm_hex_encode(rnd, sizeof(rnd), credential + 15);
+	cf_secret(cf, credential + 7);
+	snprintf(body, sizeof(body), "{\"url\":\"%s/fail/\",\"headers\":{\"Authorization\":\"%s\"}}",
+		 cf->callback_base, credential);
+	cf_check_call(cf, CF_S9, "7.2.6 image upload address with an Authorization header", "PUT",
+		      "/chsm/image-upload-address", body, 0);
+	json_t *all = get_data(cf, "/chsm/status/all");
+	json_t *view = json_object_get(json_object_get(all, "config"), "imageUploadAddress");
+	if (json_is_object(view))
+		cf_add(cf, CF_S9, CF_PASS, "7.2.3 shows the image upload address (its credential is checked under §6)", NULL);
+	else
+		cf_add(cf, CF_S9, CF_FAIL, "7.2.3 shows the image upload address (its credential is checked under §6)",
+		       "config.imageUploadAddress %s", dump(view, name, sizeof(name)));
+	json_decref(all);
 	if (!set_upload(cf, "7.2.6 image upload address: file:// of the image folder", url))
 		return;
 	cf_left_changed(cf, "image upload address set to the --image-dir folder (the API cannot restore a previous one: its header values are secret)");

@@ -97,6 +97,12 @@ struct cf {
 	char created[32][80];          /* VSMs created and not yet deleted */
 	size_t ncreated;
 	char left_changed[1024];       /* what the run could not put back */
+	/* §6: secrets the checker sent (enrollment code, token secrets, upload
+	 * credentials); every answer is searched for each. */
+	const char *secrets[8];
+	size_t nsecrets;
+	size_t answers, leaks;
+	char leak_evidence[1024];
 	struct cf_result *results;
 	size_t nresults, capresults;
 };
@@ -148,6 +154,9 @@ struct cf_resp {
 };
 
 /* ---- wire.c ---- */
+/* Adds a secret every later answer must not contain (the string is kept,
+ * not copied). */
+void cf_secret(struct cf *cf, const char *secret);
 int cf_wire_init(struct cf *cf);
 void cf_wire_free(struct cf *cf);
 /* Sends one request and fills *ret (always, also without an answer).

@@ -81,6 +81,26 @@ bool cf_sm2_ok(const crypto_sm2_key *key, const char *msg, size_t len, const cha
 	return ok;
 }
 
+void cf_secret(struct cf *cf, const char *secret)
+{
+	if (secret && secret[0] && cf->nsecrets < sizeof(cf->secrets) / sizeof(cf->secrets[0]))
+		cf->secrets[cf->nsecrets++] = secret;
+}
+
+/* §6: no secret the checker sent comes back in an answer. */
+static void check_secrets(struct cf *cf, const struct cf_resp *r)
+{
+	cf->answers++;
+	for (size_t i = 0; i < cf->nsecrets; i++)
+		if (memmem(r->body, r->body_len, cf->secrets[i], strlen(cf->secrets[i]))) {
+			if (!cf->leaks++)
+				snprintf(cf->leak_evidence, sizeof(cf->leak_evidence),
+					 "request: %.320s | got a body holding secret #%zu: %.300s", r->what,
+					 i + 1, r->body);
+			return;
+		}
+}
+
 int cf_wire_init(struct cf *cf)
 {
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
@@ -430,6 +450,7 @@ int cf_send(struct cf *cf, const struct cf_req *q, struct cf_resp *ret)
 	r.json = json_loadb(r.body, r.body_len, JSON_REJECT_DUPLICATES, NULL);
 	check_envelope(&r);
 	check_device_signature(cf, &r);
+	check_secrets(cf, &r);
 	rc = 0;
 out:
 	curl_easy_reset(cf->curl);

@@ -5,11 +5,14 @@ except one interface, broken in one of these ways (argv[2]):
 
   unsigned   GET /gmt0088/v1/chsm/status answers without X-GMT-Device-Signature
   wrongcode  an unknown path (1004) answers code 1003 in its body
+  leak       PUT /gmt0088/v1/chsm/image-upload-address answers the header
+             values it was sent (an upload credential) in its data
 
 Usage: conform_wrong_responder.py UPSTREAM_PORT MODE PORTFILE
 Prints nothing; writes the port it listens on into PORTFILE.
 """
 import http.client
+import json
 import http.server
 import ssl
 import sys
@@ -43,6 +46,11 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             out = [(k, v) for k, v in out if k.lower() != "x-gmt-device-signature"]
         if MODE == "wrongcode" and b'"code":1004' in data:
             data = data.replace(b'"code":1004', b'"code":1003')
+        if (MODE == "leak" and self.command == "PUT" and body
+                and self.path == "/gmt0088/v1/chsm/image-upload-address" and r.status == 200):
+            doc = json.loads(data)
+            doc["data"]["headers"] = json.loads(body).get("headers", {})
+            data = json.dumps(doc, separators=(",", ":")).encode()
         self.send_response(r.status)
         for k, v in out:
             self.send_header(k, v)

@@ -2,7 +2,8 @@
 # chsm-conform (docs/conformance.md) against a real chsmd: every check passes
 # with --image-dir, without and with --destructive; against a deliberately
 # wrong responder (conform_wrong_responder.py) the broken check fails with its
-# evidence and the exit status is 1; usage errors exit 2.
+# evidence and the exit status is 1 (a missing device signature, a wrong
+# code, a secret echoed in an answer); usage errors exit 2.
 #
 # With CONFORM_RECORD=DIR the non-destructive run records every exchange
 # there (test_openapi uses it).
@@ -102,7 +103,7 @@ check "another pinned fingerprint: says so" grep -q 'is not the pinned' "$IT_DIR
 chsm_stop
 
 # ---- a wrong responder: the broken check fails with its evidence ----
-for mode in unsigned wrongcode; do
+for mode in unsigned wrongcode leak; do
   STATE=$IT_DIR/state-$mode CHSMD_LOG=$IT_DIR/chsmd-$mode.log
   chsm_init
   chsm_start
@@ -111,7 +112,9 @@ for mode in unsigned wrongcode; do
   eventually 10 test -s "$IT_DIR/proxy-$mode.port" || fail_now "wrong responder did not start"
   real_base=$BASE
   BASE=http://127.0.0.1:$(cat "$IT_DIR/proxy-$mode.port")
-  TRUST=--trust-on-first-use conform "$IT_DIR/run-$mode.txt"
+  # The leak is in 7.2.6, which the checker sets only with --image-dir.
+  img=(); [ "$mode" != leak ] || { mkdir -p "$IT_DIR/images-$mode"; img=(--image-dir "$IT_DIR/images-$mode"); }
+  TRUST=--trust-on-first-use conform "$IT_DIR/run-$mode.txt" "${img[@]}"
   BASE=$real_base
   check "$mode: trust on first use prints the device key" \
     grep -q "^device key fingerprint: $DEVICE_FP (trusted on first use" "$IT_DIR/run-$mode.txt"
@@ -127,6 +130,11 @@ for mode in unsigned wrongcode; do
       check "wrongcode: 1004 fails" grep -q '^  FAIL  1004 unknown path' "$IT_DIR/run-$mode.txt"
       check "wrongcode: the evidence shows the code received" \
         grep -q 'expected: code 1004, HTTP 404, a signed envelope | got: HTTP 404, body {"code":1003' "$IT_DIR/run-$mode.txt" ;;
+    leak)
+      check "leak: the secret in an answer fails §6" \
+        grep -q '^  FAIL  no answer carries a secret the checker sent' "$IT_DIR/run-$mode.txt"
+      check "leak: the evidence names the request" \
+        grep -q 'request: PUT /gmt0088/v1/chsm/image-upload-address .* | got a body holding secret' "$IT_DIR/run-$mode.txt" ;;
   esac
   failed "$IT_DIR/run-$mode.txt"
   chsm_stop
