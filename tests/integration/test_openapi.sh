@@ -27,6 +27,23 @@ mkdir -p "$IT_DIR/images" "$IT_DIR/record"
 check "chsm-conform ran through (enrolled and walked the interfaces)" \
   grep -q '^conformance: [0-9]* passed' "$IT_DIR/conform.txt"
 
+# The checker never sets a network document a device did not have (it
+# would change the host's network); chsmd's default sandbox platform changes
+# nothing on the host, so this test sets one, as the platform it enrolls
+# after the checker's key is gone, and records the exchange too.
+chsm_stop
+out=$("$CHSM_BIN/chsmd" admin reset-platform-key --state-dir "$STATE") || fail_now "admin reset"
+ENROLL_CODE=$(printf '%s\n' "$out" | sed -n 's/^enrollment-code: //p')
+chsm_start
+enroll_platform
+net='{"hostname":"chsm-openapi","interfaces":[{"name":"eth0","address":"192.0.2.10/24","gateway":"192.0.2.1"}],"dns":["192.0.2.53"]}'
+gmt_request PUT /gmt0088/v1/chsm/network "$net"
+expect "7.2.4 with a valid document (sandbox platform)" 0 200
+jq -n --arg body "$(cat "$RESP_BODY")" --arg req "$net" --argjson status "$RESP_STATUS" \
+  --arg ct "$(resp_header Content-Type)" \
+  '{method: "PUT", path: "/chsm/network", status: $status, contentType: $ct, body: $body, requestBody: $req}' \
+  > "$IT_DIR/record/9999.json"
+
 node "$NODE_DIR/validate.mjs" "$ROOT/docs/openapi.yaml" "$IT_DIR/record" > "$IT_DIR/validate.txt" 2>&1
 rc=$?
 grep -E '^(not ok|#)' "$IT_DIR/validate.txt" | head -n 40 | sed 's/^/#   /'
