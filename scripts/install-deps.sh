@@ -14,7 +14,8 @@ PACKAGES=(
   python3 jq                    # integration tests: callback receiver, JSON checks
   procps psmisc iproute2        # ps, fuser, ss for tests
   util-linux mount              # unshare, fallocate, mount (test_images_fullfs)
-  valgrind                      # constant-time test of SM2 (valgrind/memcheck.h, memcheck)
+  valgrind                      # constant-time test of SM2; the daemon under memcheck (label valgrind)
+  clang libclang-rt-14-dev      # libFuzzer harnesses (tests/fuzz, scripts/fuzz.sh)
   nginx                         # tests run their own (WebDAV PUT), never the service
   rsyslog                       # integration tests: a real syslog collector (run unprivileged by the test)
   chrony                        # test_ntp_chrony runs its own chronyd on loopback as a real NTP server

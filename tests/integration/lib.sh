@@ -16,17 +16,31 @@ set -uo pipefail
 IT_PASS=0
 IT_FAIL=0
 IT_DIR=$(mktemp -d /tmp/chsm-it-XXXXXX)
+# Sanitizer builds (SANITIZE=1): every sanitized program this test starts
+# (chsmd, chsm-vsmd, chsmctl, vsmtool, ...) writes its ASan, LeakSanitizer
+# or UBSan report into $IT_SAN_DIR instead of stderr; it_end fails the test
+# when a report appeared. Options already set in the environment are kept.
+IT_SAN_DIR=$IT_DIR/sanitizer
+mkdir -p "$IT_SAN_DIR"
+export ASAN_OPTIONS="log_path=$IT_SAN_DIR/asan:exitcode=86:detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+export UBSAN_OPTIONS="log_path=$IT_SAN_DIR/ubsan:print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+# CHSM_VALGRIND=1: chsm_start runs chsmd, and every program it starts from
+# the build (the service child, chsm-vsmd), under Valgrind memcheck; each
+# process logs to $IT_DIR/valgrind, and it_end fails the test on any error
+# or definite/indirect leak reported there.
+IT_VG_DIR=$IT_DIR/valgrind
 CHSMD_PID=""
 IT_CHSMD_PIDS=""   # every chsmd started by chsm_start; it_cleanup stops them
 DISTID=1234567812345678
 
 # chsm_stop_all: stops every chsmd this test started (SIGTERM, then SIGKILL
-# after 10 s), whichever is current.
+# after 10 s, 60 s under Valgrind), whichever is current.
 chsm_stop_all() {
-  local p
+  local p n=100
+  [ "${CHSM_VALGRIND:-0}" = 1 ] && n=600
   for p in $IT_CHSMD_PIDS; do kill -TERM "$p" 2>/dev/null; done
   for p in $IT_CHSMD_PIDS; do
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 "$n"); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$p" 2>/dev/null
   done
   IT_CHSMD_PIDS=""
@@ -52,7 +66,29 @@ check() {
 # fail_now MESSAGE: records a failure and stops the test.
 fail_now() { IT_FAIL=$((IT_FAIL + 1)); echo "not ok - $1"; it_end; }
 
+# it_check_reports: stops every chsmd of the test (so that sanitized or
+# Valgrind-run processes end and write their leak reports), then counts a
+# failure for each sanitizer report and each Valgrind log with errors.
+it_check_reports() {
+  chsm_stop_all
+  local f
+  for f in "$IT_SAN_DIR"/*; do
+    [ -s "$f" ] || continue
+    IT_FAIL=$((IT_FAIL + 1)); echo "not ok - sanitizer report ${f##*/}:"
+    head -n 40 "$f" | sed 's/^/#   /'
+  done
+  [ -d "$IT_VG_DIR" ] || return 0
+  for f in "$IT_VG_DIR"/*.log; do
+    [ -s "$f" ] || continue
+    if grep -q 'ERROR SUMMARY: [1-9]' "$f"; then
+      IT_FAIL=$((IT_FAIL + 1)); echo "not ok - valgrind ${f##*/}:"
+      grep -v '^==[0-9]*== *$' "$f" | head -n 60 | sed 's/^/#   /'
+    fi
+  done
+}
+
 it_end() {
+  it_check_reports
   echo "$IT_PASS passed, $IT_FAIL failed"
   [ "$IT_FAIL" -eq 0 ] && exit 0
   if [ -n "${CHSMD_LOG:-}" ] && [ -f "$CHSMD_LOG" ]; then
@@ -83,10 +119,19 @@ chsm_start() {
   CHSMD_LOG=${CHSMD_LOG:-$IT_DIR/chsmd.log}
   local mark
   mark=$(wc -l 2>/dev/null < "$CHSMD_LOG" || echo 0)
-  ${CHSMD_WRAP:-} "$CHSM_BIN/chsmd" run --state-dir "$STATE" --listen 127.0.0.1:0 "$@" >>"$CHSMD_LOG" 2>&1 &
+  local -a vg=() ; local tries=200
+  if [ "${CHSM_VALGRIND:-0}" = 1 ]; then
+    mkdir -p "$IT_VG_DIR"
+    # Only the project's programs are followed, not the system's tools.
+    vg=(valgrind --quiet --trace-children=yes --trace-children-skip='/usr/*,/bin/*,/sbin/*'
+        --child-silent-after-fork=yes --leak-check=full --errors-for-leak-kinds=definite,indirect
+        --show-leak-kinds=definite,indirect --error-exitcode=87 --log-file="$IT_VG_DIR/vg.%p.log")
+    tries=1200
+  fi
+  ${CHSMD_WRAP:-} "${vg[@]}" "$CHSM_BIN/chsmd" run --state-dir "$STATE" --listen 127.0.0.1:0 "$@" >>"$CHSMD_LOG" 2>&1 &
   CHSMD_PID=$!
   IT_CHSMD_PIDS="$IT_CHSMD_PIDS $CHSMD_PID"
-  for _ in $(seq 1 200); do
+  for _ in $(seq 1 "$tries"); do
     PORT=$(tail -n +"$((mark + 1))" "$CHSMD_LOG" | sed -n 's/.*event=started .* port=\([0-9]*\).*/\1/p' | tail -n 1)
     [ -n "$PORT" ] && break
     kill -0 "$CHSMD_PID" 2>/dev/null || fail_now "chsmd exited at start"
