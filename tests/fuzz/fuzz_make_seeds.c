@@ -140,7 +140,7 @@ static void make_package(void)
 		die(err);
 	close(fd);
 	/* The same package is a seed of the image reader too. */
-	char copy[512];
+	char copy[1100];
 	snprintf(copy, sizeof(copy), "cp '%s' '%s/image/package'", path, outdir);
 	if (system(copy) != 0)
 		die("cp");

@@ -123,7 +123,7 @@ chsm_start() {
   if [ "${CHSM_VALGRIND:-0}" = 1 ]; then
     mkdir -p "$IT_VG_DIR"
     # Only the project's programs are followed, not the system's tools.
-    vg=(valgrind --quiet --trace-children=yes --trace-children-skip='/usr/*,/bin/*,/sbin/*'
+    vg=(valgrind --trace-children=yes --trace-children-skip='/usr/*,/bin/*,/sbin/*'
         --child-silent-after-fork=yes --leak-check=full --errors-for-leak-kinds=definite,indirect
         --show-leak-kinds=definite,indirect --error-exitcode=87 --log-file="$IT_VG_DIR/vg.%p.log")
     tries=1200
