@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is needed, builds, and runs every test.
 #
-# Stages (TEST_STAGES, default all four, in this order):
+# Stages (TEST_STAGES, default all three, in this order):
 #   plain     ./build (or $BUILD_DIR): the whole suite (unit, integration,
 #             and the daemon under Valgrind memcheck, label "valgrind")
 #   asan      ./build-asan: the whole suite built with SANITIZE=1
