@@ -6,10 +6,15 @@
  *                 --server-pid PID [--count N] [--port P] [--status-requests M]
  *
  * Creates and starts N VSMs (default 256) one after the other, each with
- * one request (7.3.12 with "start": true) on its own loopback address
- * 127.10.X.Y, port P (default 30000), and polls its task every 2 ms until it
- * ends: create+start time is from sending the request to reading the
- * task's end (and, beside it, the task's own finishedAt - createdAt). Then,
+ * one request (7.3.12 with "start": true and a callbackUrl on this
+ * program's own plain HTTP listener on loopback) on its own loopback address
+ * 127.10.X.Y, port P (default 30000): create+start time is from sending the
+ * request to receiving the task's callback (the task is read with
+ * GET /tasks when no callback came within 200 ms; polling instead of the
+ * callback would put a signed request, and its durable nonce, beside the
+ * task every few milliseconds). Beside it, the task's own
+ * finishedAt - createdAt, and the CPU time the chsmd service spent per VSM
+ * over the whole loop and each idle chsm-vsmd's own CPU time. Then,
  * with all of them running and idle: the proportional set size (PSS,
  * /proc/PID/smaps_rollup) and RSS of every chsm-vsmd child of the chsmd
  * service process, chsmd's own RSS and PSS, and M (default 100) signed
@@ -29,6 +34,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 
 #include <jansson.h>
 
@@ -141,17 +150,77 @@ static int call(chsm_client *cl, const char *method, const char *path, const cha
 	return code;
 }
 
+/* A plain HTTP listener on 127.0.0.1 for task callbacks: returns the fd
+ * and sets *ret_port, or -1. */
+static int callback_listener(unsigned *ret_port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 64) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &alen) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	*ret_port = ntohs(a.sin_port);
+	return fd;
+}
+
+/* Waits up to timeout_ms for one callback; answers it 200. Returns the
+ * task object (new ref) or NULL when none came or it did not parse. */
+static json_t *callback_wait(int lfd, int timeout_ms)
+{
+	struct pollfd p = {.fd = lfd, .events = POLLIN};
+	if (poll(&p, 1, timeout_ms) <= 0)
+		return NULL;
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct timeval tv = {2, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	char buf[65536];
+	size_t len = 0;
+	json_t *task = NULL;
+	for (;;) {
+		ssize_t n = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		buf[len] = '\0';
+		char *body = strstr(buf, "\r\n\r\n");
+		char *cl = strcasestr(buf, "\r\nContent-Length:");
+		if (!body || !cl)
+			continue;
+		size_t want = (size_t)strtoul(cl + 17, NULL, 10);
+		body += 4;
+		if ((size_t)(buf + len - body) >= want) {
+			task = json_loadb(body, want, 0, NULL);
+			break;
+		}
+		if (len == sizeof(buf) - 1)
+			break;
+	}
+	static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+	ssize_t w = send(fd, ok, sizeof(ok) - 1, MSG_NOSIGNAL);
+	(void)w;
+	close(fd);
+	return task;
+}
+
 /* Creates and starts VSM i; sets the client-observed and the task's own
  * time in ms. Returns 0 or -1. */
-static int create_start(chsm_client *cl, unsigned i, unsigned port, double *ret_ms,
-			double *ret_task_ms)
+static int create_start(chsm_client *cl, int lfd, unsigned cb_port, unsigned i, unsigned port,
+			double *ret_ms, double *ret_task_ms)
 {
-	char body[256], path[128];
+	char body[384], path[128], id[16];
 	json_t *d = NULL;
+	snprintf(id, sizeof(id), "d%u", i);
 	snprintf(body, sizeof(body),
-		 "{\"vsmId\":\"d%u\",\"name\":\"density\",\"network\":{\"ipAddress\":"
-		 "\"127.10.%u.%u\",\"prefixLength\":8,\"port\":%u},\"start\":true}",
-		 i, i / 250, i % 250 + 1, port);
+		 "{\"vsmId\":\"%s\",\"name\":\"density\",\"network\":{\"ipAddress\":"
+		 "\"127.10.%u.%u\",\"prefixLength\":8,\"port\":%u},\"start\":true,"
+		 "\"callbackUrl\":\"http://127.0.0.1:%u/cb\"}",
+		 id, i / 250, i % 250 + 1, port, cb_port);
 	int64_t t0 = now_us();
 	if (call(cl, "POST", "/vsms", body, &d) != 0) {
 		json_decref(d);
@@ -160,9 +229,13 @@ static int create_start(chsm_client *cl, unsigned i, unsigned port, double *ret_
 	snprintf(path, sizeof(path), "/tasks/%s",
 		 json_string_value(json_object_get(d, "taskId")) ?: "none");
 	json_decref(d);
-	for (;;) {
-		json_t *t = NULL;
-		if (call(cl, "GET", path, NULL, &t) != 0) {
+	for (int64_t limit = t0 + 120 * 1000000LL; now_us() < limit;) {
+		json_t *t = callback_wait(lfd, 200);
+		if (t && !json_equal(json_object_get(t, "target"), json_string(id))) {
+			json_decref(t); /* a late callback of another VSM */
+			continue;
+		}
+		if (!t && call(cl, "GET", path, NULL, &t) != 0) {
 			json_decref(t);
 			return -1;
 		}
@@ -174,14 +247,35 @@ static int create_start(chsm_client *cl, unsigned i, unsigned port, double *ret_
 				(double)(json_integer_value(json_object_get(t, "finishedAt")) -
 					 json_integer_value(json_object_get(t, "createdAt")));
 			if (!ok)
-				fprintf(stderr, "bench_density: d%u: task failed: %s\n", i,
+				fprintf(stderr, "bench_density: %s: task failed: %s\n", id,
 					json_string_value(json_object_get(t, "message")) ?: "?");
 			json_decref(t);
 			return ok ? 0 : -1;
 		}
 		json_decref(t);
-		usleep(2000);
 	}
+	fprintf(stderr, "bench_density: %s: no end of its task in 120 s\n", id);
+	return -1;
+}
+
+/* CPU time (user + system) of a process in seconds, or 0. */
+static double cpu_s(int pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')');
+	unsigned long long ut = 0, st = 0;
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+			 &st) != 2)
+		return 0;
+	long tick = sysconf(_SC_CLK_TCK);
+	return (double)(ut + st) / (double)(tick > 0 ? tick : 100);
 }
 
 int main(int argc, char **argv)
@@ -236,15 +330,25 @@ int main(int argc, char **argv)
 	double *pss = calloc(count + 16, sizeof(double)), *rss = calloc(count + 16, sizeof(double));
 	if (!ms || !task_ms || !lat || !vsmd || !pss || !rss)
 		return 1;
-	unsigned made = 0;
+	unsigned made = 0, cb_port = 0;
 	int status = 0;
+	int lfd = callback_listener(&cb_port);
+	if (lfd < 0) {
+		fprintf(stderr, "bench_density: no callback listener\n");
+		return 1;
+	}
+	int svc = service_pid_of(pid);
+	double svc_cpu0 = cpu_s(svc);
 	int64_t t_all = now_us();
 	for (; made < count; made++)
-		if (create_start(cl, made, (unsigned)port, &ms[made], &task_ms[made]) < 0) {
+		if (create_start(cl, lfd, cb_port, made, (unsigned)port, &ms[made], &task_ms[made]) <
+		    0) {
 			status = 1;
 			break;
 		}
 	double all_s = (double)(now_us() - t_all) / 1e6;
+	double svc_cpu = cpu_s(svc) - svc_cpu0;
+	close(lfd);
 	/* the first and the last quarter, before sorting */
 	size_t quarter = made / 4 ? made / 4 : 1;
 	double first[1024], last[1024];
@@ -259,9 +363,10 @@ int main(int argc, char **argv)
 	qsort(task_ms, made, sizeof(double), cmp_double);
 
 	sleep(2); /* let the new processes settle (idle) */
-	int svc = service_pid_of(pid);
 	size_t nv = children_named(svc, "chsm-vsmd", vsmd, count + 16);
+	double vsmd_cpu = 0;
 	for (size_t i = 0; i < nv; i++) {
+		vsmd_cpu += cpu_s(vsmd[i]);
 		pss[i] = (double)proc_kib(vsmd[i], "smaps_rollup", "Pss");
 		rss[i] = (double)proc_kib(vsmd[i], "status", "VmRSS");
 	}
@@ -304,6 +409,8 @@ int main(int argc, char **argv)
 	       quantile(first, nq, 0.5), quantile(last, nq, 0.5));
 	printf("| task createdAt → finishedAt median / p99 (ms) | %.0f / %.0f | |\n",
 	       quantile(task_ms, made, 0.5), quantile(task_ms, made, 0.99));
+	printf("| CPU per create+start: chsmd service / the new chsm-vsmd (ms) | %.1f / %.1f | |\n",
+	       made ? svc_cpu * 1000.0 / made : 0.0, nv ? vsmd_cpu * 1000.0 / (double)nv : 0.0);
 	printf("| idle chsm-vsmd PSS median / max (KiB) | %.0f / %.0f | ≤ 4096 |\n",
 	       quantile(pss, nv, 0.5), nv ? pss[nv - 1] : 0.0);
 	printf("| idle chsm-vsmd PSS sum (MiB) | %.1f | |\n", pss_sum / 1024.0);
@@ -313,9 +420,9 @@ int main(int argc, char **argv)
 	printf("| GET /chsm/status/all p50 (ms) | %.1f | ≤ 20 |\n", quantile(lat, got, 0.5));
 	printf("| GET /chsm/status/all p99 (ms) | %.1f | |\n", quantile(lat, got, 0.99));
 	printf("| GET /chsm/status/all body (bytes) | %zu | |\n", all_bytes);
-	printf("\n(create+start: from sending 7.3.12 with \"start\": true to reading the task's end,"
-	       " polled every 2 ms; status/all: %zu signed requests one after the other, each"
-	       " timed to the verified answer)\n",
+	printf("\n(create+start: from sending 7.3.12 with \"start\": true to the task's callback;"
+	       " status/all: %zu signed requests one after the other, each timed to the verified"
+	       " answer)\n",
 	       got);
 	chsm_client_free(cl);
 	free(ms);

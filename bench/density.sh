@@ -30,6 +30,7 @@ enroll_platform
 "$CHSM_BIN/bench_density" --url "$BASE" --key "$SIGN_KEY" --ca "$CACERT" \
   --server-pid "$CHSMD_PID" --count "$COUNT" --port "$(free_port)" > "$IT_DIR/table" ||
   { IT_FAIL=1; cat "$IT_DIR/table" >&3; echo "bench/density.sh: bench_density failed (see the log)" >&2; exit 1; }
+cp "$CHSMD_LOG" /tmp/bench-density-last.log 2>/dev/null
 exec 1>&3
 cat "$IT_DIR/table"
 echo "(file descriptors of chsmd: $(ls /proc/$CHSMD_PID/fd 2>/dev/null | wc -l); limit $(ulimit -n); load average $(cut -d' ' -f1-3 /proc/loadavg))"
