@@ -115,7 +115,6 @@ bool vsm_supervisor_running(vsm_supervisor *s, const char *vsm_id, int *ret_pid,
 struct vsm_proc_stats {
 	double cpu_percent; /* of one core, since the previous call (or start) */
 	uint64_t rss_bytes; /* resident set */
-	uint64_t pss_bytes; /* proportional set; 0 when smaps_rollup is unreadable */
 };
 
 /* Reads the running VSM's figures from /proc and sets *ret. Each call
