@@ -42,6 +42,7 @@
 #include <jansson.h>
 
 #include "common/util.h"
+#include "load_stats.h"
 #include "openchsm/chsm_client.h"
 
 static int64_t now_us(void)
@@ -261,21 +262,8 @@ static int create_start(chsm_client *cl, int lfd, unsigned cb_port, unsigned i, 
 /* CPU time (user + system) of a process in seconds, or 0. */
 static double cpu_s(int pid)
 {
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return 0;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')');
-	unsigned long long ut = 0, st = 0;
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-			 &st) != 2)
-		return 0;
-	long tick = sysconf(_SC_CLK_TCK);
-	return (double)(ut + st) / (double)(tick > 0 ? tick : 100);
+	struct proc_sample ps;
+	return proc_sample_read(pid, &ps) == 0 ? ps.cpu_s : 0;
 }
 
 int main(int argc, char **argv)

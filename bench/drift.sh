@@ -134,6 +134,7 @@ echo
 echo "| keys   | image (B) | export  | import  | start  | export → 1st sign  |"
 echo "|-------:|----------:|--------:|--------:|-------:|-------------------:|"
 printf '%s\n' "${ROWS[@]}"
+echo
 echo "(times in ms; the last column runs from the start of the export on A to the"
 echo " first successful signature on B)"
 echo

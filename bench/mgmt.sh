@@ -19,26 +19,12 @@
 # BENCH_SECONDS (default 10) sets the measured seconds of each run.
 # Prints the tables on stdout; the rest goes to $IT_DIR/bench.log.
 set -uo pipefail
-HERE=$(cd "$(dirname "$0")" && pwd)
-: "${CHSM_BIN:?set CHSM_BIN to the folder with chsmd and chsm-load}"
-export CHSM_BIN
-. "$HERE/../tests/integration/lib.sh"
-LOG=$IT_DIR/bench.log
+BENCH_NAME=mgmt
+. "$(dirname "$0")/lib.sh"
 SECONDS_PER_RUN=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNECTIONS:-32}
-bench_cleanup() {
-  chsm_stop_all
-  if [ "$IT_FAIL" -ne 0 ]; then
-    mkdir -p /tmp/bench-mgmt-logs
-    cp "$LOG" "$IT_DIR"/*.json "${CHSMD_LOG:-/dev/null}" /tmp/bench-mgmt-logs/ 2>/dev/null
-    echo "logs: /tmp/bench-mgmt-logs" >&2
-  fi
-  it_cleanup
-}
-trap bench_cleanup EXIT
-die() { echo "bench/mgmt.sh: $*" >&2; IT_FAIL=1; exit 1; }
 
-exec 3>&1 1>>"$LOG" 2>&1
+bench_quiet
 chsm_init
 chsm_start
 enroll_platform
@@ -70,7 +56,7 @@ row() {
     "$(j "$name" '[.httpStatus | to_entries[] | "\(.key): \(.value)"] | join(", ")')"
 }
 
-exec 1>&3
+bench_loud
 echo "Management API: chsm-load, $CONNS keep-alive TLS connections, ${SECONDS_PER_RUN} s per run after 2 s warm-up; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| crypto (this run, crypto module, one thread, CPU time) | value |"

@@ -439,7 +439,7 @@ int main(int argc, char **argv)
 		else
 			printf(" - |");
 		if (vsm_pid) {
-			if (vsm_us > 0)
+			if (vsm_us > 0 && op != OP_SM3_1M) /* SM3 runs in the library */
 				printf(" %.1f | %.1f | %.0f %% |", vsm_us, rawcpu, 100.0 * rawcpu / vsm_us);
 			else
 				printf(" - | %.1f | - |", rawcpu);

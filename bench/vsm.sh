@@ -8,24 +8,10 @@
 # usage: CHSM_BIN=build/bin bench/vsm.sh   (or bench/run.sh vsm [BUILD_DIR])
 # BENCH_SECONDS (default 3) per figure; BENCH_SESSIONS (default 1,8,64).
 set -uo pipefail
-HERE=$(cd "$(dirname "$0")" && pwd)
-: "${CHSM_BIN:?set CHSM_BIN to the folder with chsmd and bench_vsm}"
-export CHSM_BIN
-. "$HERE/../tests/integration/lib.sh"
-LOG=$IT_DIR/bench.log
-bench_cleanup() {
-  chsm_stop_all
-  if [ "$IT_FAIL" -ne 0 ]; then
-    mkdir -p /tmp/bench-vsm-logs
-    cp "$LOG" "${CHSMD_LOG:-/dev/null}" /tmp/bench-vsm-logs/ 2>/dev/null
-    echo "logs: /tmp/bench-vsm-logs" >&2
-  fi
-  it_cleanup
-}
-trap bench_cleanup EXIT
-die() { echo "bench/vsm.sh: $*" >&2; IT_FAIL=1; exit 1; }
+BENCH_NAME=vsm
+. "$(dirname "$0")/lib.sh"
 
-exec 3>&1 1>>"$LOG" 2>&1
+bench_quiet
 chsm_init
 chsm_start
 enroll_platform
@@ -42,6 +28,6 @@ OPENCHSM_SDF_ENDPOINT=127.0.0.1:$P OPENCHSM_SDF_TOKEN_ID=app \
   OPENCHSM_SDF_TOKEN_SECRET_BASE64_FILE=$IT_DIR/tok.b64 \
   "$CHSM_BIN/bench_vsm" --seconds "${BENCH_SECONDS:-3}" --sessions "${BENCH_SESSIONS:-1,8,64}" \
   --vsm-pid "$pid" > "$IT_DIR/table" || { cat "$IT_DIR/table"; die "bench_vsm failed"; }
-exec 1>&3
+bench_loud
 cat "$IT_DIR/table"
 echo "(load average $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -108,13 +108,21 @@ out:
 	return r;
 }
 
-static int configure(SSL_CTX *ssl_ctx)
+/* TLS 1.2 and 1.3, the suites and groups above: both sides. */
+static int set_protocols(SSL_CTX *ssl_ctx)
 {
 	if (SSL_CTX_set_min_proto_version(ssl_ctx, TLS1_2_VERSION) != 1 ||
 	    SSL_CTX_set_max_proto_version(ssl_ctx, TLS1_3_VERSION) != 1 ||
 	    SSL_CTX_set_cipher_list(ssl_ctx, TLS12_CIPHERS) != 1 ||
 	    SSL_CTX_set_ciphersuites(ssl_ctx, TLS13_SUITES) != 1 ||
-	    SSL_CTX_set1_groups_list(ssl_ctx, TLS_GROUPS) != 1 ||
+	    SSL_CTX_set1_groups_list(ssl_ctx, TLS_GROUPS) != 1)
+		return tls_fail(-EIO);
+	return 0;
+}
+
+static int configure(SSL_CTX *ssl_ctx)
+{
+	if (set_protocols(ssl_ctx) < 0 ||
 	    SSL_CTX_set_session_id_context(ssl_ctx, TLS_SESSION_ID_CONTEXT,
 					   sizeof(TLS_SESSION_ID_CONTEXT) - 1) != 1)
 		return tls_fail(-EIO);
@@ -499,14 +507,8 @@ int crypto_tls_client_ctx_new(const char *cacert_path, crypto_tls_client_ctx **r
 		r = tls_fail(-ENOMEM);
 		goto out;
 	}
-	if (SSL_CTX_set_min_proto_version(ctx->ssl_ctx, TLS1_2_VERSION) != 1 ||
-	    SSL_CTX_set_max_proto_version(ctx->ssl_ctx, TLS1_3_VERSION) != 1 ||
-	    SSL_CTX_set_cipher_list(ctx->ssl_ctx, TLS12_CIPHERS) != 1 ||
-	    SSL_CTX_set_ciphersuites(ctx->ssl_ctx, TLS13_SUITES) != 1 ||
-	    SSL_CTX_set1_groups_list(ctx->ssl_ctx, TLS_GROUPS) != 1) {
-		r = tls_fail(-EIO);
+	if ((r = set_protocols(ctx->ssl_ctx)) < 0)
 		goto out;
-	}
 	SSL_CTX_set_options(ctx->ssl_ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
 						  SSL_OP_IGNORE_UNEXPECTED_EOF);
 	if (pem) {
