@@ -26,7 +26,7 @@ fi
 status=0
 
 {
-  echo "Run of $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'),"
+  echo "Last run of scripts/bench.sh: $(date -u '+%Y-%m-%d %H:%M UTC') ($ONLY; each block below says when it was measured),"
   echo "build $(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || echo '?')."
   echo "Machine: $(nproc) CPUs ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)),"
   echo "$(awk '/MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo), $(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r),"
@@ -35,6 +35,7 @@ status=0
 
 for b in $ONLY; do
   echo "bench: $b ..." >&2
+  echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); load average before: $(cut -d' ' -f1-3 /proc/loadavg)." > "$OUT/$b.when"
   case $b in
     sm2) "$CHSM_BIN/bench_sm2" "${BENCH_SM2_SECONDS:-2}" > "$OUT/$b" 2> "$OUT/$b.err" ;;
     mgmt|vsm|density|drift) bash "bench/$b.sh" > "$OUT/$b" 2> "$OUT/$b.err" ;;
@@ -57,8 +58,12 @@ for name in names:
     if begin not in text or end not in text:
         sys.exit(f"scripts/bench.sh: {doc} has no {begin} ... {end} block")
     body = (out / name).read_text().rstrip("\n")
-    fence = "```" if name == "sm2" else ""
-    block = f"{begin}\n{fence}\n{body}\n{fence}\n{end}" if fence else f"{begin}\n{body}\n{end}"
+    if name == "sm2":
+        body = f"```\n{body}\n```"
+    when = out / f"{name}.when"
+    if when.exists():
+        body = when.read_text().strip() + "\n\n" + body
+    block = f"{begin}\n{body}\n{end}"
     text = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda m: block, text, flags=re.S)
 doc.write_text(text)
 PY
