@@ -44,11 +44,7 @@ static int park(void *c, const struct store_task *t, json_t **ret_result, char *
 
 static void setup(void)
 {
-	static char dir[256];
-	const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-	snprintf(dir, sizeof(dir), "%s/chsm-fuzz-api-XXXXXX", base);
-	if (!mkdtemp(dir))
-		abort();
+	const char *dir = fuzz_tmpdir("api");
 	char db[300];
 	snprintf(db, sizeof(db), "%s/chsm.db", dir);
 	uint8_t master[STORE_MASTER_KEY_LEN] = {2};

@@ -4,6 +4,8 @@
 #define _GNU_SOURCE
 #include "fuzz_common.h"
 
+#include <ftw.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -39,4 +41,33 @@ int fuzz_file(const uint8_t *data, size_t size)
 	if (lseek(fd, 0, SEEK_SET) != 0)
 		abort();
 	return fd;
+}
+
+static char tmpdirs[4][256];
+static int ntmpdirs;
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)remove(path);
+	return 0;
+}
+
+static void remove_tmpdirs(void)
+{
+	for (int i = 0; i < ntmpdirs; i++)
+		(void)nftw(tmpdirs[i], remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+const char *fuzz_tmpdir(const char *name)
+{
+	if (ntmpdirs == (int)(sizeof(tmpdirs) / sizeof(tmpdirs[0])))
+		abort();
+	char *dir = tmpdirs[ntmpdirs];
+	const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+	snprintf(dir, sizeof(tmpdirs[0]), "%s/chsm-fuzz-%s-XXXXXX", base, name);
+	if (!mkdtemp(dir))
+		abort();
+	if (ntmpdirs++ == 0)
+		atexit(remove_tmpdirs);
+	return dir;
 }

@@ -22,7 +22,11 @@ enum fuzz_key { FUZZ_KEY_PLATFORM, FUZZ_KEY_DEVICE, FUZZ_KEY_VENDOR };
 crypto_sm2_key *fuzz_key(enum fuzz_key which);
 /* The fixed domain key of the image harness. */
 extern const uint8_t fuzz_domain_key[32];
-/* Its fingerprint as chsmd computes it is not needed: images carry it. */
+
+/* A fresh folder for the harness's files (in /dev/shm when writable, else
+ * /tmp), named after name, removed with its contents when the process
+ * exits. Returns its path (static storage); abort()s on failure. */
+const char *fuzz_tmpdir(const char *name);
 
 /* A regular file holding data (a memfd, or an unlinked temp file),
  * positioned at 0. abort()s on failure. */

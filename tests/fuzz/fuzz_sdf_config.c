@@ -12,16 +12,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_common.h"
 #include "sdf_internal.h"
 
-static char dir[256];
+static const char *dir;
 
 static void setup(void)
 {
-	const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-	snprintf(dir, sizeof(dir), "%s/chsm-fuzz-sdf-XXXXXX", base);
-	if (!mkdtemp(dir))
-		abort();
+	dir = fuzz_tmpdir("sdf");
 	char path[300];
 	snprintf(path, sizeof(path), "%s/secret", dir);
 	FILE *f = fopen(path, "w");
@@ -37,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (!dir[0])
+	if (!dir)
 		setup();
 	struct sdf_config cfg;
 	memset(&cfg, 0, sizeof(cfg));

@@ -22,6 +22,7 @@
 
 #include "common/util.h"
 #include "crypto/crypto.h"
+#include "fuzz_common.h"
 #include "store/store.h"
 #include "vsm/session.h"
 #include "vsm/stats.h"
@@ -35,11 +36,7 @@ static vsm_engine *engine;
 
 static void setup(void)
 {
-	static char dir[256];
-	const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-	snprintf(dir, sizeof(dir), "%s/chsm-fuzz-vsm-XXXXXX", base);
-	if (!mkdtemp(dir))
-		abort();
+	const char *dir = fuzz_tmpdir("vsm");
 	char db[300], stats_path[300];
 	snprintf(db, sizeof(db), "%s/chsm.db", dir);
 	snprintf(stats_path, sizeof(stats_path), "%s/stats.json", dir);
