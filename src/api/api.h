@@ -56,7 +56,16 @@ struct api_ctx {
 
 	/* Serialises requests that carry an idempotency key. */
 	pthread_mutex_t idem_lock;
+
+	/* Set by the upgrade and reboot tasks (enum api_boot_request, and the
+	 * version to start) just before they raise SIGUSR1, which chsmd's
+	 * main thread waits for: it then stops like on SIGTERM and asks its
+	 * launcher to start the service again (or that version). */
+	atomic_int boot_request;
+	char boot_version[21];          /* PKG_VERSION_MAX_LEN + 1 */
 };
+
+enum api_boot_request { API_BOOT_NONE, API_BOOT_RESTART, API_BOOT_UPGRADE };
 
 enum api_chsm_state {
 	CHSM_STATE_INITIALIZING,
@@ -89,6 +98,16 @@ void api_handle_metrics_only(void *ctx, const struct http_request *req,
 int api_run_task(void *ctx, const struct store_task *t, json_t **ret_result, char *msg,
 		 size_t msglen);
 void api_task_interrupted(void *ctx, const struct store_task *t);
+
+/* The deferred upgrade and reboot tasks (chsm_boot.c). Task engine hook:
+ * whether t is the task the last service deferred (it stays running). */
+bool api_boot_owns_task(void *ctx, const struct store_task *t);
+/* The CHSM state while the service starts: rebooting or upgrading when a
+ * deferred task waits, else initializing. */
+int api_boot_start_state(struct api_ctx *ctx);
+/* Once the service is healthy and its launcher answered: ends the deferred
+ * task, if any (an upgrade succeeds when this is its version). */
+void api_boot_finish(struct api_ctx *ctx);
 
 /* Supervisor callback: a VSM process died without being asked to. */
 void api_vsm_died(void *ctx, const char *vsm_id, const char *reason);

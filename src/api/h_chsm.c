@@ -6,9 +6,8 @@
  * platform first (hostnet.c), and a failure there changes nothing; upload addresses, whose headers may carry credentials, are
  * sealed at rest and shown only without credentials. The image, backup
  * and restore interfaces validate, then queue a task on target "chsm"
- * (images.c does the work); upgrade and reboot validate and authorise
- * completely, then answer 5000 until their implementation lands
- * (docs/api.md says so).
+ * (images.c does the work); upgrade and reboot queue a task on "chsm"
+ * too, which chsm_boot.c runs and ends after the service came back.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -433,11 +432,6 @@ static bool upload_configured(struct api_call *c)
 	return true;
 }
 
-static void not_yet(struct api_call *c, const char *operation)
-{
-	api_fail(c, GMT_E_INTERNAL, "%s is not implemented in this release", operation);
-}
-
 static const struct api_field callback_only[] = {{"callbackUrl", API_STRING, false}, {NULL}};
 
 /* Copies the named fields of the request body into a new params object. */
@@ -482,15 +476,21 @@ void h_chsm_upgrade(struct api_call *c)
 	static const struct api_field fields[] = {
 		{"url", API_STRING, true}, {"sm3", API_STRING, true},
 		{"callbackUrl", API_STRING, false}, {NULL}};
+	static const char *const names[] = {"url", "sm3", NULL};
 	if (api_download_fields(c, fields))
-		not_yet(c, "chsm.upgrade");
+		submit_chsm(c, "chsm.upgrade", names);
 }
 
 void h_chsm_reboot(struct api_call *c)
 {
 	const char *cb;
-	if (api_fields(c, callback_only) && api_callback_url(c, &cb))
-		not_yet(c, "chsm.reboot");
+	if (!api_fields(c, callback_only) || !api_callback_url(c, &cb))
+		return;
+	submit_chsm(c, "chsm.reboot", NULL);
+	/* Accepted: mutations get 5003 from now on, not only once a worker
+	 * runs the task. */
+	if (c->accepted)
+		atomic_store(&c->ctx->chsm_state, CHSM_STATE_REBOOTING);
 }
 
 void h_chsm_backup(struct api_call *c)

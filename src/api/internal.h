@@ -167,6 +167,16 @@ bool api_image_operation(const char *op);
 int api_run_image_task(struct api_ctx *ctx, const struct store_task *t, json_t **ret_result,
 		       char *msg, size_t msglen);
 
+/* An unlinked read-write file in <state_dir>/tmp (images.c); GMT_OK or
+ * 5001 with msg. */
+int api_temp_file(struct api_ctx *ctx, int *ret_fd, char *msg, size_t msglen);
+
+/* CHSM upgrade and reboot (chsm_boot.c): whether op is one of them, and
+ * running one: an error code, or TASK_DEFERRED once chsmd was asked to
+ * stop (api.h). */
+bool api_boot_operation(const char *op);
+int api_run_boot_task(struct api_ctx *ctx, const struct store_task *t, char *msg, size_t msglen);
+
 /* Metrics (metrics.c). */
 int api_metrics_new(struct api_metrics **ret);
 void api_metrics_free(struct api_metrics *m);

@@ -234,6 +234,10 @@ int api_run_task(void *vctx, const struct store_task *t, json_t **ret_result, ch
 {
 	struct api_ctx *ctx = vctx;
 	int code = run_operation(ctx, t, ret_result, msg, msglen);
+	if (code == TASK_DEFERRED) {
+		chsm_log(CHSM_LOG_INFO, "task.deferred", "task", t->id, "operation", t->operation, NULL);
+		return code;
+	}
 	if (code != GMT_OK) {
 		if (!msg[0])
 			snprintf(msg, msglen, "%s failed: %s", t->operation, gmt_code_message(code));
@@ -280,6 +284,8 @@ static int run_operation(struct api_ctx *ctx, const struct store_task *t, json_t
 		}
 	} else if (api_image_operation(op)) {
 		return api_run_image_task(ctx, t, ret_result, msg, msglen);
+	} else if (api_boot_operation(op)) {
+		return api_run_boot_task(ctx, t, msg, msglen);
 	} else {
 		snprintf(msg, msglen, "%s is not implemented in this release", op);
 		return GMT_E_INTERNAL;

@@ -9,13 +9,19 @@
  *             [--log-spool-bytes N] [--ntp-port N] [--ntp-interval-ms N]
  *             [--platform sandbox|linux] [--vsm-bridge NAME] [--resolv-conf PATH]
  *             [--chrony-sources PATH] [--chronyc-socket PATH]
+ *             [--health-timeout-ms N] [--reboot-pause-ms N]
  *   chsmd admin reset-platform-key --state-dir DIR
  *
- * `run` serves the management interface until SIGTERM or SIGINT, then stops
- * the listener, lets running tasks finish and stops every VSM process.
- * VSMs that were running are started again at the next `run`.
+ * `run` is the launcher (launcher.h): it takes the state dir's lock, binds
+ * the listening socket and starts the service, `chsmd serve` (internal),
+ * with the same options plus --listen-fd, --control-fd and --lock-fd. The
+ * service serves the management interface until SIGTERM or SIGINT (or a
+ * reboot or upgrade task asks it to stop), then stops the listener, lets
+ * running tasks finish and stops every VSM process. VSMs that were
+ * running are started again at the next start.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <getopt.h>
 #include <limits.h>
@@ -23,11 +29,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "api/api.h"
+#include "chsmd/boot.h"
 #include "chsmd/device.h"
+#include "chsmd/launcher.h"
 #include "chsmd/prompt.h"
 #include "common/limits.h"
 #include "common/log.h"
@@ -40,6 +49,10 @@
 #define NTP_INTERVAL_MS (64 * 1000)
 #define NTP_INTERVAL_MIN_MS 1000
 #define NTP_INTERVAL_MAX_MS (86400 * 1000)
+/* How long the service waits for its launcher's answer to "ready". */
+#define READY_ANSWER_MS 30000
+/* Longest --reboot-pause-ms (test only). */
+#define REBOOT_PAUSE_MAX_MS 60000
 
 static void usage(FILE *f)
 {
@@ -52,6 +65,7 @@ static void usage(FILE *f)
 		"            [--log-spool-bytes N] [--ntp-port N] [--ntp-interval-ms N]\n"
 		"            [--platform sandbox|linux] [--vsm-bridge NAME] [--resolv-conf PATH]\n"
 		"            [--chrony-sources PATH] [--chronyc-socket PATH]\n"
+		"            [--health-timeout-ms N] [--reboot-pause-ms N]\n"
 		"  chsmd admin reset-platform-key --state-dir DIR\n"
 		"  chsmd version\n");
 }
@@ -276,6 +290,9 @@ struct run_options {
 	int ntp_port;        /* asked on every NTP server (--ntp-port) */
 	int ntp_interval_ms;
 	struct platform_options platform;   /* instance filled at start */
+	int health_timeout_ms;  /* the launcher's, for a new version */
+	int reboot_pause_ms;    /* test only: pause in state rebooting */
+	int listen_fd, control_fd, lock_fd;   /* serve: from the launcher */
 };
 
 static int fail(const char *what, int r)
@@ -329,7 +346,7 @@ static int serve(const struct run_options *o)
 	ctx.boot_mono_ms = chsm_monotonic_ms();
 	atomic_store(&ctx.chsm_state, CHSM_STATE_INITIALIZING);
 	snprintf(ctx.state_dir, sizeof(ctx.state_dir), "%s", o->state_dir);
-	int lock_fd = -1, rc = 1, r;
+	int lock_fd = o->lock_fd, rc = 1, r, boot = API_BOOT_NONE;
 	http_server *srv = NULL, *msrv = NULL;
 	logship *ship = NULL;
 	char vsmd[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], spool[PATH_MAX];
@@ -339,13 +356,16 @@ static int serve(const struct run_options *o)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-
-	if ((r = device_lock(o->state_dir, &lock_fd)) < 0) {
-		rc = fail(r == -EBUSY ? "lock (another chsmd runs on this state dir)" : "lock", r);
-		goto out;
-	}
+	/* The launcher's descriptors stay out of VSM processes. */
+	const int inherited[3] = {o->listen_fd, o->control_fd, o->lock_fd};
+	for (int i = 0; i < 3; i++)
+		if (fcntl(inherited[i], F_SETFD, FD_CLOEXEC) < 0) {
+			rc = fail("launcher descriptors", -errno);
+			goto out;
+		}
 	if ((r = make_run_dir(o->state_dir)) < 0) {
 		rc = fail("run directory", r);
 		goto out;
@@ -392,26 +412,34 @@ static int serve(const struct run_options *o)
 	api_apply_ntp_config(&ctx);
 	struct task_engine_config tcfg = {
 		.store = ctx.store, .device_key = ctx.device_key, .run = api_run_task,
-		.interrupted = api_task_interrupted, .ctx = &ctx, .workers = 2,
+		.interrupted = api_task_interrupted, .owned = api_boot_owns_task, .ctx = &ctx,
+		.workers = 2,
 	};
 	if ((r = task_engine_start(&tcfg, &ctx.tasks)) < 0) {
 		rc = fail("task engine", r);
 		goto out;
 	}
-	/* After the engine settled interrupted tasks: VSMs with work queued
-	 * are left to it, the others that were running run again. */
-	api_resume_vsms(&ctx);
+	/* Serving from here on: mutations get 5003 until VSMs are resumed. */
+	int start_state = api_boot_start_state(&ctx);
+	atomic_store(&ctx.chsm_state, start_state);
 	device_path(o->state_dir, "tls-cert.pem", cert, sizeof(cert));
 	device_path(o->state_dir, "tls-key.pem", key, sizeof(key));
 	struct http_server_config hcfg = {
 		.host = o->host, .port = o->port, .cert_file = cert, .key_file = key,
-		.plain_http = o->plain_http, .threads = o->threads,
+		.plain_http = o->plain_http, .threads = o->threads, .listen_fd = o->listen_fd,
 	};
-	atomic_store(&ctx.chsm_state, CHSM_STATE_RUNNING);
 	if ((r = http_server_start(&hcfg, api_handle, &ctx, &srv)) < 0) {
 		rc = fail("listen", r);
 		goto out;
 	}
+	if (start_state == CHSM_STATE_REBOOTING && o->reboot_pause_ms > 0) {
+		struct timespec pause = {o->reboot_pause_ms / 1000, (o->reboot_pause_ms % 1000) * 1000000L};
+		nanosleep(&pause, NULL);
+	}
+	/* After the engine settled interrupted tasks: VSMs with work queued
+	 * are left to it, the others that were running run again. */
+	api_resume_vsms(&ctx);
+	atomic_store(&ctx.chsm_state, CHSM_STATE_RUNNING);
 	if (o->metrics) {
 		struct http_server_config mcfg = {
 			.host = o->metrics_host, .port = o->metrics_port, .plain_http = true, .threads = 1,
@@ -426,9 +454,21 @@ static int serve(const struct run_options *o)
 	chsm_log(CHSM_LOG_INFO, "started", "device_id", ctx.device_id, "device_key", ctx.device_fp,
 		 "listen", o->host, "port", port_s, "tls", o->plain_http ? "off" : "on",
 		 "version", chsm_version(), NULL);
+	struct boot_msg ready = {.type = BOOT_MSG_READY};
+	snprintf(ready.version, sizeof(ready.version), "%s", chsm_version());
+	if ((r = boot_send(o->control_fd, &ready)) < 0 ||
+	    (r = boot_await_ok(o->control_fd, READY_ANSWER_MS)) < 0)
+		chsm_log(CHSM_LOG_ERROR, "launcher.no_answer", "error", strerror(-r), NULL);
+	else
+		api_boot_finish(&ctx);
 	int sig = 0;
-	sigwait(&set, &sig);
-	chsm_log(CHSM_LOG_INFO, "stopping", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
+	do
+		sigwait(&set, &sig);
+	while (sig == SIGUSR1 && atomic_load(&ctx.boot_request) == API_BOOT_NONE);
+	boot = sig == SIGUSR1 ? atomic_load(&ctx.boot_request) : API_BOOT_NONE;
+	chsm_log(CHSM_LOG_INFO, "stopping", "signal",
+		 boot == API_BOOT_UPGRADE ? "upgrade" : boot == API_BOOT_RESTART ? "reboot"
+			: sig == SIGTERM ? "TERM" : "INT", NULL);
 	rc = 0;
 out:
 	http_server_stop(msrv);
@@ -447,10 +487,32 @@ out:
 		close(lock_fd);
 	if (rc == 0)
 		chsm_log(CHSM_LOG_INFO, "stopped", NULL);
+	/* Everything is stopped: the launcher may start the next service. */
+	if (rc == 0 && boot != API_BOOT_NONE) {
+		struct boot_msg m = {.type = boot == API_BOOT_UPGRADE ? BOOT_MSG_UPGRADE
+								      : BOOT_MSG_RESTART};
+		snprintf(m.version, sizeof(m.version), "%s", ctx.boot_version);
+		if ((r = boot_send(o->control_fd, &m)) < 0) {
+			chsm_log(CHSM_LOG_ERROR, "launcher.send_failed", "error", strerror(-r), NULL);
+			rc = 1;
+		}
+	}
 	return rc;
 }
 
-static int cmd_run(int argc, char **argv)
+/* An inherited descriptor number (serve). */
+static int parse_fd(const char *s, int *ret)
+{
+	uint64_t n;
+	if (chsm_parse_u64(s, INT32_MAX, &n) < 0 || n < 3)
+		return -EINVAL;
+	*ret = (int)n;
+	return 0;
+}
+
+/* `run` (serve false) and `serve` take the same options; serve also the
+ * launcher's descriptors. */
+static int cmd_run(int argc, char **argv, bool serving)
 {
 	static const struct option opts[] = {
 		{"state-dir", required_argument, NULL, 's'}, {"listen", required_argument, NULL, 'l'},
@@ -463,9 +525,15 @@ static int cmd_run(int argc, char **argv)
 		{"resolv-conf", required_argument, NULL, 'R'},
 		{"chrony-sources", required_argument, NULL, 'C'},
 		{"chronyc-socket", required_argument, NULL, 'K'},
+		{"health-timeout-ms", required_argument, NULL, 'H'},
+		{"reboot-pause-ms", required_argument, NULL, 'Q'},
+		{"listen-fd", required_argument, NULL, 'F'}, {"control-fd", required_argument, NULL, 'X'},
+		{"lock-fd", required_argument, NULL, 'Y'},
 		{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	struct run_options o = {.port = 8443, .log_spool_bytes = LOGSHIP_DEFAULT_SPOOL_BYTES,
-				.ntp_port = 123, .ntp_interval_ms = NTP_INTERVAL_MS};
+				.ntp_port = 123, .ntp_interval_ms = NTP_INTERVAL_MS,
+				.health_timeout_ms = LAUNCHER_HEALTH_TIMEOUT_MS,
+				.listen_fd = -1, .control_fd = -1, .lock_fd = -1};
 	snprintf(o.host, sizeof(o.host), "127.0.0.1");
 	bool use_syslog = false;
 	enum chsm_log_level level = CHSM_LOG_INFO;
@@ -551,16 +619,48 @@ static int cmd_run(int argc, char **argv)
 			*(c == 'R' ? &o.platform.resolv_conf : c == 'C' ? &o.platform.chrony_sources
 				   : &o.platform.chronyc_socket) = optarg;
 			break;
+		case 'H':
+			if (chsm_parse_u64(optarg, LAUNCHER_HEALTH_TIMEOUT_MAX_MS, &n) < 0 ||
+			    n < LAUNCHER_HEALTH_TIMEOUT_MIN_MS) {
+				fprintf(stderr, "chsmd: --health-timeout-ms takes %d..%d\n",
+					LAUNCHER_HEALTH_TIMEOUT_MIN_MS, LAUNCHER_HEALTH_TIMEOUT_MAX_MS);
+				return 2;
+			}
+			o.health_timeout_ms = (int)n;
+			break;
+		case 'Q':
+			if (chsm_parse_u64(optarg, REBOOT_PAUSE_MAX_MS, &n) < 0) {
+				fprintf(stderr, "chsmd: --reboot-pause-ms takes 0..%d\n", REBOOT_PAUSE_MAX_MS);
+				return 2;
+			}
+			o.reboot_pause_ms = (int)n;
+			break;
+		case 'F':
+		case 'X':
+		case 'Y':
+			if (!serving || parse_fd(optarg, c == 'F' ? &o.listen_fd : c == 'X' ? &o.control_fd
+											: &o.lock_fd) < 0) {
+				usage(stderr);
+				return 2;
+			}
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (!o.state_dir) {
+	if (!o.state_dir || (serving && (o.listen_fd < 0 || o.control_fd < 0 || o.lock_fd < 0))) {
 		usage(stderr);
 		return 2;
 	}
 	chsm_log_setup("chsmd", use_syslog, level);
-	return serve(&o);
+	if (serving)
+		return serve(&o);
+	struct launcher_options lo = {
+		.state_dir = o.state_dir, .host = o.host, .port = o.port,
+		.health_timeout_ms = o.health_timeout_ms, .vsmd = o.vsmd,
+		.serve_args = argv + 1, .serve_argc = argc - 1,
+	};
+	return launcher_run(&lo);
 }
 
 int main(int argc, char **argv)
@@ -572,8 +672,8 @@ int main(int argc, char **argv)
 	const char *cmd = argv[1];
 	if (!strcmp(cmd, "init"))
 		return cmd_init(argc - 1, argv + 1);
-	if (!strcmp(cmd, "run"))
-		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(cmd, "run") || !strcmp(cmd, "serve"))
+		return cmd_run(argc - 1, argv + 1, !strcmp(cmd, "serve"));
 	if (!strcmp(cmd, "admin"))
 		return cmd_admin(argc - 1, argv + 1);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {

@@ -4,7 +4,8 @@
  *
  * Guarantees:
  * - One event loop per worker thread, each with its own evhttp and its own
- *   listening socket on the same address (SO_REUSEPORT); a connection lives
+ *   listening socket on the same address (SO_REUSEPORT), or its own
+ *   duplicate of the caller's listening socket (listen_fd); a connection lives
  *   and dies on the loop that accepted it, so no connection state is shared
  *   between threads except the connection count (an atomic).
  * - Every connection is TLS (crypto/tls.h) unless plain HTTP was asked for
@@ -33,6 +34,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -118,6 +120,7 @@ struct http_server {
 	int max_connections;
 	int timeout_seconds;
 	int port;
+	int listen_fd;                    /* the caller's socket, or <= 0 */
 	atomic_int connections;
 	struct http_frame_limits frame_limits;
 	int n_workers;
@@ -596,16 +599,39 @@ static int parse_host(const char *host, int port, struct sockaddr_storage *ss, s
 	return -EINVAL;
 }
 
-/* A listening socket on addr (SO_REUSEPORT, so every worker has its own).
- * *ret_port is the port it is bound to. */
-static int make_listener(struct sockaddr_storage *ss, socklen_t len, int *ret_fd, int *ret_port)
+/* The port a socket is bound to, or -errno. */
+static int bound_port(int fd, bool *ret_loopback)
+{
+	struct sockaddr_storage bound;
+	socklen_t blen = sizeof(bound);
+	if (getsockname(fd, (struct sockaddr *)&bound, &blen) < 0)
+		return -errno;
+	if (bound.ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)&bound;
+		if (ret_loopback)
+			*ret_loopback = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+		return ntohs(sin->sin_port);
+	}
+	if (bound.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&bound;
+		if (ret_loopback)
+			*ret_loopback = IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
+		return ntohs(sin6->sin6_port);
+	}
+	return -EINVAL;
+}
+
+/* A listening socket on addr; with reuseport (SO_REUSEPORT) every worker
+ * has its own. *ret_port is the port it is bound to. */
+static int make_listener(struct sockaddr_storage *ss, socklen_t len, bool reuseport, int *ret_fd,
+			 int *ret_port)
 {
 	int r, one = 1;
 	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
 	    (ss->ss_family == AF_INET6 &&
 	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
@@ -613,14 +639,9 @@ static int make_listener(struct sockaddr_storage *ss, socklen_t len, int *ret_fd
 		r = -errno;
 		goto fail;
 	}
-	struct sockaddr_storage bound;
-	socklen_t blen = sizeof(bound);
-	if (getsockname(fd, (struct sockaddr *)&bound, &blen) < 0) {
-		r = -errno;
+	if ((r = bound_port(fd, NULL)) < 0)
 		goto fail;
-	}
-	*ret_port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
-						     : ((struct sockaddr_in6 *)&bound)->sin6_port);
+	*ret_port = r;
 	*ret_fd = fd;
 	return 0;
 fail:
@@ -648,11 +669,16 @@ static int probe_port(struct sockaddr_storage *ss, socklen_t len)
 static int worker_init(struct worker *w, http_server *srv, struct sockaddr_storage *ss,
 		       socklen_t len)
 {
-	int fd = -1, port = 0;
+	int fd = -1, port = 0, r;
 	w->srv = srv;
-	int r = make_listener(ss, len, &fd, &port);
-	if (r < 0)
+	if (srv->listen_fd > 0) {
+		fd = fcntl(srv->listen_fd, F_DUPFD_CLOEXEC, 3);
+		if (fd < 0)
+			return -errno;
+		port = srv->port;
+	} else if ((r = make_listener(ss, len, true, &fd, &port)) < 0) {
 		return r;
+	}
 	if (srv->port == 0)
 		srv->port = port;
 	/* Later workers bind the port the first one got. */
@@ -698,7 +724,7 @@ static int worker_init(struct worker *w, http_server *srv, struct sockaddr_stora
 
 static int check_config(const struct http_server_config *cfg)
 {
-	if (!cfg->host || cfg->port < 0 || cfg->port > 65535 || cfg->threads < 0 ||
+	if ((!cfg->host && cfg->listen_fd <= 0) || cfg->port < 0 || cfg->port > 65535 || cfg->threads < 0 ||
 	    cfg->threads > HTTP_MAX_THREADS || cfg->max_connections < 0 ||
 	    cfg->timeout_seconds < 0 || cfg->timeout_seconds > 24 * 3600 ||
 	    cfg->max_body > HTTP_MAX_BODY_SETTING || cfg->max_headers > HTTP_MAX_HEADERS_SETTING)
@@ -740,6 +766,7 @@ int http_server_start(const struct http_server_config *cfg, http_handler_fn hand
 	int r;
 	struct sockaddr_storage ss;
 	socklen_t ss_len = 0;
+	memset(&ss, 0, sizeof(ss));
 	bool loopback = false;
 	http_server *srv = NULL;
 
@@ -748,9 +775,15 @@ int http_server_start(const struct http_server_config *cfg, http_handler_fn hand
 	r = check_config(cfg);
 	if (r < 0)
 		return r;
-	r = parse_host(cfg->host, cfg->port, &ss, &ss_len, &loopback);
-	if (r < 0)
+	if (cfg->listen_fd > 0) {
+		int flags = fcntl(cfg->listen_fd, F_GETFL);
+		if (flags < 0 || fcntl(cfg->listen_fd, F_SETFL, flags | O_NONBLOCK) < 0)
+			return -errno;
+		if ((r = bound_port(cfg->listen_fd, &loopback)) < 0)
+			return r;
+	} else if ((r = parse_host(cfg->host, cfg->port, &ss, &ss_len, &loopback)) < 0) {
 		return r;
+	}
 	if (cfg->plain_http && !loopback)
 		return -EINVAL;
 	pthread_once(&threads_once, enable_libevent_threads);
@@ -767,6 +800,9 @@ int http_server_start(const struct http_server_config *cfg, http_handler_fn hand
 	srv->max_connections = cfg->max_connections ? cfg->max_connections : CHSM_MAX_CONNECTIONS;
 	srv->timeout_seconds = cfg->timeout_seconds ? cfg->timeout_seconds
 						    : CHSM_CONN_TIMEOUT_SECONDS;
+	srv->listen_fd = cfg->listen_fd;
+	if (cfg->listen_fd > 0)
+		srv->port = bound_port(cfg->listen_fd, NULL);
 	atomic_init(&srv->connections, 0);
 	srv->frame_limits = (struct http_frame_limits){
 		.max_body = srv->max_body,
@@ -779,7 +815,7 @@ int http_server_start(const struct http_server_config *cfg, http_handler_fn hand
 		if (r < 0)
 			goto fail;
 	}
-	if (cfg->port != 0) {
+	if (cfg->port != 0 && cfg->listen_fd <= 0) {
 		r = probe_port(&ss, ss_len);
 		if (r < 0)
 			goto fail;
@@ -803,6 +839,19 @@ int http_server_start(const struct http_server_config *cfg, http_handler_fn hand
 fail:
 	http_server_stop(srv);
 	return r;
+}
+
+int http_listen_socket(const char *host, int port, int *ret_fd, int *ret_port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = 0;
+	bool loopback;
+	if (!host || port < 0 || port > 65535 || !ret_fd || !ret_port)
+		return -EINVAL;
+	int r = parse_host(host, port, &ss, &len, &loopback);
+	if (r < 0)
+		return r;
+	return make_listener(&ss, len, false, ret_fd, ret_port);
 }
 
 int http_server_port(const http_server *srv)

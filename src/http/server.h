@@ -81,6 +81,12 @@ struct http_server_config {
 	size_t max_headers;          /* 0 = CHSM_MAX_HEADER_BYTES */
 	int max_connections;         /* 0 = CHSM_MAX_CONNECTIONS */
 	int timeout_seconds;         /* 0 = CHSM_CONN_TIMEOUT_SECONDS */
+	/* A bound, listening TCP socket to serve instead of binding host:port
+	 * (from http_listen_socket, e.g. in another process); borrowed: each
+	 * worker serves a duplicate and the caller keeps its own descriptor
+	 * open, so connections that arrive while no server runs wait in the
+	 * kernel's backlog. 0 or less: bind host:port. */
+	int listen_fd;
 };
 
 typedef struct http_server http_server;
@@ -91,6 +97,12 @@ typedef struct http_server http_server;
  * parse or do not match), -ENOENT (a TLS file is missing), or -errno. */
 int http_server_start(const struct http_server_config *cfg, http_handler_fn handler, void *ctx,
 		      http_server **ret_server);
+/* A listening socket (O_CLOEXEC, non-blocking, TCP_NODELAY, IPV6_V6ONLY
+ * for IPv6, no SO_REUSEPORT, so nobody else can share the port) on
+ * host:port (port 0: pick one), for http_server_config.listen_fd. Returns 0
+ * with *ret_fd and *ret_port, -EINVAL for a bad host, -EADDRINUSE, or
+ * -errno. */
+int http_listen_socket(const char *host, int port, int *ret_fd, int *ret_port);
 /* The bound port (useful with port 0), or -EINVAL for NULL. */
 int http_server_port(const http_server *srv);
 /* Stops accepting, lets responses already being sent flush (for up to a

@@ -162,7 +162,7 @@ static void update_until_recorded(task_engine *te, const struct store_task *t)
  * until the record is written (recovery at start does not: a task it cannot
  * record stays running in the store and is failed at the next start). */
 static void finish_task(task_engine *te, struct store_task *t, int code, const char *msg,
-			json_t *result, bool insist)
+			const json_t *result, bool insist)
 {
 	t->finished_at = chsm_now_ms();
 	t->code = code;
@@ -205,10 +205,29 @@ static void run_one(task_engine *te, const char *id)
 	json_t *result = NULL;
 	char msg[256] = "";
 	int code = te->cfg.run(te->cfg.ctx, &t, &result, msg, sizeof(msg));
-	finish_task(te, &t, code, msg, code == GMT_OK ? result : NULL, true);
+	if (code != TASK_DEFERRED)
+		finish_task(te, &t, code, msg, code == GMT_OK ? result : NULL, true);
 	json_decref(result);
 	atomic_fetch_sub(&te->running, 1);
 	store_task_clear(&t);
+}
+
+int task_engine_finish(task_engine *te, const char *task_id, int code, const json_t *result,
+		       const char *msg)
+{
+	struct store_task t;
+	if (!te || !task_id || code == TASK_DEFERRED)
+		return -EINVAL;
+	int r = store_task_get(te->cfg.store, task_id, &t);
+	if (r < 0)
+		return r;
+	if (strcmp(t.state, "running") != 0) {
+		store_task_clear(&t);
+		return -EALREADY;
+	}
+	finish_task(te, &t, code, msg, result, true);
+	store_task_clear(&t);
+	return 0;
 }
 
 static void *worker_main(void *arg)
@@ -385,6 +404,8 @@ static int recover(task_engine *te)
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
+		if (te->cfg.owned && te->cfg.owned(te->cfg.ctx, &tasks[i]))
+			continue;
 		if (te->cfg.interrupted)
 			te->cfg.interrupted(te->cfg.ctx, &tasks[i]);
 		finish_task(te, &tasks[i], GMT_E_INTERNAL, "interrupted by a CHSM restart", NULL,

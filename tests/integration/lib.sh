@@ -159,7 +159,8 @@ chsm_stop() {
   return $rc
 }
 
-# chsm_kill: SIGKILL, as a crash.
+# chsm_kill: SIGKILL of the launcher, as a crash of the whole CHSM (the
+# service dies with it, and the VSMs with the service).
 chsm_kill() {
   kill -KILL "$CHSMD_PID"; wait "$CHSMD_PID" 2>/dev/null
   chsm_forget "$CHSMD_PID"; CHSMD_PID=""
@@ -328,8 +329,15 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 not_listening() { ! listening "$1" "$2"; }
 
+# service_pid: the pid of the service `chsmd run` (the launcher, CHSMD_PID)
+# runs now, `chsmd serve` (empty if none).
+service_pid() { pgrep -P "$CHSMD_PID" -f ' serve ' | head -n 1; }
+
 # vsm_pid ID: the pid of this chsmd's chsm-vsmd for VSM ID (empty if none).
-vsm_pid() { pgrep -P "$CHSMD_PID" -f "chsm-vsmd --vsm-id $1 " || true; }
+vsm_pid() {
+  local s; s=$(service_pid)
+  [ -n "$s" ] && pgrep -P "$s" -f "chsm-vsmd --vsm-id $1 " || true
+}
 
 # vsm_net IP PORT: a 7.3.3 network object.
 vsm_net() { printf '{"ipAddress":"%s","prefixLength":8,"port":%s}' "$1" "$2"; }
@@ -356,6 +364,45 @@ proc_gone() { [ ! -e "/proc/$1" ] || [ "$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev
 # jqt FILE EXPR: the jq expression is true of the JSON file.
 jqt() { jq -e "$2" "$1" >/dev/null; }
 
+# ---- callbacks: a receiver (callback_receiver.py) that records each POST ----
+
+# receiver_start DIR [--port N] [--fail-first N]: sets RCV_PID, RCV_PORT.
+receiver_start() {
+  local dir=$1; shift
+  python3 "$(dirname "${BASH_SOURCE[0]}")/callback_receiver.py" --dir "$dir" "$@" > "$dir.port" 2>>"$IT_DIR/receiver.err" &
+  RCV_PID=$!
+  IT_BG_PIDS="${IT_BG_PIDS:-} $RCV_PID"
+  RCV_PORT=""
+  for _ in $(seq 1 100); do
+    RCV_PORT=$(head -n 1 "$dir.port" 2>/dev/null)
+    [ -n "$RCV_PORT" ] && return 0
+    sleep 0.05
+  done
+  fail_now "callback receiver did not start"
+}
+receiver_stop() { kill "$RCV_PID" 2>/dev/null; wait "$RCV_PID" 2>/dev/null; }
+
+# records DIR TASKID: the numbers of the POSTs in DIR about TASKID.
+records() {
+  for j in "$1"/*.json; do
+    [ -e "$j" ] || continue
+    jq -e --arg t "$2" '.taskId == $t' "${j%.json}.body" >/dev/null 2>&1 && basename "${j%.json}"
+  done
+}
+# hdr RECORD NAME: a header of a recorded POST (name case-insensitive).
+hdr() {
+  jq -r --arg n "${2,,}" '.headers | to_entries[] | select(.key | ascii_downcase == $n) | .value' "$1.json"
+}
+# callback_signature_ok RECORD: verifies X-GMT-Signature with the device's
+# public key over the §5 string to sign built from what was received.
+callback_signature_ok() {
+  local r=$1
+  printf 'GMT0088-V1\nPOST\n%s\n%s\n%s\n%s\n%s' "$(jq -r .path "$r.json")" "$(hdr "$r" X-GMT-Timestamp)" \
+    "$(hdr "$r" X-GMT-Nonce)" "$(hdr "$r" X-GMT-Key-Id)" "$(sm3_hex "$r.body")" > "$r.tbs"
+  hdr "$r" X-GMT-Signature | base64 -d > "$r.sig" 2>/dev/null || return 1
+  openssl dgst -sm3 -verify "$IT_DIR/device.pub.pem" -sigopt distid:$DISTID \
+    -signature "$r.sig" "$r.tbs" >/dev/null 2>&1
+}
 # ---- answers checked completely (auth, errors and idempotency tests) ----
 
 # expect_signed DESCRIPTION CODE HTTPSTATUS [NONCE]: expect, and also the

@@ -7,49 +7,11 @@
 . "$(dirname "$0")/lib.sh"
 it_begin callbacks
 API=/gmt0088/v1
-RECEIVER=$(dirname "$0")/callback_receiver.py
 chsm_init --max-vsms 8
 chsm_start
 device_pub_pem
 enroll_platform
 
-# receiver_start DIR [--port N] [--fail-first N]: sets RCV_PID, RCV_PORT.
-receiver_start() {
-  local dir=$1; shift
-  python3 "$RECEIVER" --dir "$dir" "$@" > "$dir.port" 2>>"$IT_DIR/receiver.err" &
-  RCV_PID=$!
-  IT_BG_PIDS="${IT_BG_PIDS:-} $RCV_PID"
-  RCV_PORT=""
-  for _ in $(seq 1 100); do
-    RCV_PORT=$(head -n 1 "$dir.port" 2>/dev/null)
-    [ -n "$RCV_PORT" ] && return 0
-    sleep 0.05
-  done
-  fail_now "callback receiver did not start"
-}
-receiver_stop() { kill "$RCV_PID" 2>/dev/null; wait "$RCV_PID" 2>/dev/null; }
-
-# records DIR TASKID: the numbers of the POSTs in DIR about TASKID.
-records() {
-  for j in "$1"/*.json; do
-    [ -e "$j" ] || continue
-    jq -e --arg t "$2" '.taskId == $t' "${j%.json}.body" >/dev/null 2>&1 && basename "${j%.json}"
-  done
-}
-# hdr RECORD NAME: a header of a recorded POST (name case-insensitive).
-hdr() {
-  jq -r --arg n "${2,,}" '.headers | to_entries[] | select(.key | ascii_downcase == $n) | .value' "$1.json"
-}
-# callback_signature_ok RECORD: verifies X-GMT-Signature with the device's
-# public key over the §5 string to sign built from what was received.
-callback_signature_ok() {
-  local r=$1
-  printf 'GMT0088-V1\nPOST\n%s\n%s\n%s\n%s\n%s' "$(jq -r .path "$r.json")" "$(hdr "$r" X-GMT-Timestamp)" \
-    "$(hdr "$r" X-GMT-Nonce)" "$(hdr "$r" X-GMT-Key-Id)" "$(sm3_hex "$r.body")" > "$r.tbs"
-  hdr "$r" X-GMT-Signature | base64 -d > "$r.sig" 2>/dev/null || return 1
-  openssl dgst -sm3 -verify "$IT_DIR/device.pub.pem" -sigopt distid:$DISTID \
-    -signature "$r.sig" "$r.tbs" >/dev/null 2>&1
-}
 all_signed() {  # DIR TASKID
   local r; for r in $(records "$1" "$2"); do callback_signature_ok "$1/$r" || return 1; done
 }
