@@ -21,7 +21,6 @@
 #define _XOPEN_SOURCE 700
 
 #include <errno.h>
-#include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
 #include <signal.h>
@@ -93,16 +92,6 @@ static int remove_tree(const char *path)
 	return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 ? -errno : 0;
 }
 
-static int fsync_path(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int r = fsync(fd) < 0 ? -errno : 0;
-	close(fd);
-	return r;
-}
-
 /* Extracts the package in fd into <state>/versions/<version> (through
  * <version>.tmp, replacing what an earlier attempt left). */
 static int install(struct api_ctx *ctx, int fd, const crypto_sm2_key *key, const char *version,
@@ -124,7 +113,7 @@ static int install(struct api_ctx *ctx, int fd, const crypto_sm2_key *key, const
 		snprintf(msg, msglen, "%s", err[0] ? err : gmt_code_message(code));
 		return code;
 	}
-	if ((r = remove_tree(final)) < 0 || rename(tmp, final) < 0 || fsync_path(dir) < 0) {
+	if ((r = remove_tree(final)) < 0 || rename(tmp, final) < 0 || chsm_fsync_parent(final) < 0) {
 		snprintf(msg, msglen, "cannot install %s: %s", final, strerror(r < 0 ? -r : errno));
 		remove_tree(tmp);
 		return GMT_E_STORAGE;
@@ -176,7 +165,8 @@ static int defer(struct api_ctx *ctx, const struct store_task *t, json_t *record
 	int r = text ? store_setting_set(ctx->store, BOOT_TASK_SETTING, text) : -ENOMEM;
 	free(text);
 	if (r < 0) {
-		atomic_store(&ctx->chsm_state, prev);
+		/* A reboot's handler set the state already: back to running. */
+		atomic_store(&ctx->chsm_state, prev == state ? CHSM_STATE_RUNNING : prev);
 		snprintf(msg, msglen, "the task cannot be recorded: %s", strerror(-r));
 		return GMT_E_STORAGE;
 	}

@@ -4,7 +4,6 @@
 #include "chsmd/boot.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -16,6 +15,7 @@
 #include <unistd.h>
 
 #include "chsmd/device.h"
+#include "common/util.h"
 
 /* Largest record file read (a trial record is about 50 bytes). */
 #define BOOT_RECORD_MAX 128
@@ -143,71 +143,41 @@ static int boot_path(const char *state_dir, const char *name, char *out, size_t 
 	return snprintf(out, cap, "%s/%s", dir, name) >= (int)cap ? -ENAMETOOLONG : 0;
 }
 
-/* Reads a small record file into buf (NUL-terminated); *ret_len bytes. */
+/* Reads boot/<name> (at most BOOT_RECORD_MAX - 1 bytes) into buf
+ * (NUL-terminated); *ret_len bytes. */
 static int read_record(const char *state_dir, const char *name, char *buf, size_t cap,
 		       size_t *ret_len)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], *data = NULL;
+	size_t len = 0;
 	int r = boot_path(state_dir, name, path, sizeof(path));
-	if (r < 0)
-		return r;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return -errno;
-	ssize_t n = read(fd, buf, cap - 1);
-	r = n < 0 ? -errno : 0;
-	close(fd);
-	if (r < 0)
-		return r;
-	if ((size_t)n == cap - 1)
-		return -EINVAL;
-	buf[n] = '\0';
-	*ret_len = (size_t)n;
-	return 0;
-}
-
-static int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int r = fsync(fd) < 0 ? -errno : 0;
-	close(fd);
+	if (r == 0)
+		r = chsm_read_file(path, cap - 1, &data, &len);
+	if (r == -EFBIG)
+		r = -EINVAL;
+	if (r == 0) {
+		memcpy(buf, data, len + 1);
+		*ret_len = len;
+	}
+	free(data);
 	return r;
 }
 
 /* Replaces boot/<name> with text durably, or removes it for NULL. */
 static int write_record(const char *state_dir, const char *name, const char *text)
 {
-	char dir[PATH_MAX], path[PATH_MAX], tmp[PATH_MAX + 8];
+	char dir[PATH_MAX], path[PATH_MAX];
 	int r;
 	if ((r = boot_path(state_dir, NULL, dir, sizeof(dir))) < 0 ||
 	    (r = boot_path(state_dir, name, path, sizeof(path))) < 0)
 		return r;
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
-	if (!text) {
-		if (unlink(path) < 0 && errno != ENOENT)
-			return -errno;
-		return fsync_dir(dir);
-	}
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
+	if (text)
+		return chsm_write_file_atomic(path, text, strlen(text), 0600);
+	if (unlink(path) < 0 && errno != ENOENT)
 		return -errno;
-	size_t len = strlen(text);
-	ssize_t n = write(fd, text, len);
-	r = n < 0 ? -errno : (size_t)n != len ? -EIO : 0;
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0) {
-		unlink(tmp);
-		return r;
-	}
-	return fsync_dir(dir);
+	return chsm_fsync_parent(path);
 }
 
 int boot_current_read(const char *state_dir, char *ret)

@@ -140,7 +140,7 @@ out:
 	return r;
 }
 
-static int fsync_parent(const char *path)
+int chsm_fsync_parent(const char *path)
 {
 	char copy[PATH_MAX];
 	if (strlen(path) >= sizeof(copy))
@@ -185,5 +185,5 @@ int chsm_write_file_atomic(const char *path, const void *data, size_t len, unsig
 		unlink(tmp);
 		return r;
 	}
-	return fsync_parent(path);
+	return chsm_fsync_parent(path);
 }

@@ -36,5 +36,8 @@ int chsm_read_file(const char *path, size_t max, char **ret_data, size_t *ret_le
 /* Writes data to path durably: temp file, fsync, rename, fsync of the
  * directory. mode is the new file's permission bits. */
 int chsm_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
+/* fsyncs the directory that holds path (after a rename or unlink in it).
+ * Returns 0 or -errno. */
+int chsm_fsync_parent(const char *path);
 
 #endif

@@ -1,0 +1,167 @@
+/*
+ * test_task.c: the task engine's deferred tasks (task.h): a run function
+ * that answers TASK_DEFERRED leaves its task `running` across an engine
+ * stop; at the next start the task stays running when its owner claims it
+ * (owned) and is failed as interrupted (5000) otherwise; task_engine_finish
+ * ends it once (succeeded with its result, or failed with message and
+ * result) and refuses unknown and finished tasks.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <cmocka.h>
+
+#include "../store/test_store_util.h"
+#include "proto/codes.h"
+#include "task/task.h"
+
+static atomic_int runs;
+static char owned_id[32];
+
+static int run_deferring(void *ctx, const struct store_task *t, json_t **ret_result, char *msg,
+			 size_t msglen)
+{
+	atomic_fetch_add(&runs, 1);
+	return TASK_DEFERRED;
+}
+
+static bool owns(void *ctx, const struct store_task *t)
+{
+	return strcmp(t->id, owned_id) == 0;
+}
+
+static crypto_sm2_key *device_key;
+
+static task_engine *start(struct test_store *ts, task_owned_fn owned)
+{
+	struct task_engine_config cfg = {
+		.store = ts->s, .device_key = device_key, .run = run_deferring, .owned = owned,
+	};
+	task_engine *te = NULL;
+	assert_int_equal(task_engine_start(&cfg, &te), 0);
+	return te;
+}
+
+/* Queues a task on target and waits until the worker ran (deferred) it. */
+static void submit_and_defer(task_engine *te, struct test_store *ts, const char *target,
+			     const char *callback, char id[32])
+{
+	struct store_task t;
+	int before = atomic_load(&runs);
+	assert_int_equal(store_begin(ts->s), 0);
+	assert_int_equal(task_engine_admit(te, target), GMT_OK);
+	assert_int_equal(task_engine_insert(te, "chsm.reboot", target, NULL, callback, &t), 0);
+	assert_int_equal(store_commit(ts->s), 0);
+	task_engine_kick(te, t.id);
+	snprintf(id, 32, "%s", t.id);
+	store_task_clear(&t);
+	for (int i = 0; i < 500 && atomic_load(&runs) == before; i++) {
+		struct timespec ts10 = {0, 10 * 1000000L};
+		nanosleep(&ts10, NULL);
+	}
+	assert_int_equal(atomic_load(&runs), before + 1);
+}
+
+static void expect_state(struct test_store *ts, const char *id, const char *state, int code)
+{
+	struct store_task t;
+	assert_int_equal(store_task_get(ts->s, id, &t), 0);
+	assert_string_equal(t.state, state);
+	if (code >= 0)
+		assert_int_equal(t.code, code);
+	store_task_clear(&t);
+}
+
+static void deferred_then_owned_then_finished(void **state)
+{
+	struct test_store *ts = *state;
+	char id[32];
+	task_engine *te = start(ts, NULL);
+	submit_and_defer(te, ts, "chsm", "http://127.0.0.1:1/cb", id);
+	expect_state(ts, id, "running", -1);
+	assert_int_equal(task_engine_running(te), 0);
+	task_engine_stop(te);
+	expect_state(ts, id, "running", -1);
+
+	/* Claimed at the next start: still running, the admission sees it. */
+	snprintf(owned_id, sizeof(owned_id), "%s", id);
+	te = start(ts, owns);
+	expect_state(ts, id, "running", -1);
+	assert_int_equal(store_begin(ts->s), 0);
+	assert_int_equal(task_engine_admit(te, "chsm"), GMT_E_BUSY);
+	assert_int_equal(store_rollback(ts->s), 0);
+
+	json_t *result = json_pack("{s:s}", "version", "9.9.9");
+	assert_int_equal(task_engine_finish(te, id, GMT_OK, result, NULL), 0);
+	struct store_task t;
+	assert_int_equal(store_task_get(ts->s, id, &t), 0);
+	assert_string_equal(t.state, "succeeded");
+	assert_int_equal(t.code, 0);
+	assert_string_equal(t.message, "OK");
+	assert_non_null(t.result);
+	assert_string_equal(t.result, "{\"version\":\"9.9.9\"}");
+	assert_true(t.finished_at >= t.started_at && t.started_at > 0);
+	assert_non_null(t.callback_url);
+	store_task_clear(&t);
+	/* Once only; unknown tasks and bad arguments are refused. */
+	assert_int_equal(task_engine_finish(te, id, GMT_OK, result, NULL), -EALREADY);
+	assert_int_equal(task_engine_finish(te, "task-000000000000000000000000", GMT_OK, NULL, NULL),
+			 -ENOENT);
+	assert_int_equal(task_engine_finish(te, id, TASK_DEFERRED, NULL, NULL), -EINVAL);
+	assert_int_equal(task_engine_finish(NULL, id, GMT_OK, NULL, NULL), -EINVAL);
+	json_decref(result);
+	task_engine_stop(te);
+	owned_id[0] = '\0';
+}
+
+static void deferred_not_owned_fails_at_start(void **state)
+{
+	struct test_store *ts = *state;
+	char id[32];
+	task_engine *te = start(ts, owns);
+	submit_and_defer(te, ts, "v1", NULL, id);
+	task_engine_stop(te);
+	owned_id[0] = '\0';
+	te = start(ts, owns);
+	expect_state(ts, id, "failed", GMT_E_INTERNAL);
+	assert_int_equal(task_engine_finish(te, id, GMT_OK, NULL, NULL), -EALREADY);
+	task_engine_stop(te);
+}
+
+static void finish_failed_keeps_message_and_result(void **state)
+{
+	struct test_store *ts = *state;
+	char id[32];
+	task_engine *te = start(ts, NULL);
+	submit_and_defer(te, ts, "chsm", NULL, id);
+	json_t *result = json_pack("{s:s}", "attemptedVersion", "2.0.0");
+	assert_int_equal(task_engine_finish(te, id, GMT_E_INTERNAL, result, "did not come up"), 0);
+	json_decref(result);
+	struct store_task t;
+	assert_int_equal(store_task_get(ts->s, id, &t), 0);
+	assert_string_equal(t.state, "failed");
+	assert_int_equal(t.code, GMT_E_INTERNAL);
+	assert_string_equal(t.message, "did not come up");
+	assert_string_equal(t.result, "{\"attemptedVersion\":\"2.0.0\"}");
+	store_task_clear(&t);
+	task_engine_stop(te);
+}
+
+int main(void)
+{
+	if (crypto_sm2_generate(&device_key) < 0)
+		return 1;
+	const struct CMUnitTest tests[] = {
+		TEST_STORE_CASE(deferred_then_owned_then_finished),
+		TEST_STORE_CASE(deferred_not_owned_fails_at_start),
+		TEST_STORE_CASE(finish_failed_keeps_message_and_result),
+	};
+	int r = cmocka_run_group_tests(tests, NULL, NULL);
+	crypto_sm2_key_free(device_key);
+	return r;
+}
