@@ -15,8 +15,8 @@ chsm_init --max-vsms $((COUNT > 256 ? COUNT : 256))
 chsm_start
 enroll_platform
 "$CHSM_BIN/bench_density" --url "$BASE" --key "$SIGN_KEY" --ca "$CACERT" \
-  --server-pid "$CHSMD_PID" --count "$COUNT" --port "$(free_port)" > "$IT_DIR/table" ||
+  --server-pid "$(service_pid)" --count "$COUNT" --port "$(free_port)" > "$IT_DIR/table" ||
   { cat "$IT_DIR/table" >&3; die "bench_density failed (see the log)"; }
 bench_loud
 cat "$IT_DIR/table"
-echo "(file descriptors of chsmd: $(ls /proc/$CHSMD_PID/fd 2>/dev/null | wc -l); limit $(ulimit -n); load average $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "(file descriptors of the chsmd service: $(ls /proc/$(service_pid)/fd 2>/dev/null | wc -l); limit $(ulimit -n); load average $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -33,7 +33,7 @@ enroll_platform
 load() {
   local name=$1; shift
   "$CHSM_BIN/chsm-load" --url "$BASE" --key "$SIGN_KEY" --ca "$CACERT" \
-    --connections "$CONNS" --duration "$SECONDS_PER_RUN" --warmup 2 --server-pid "$CHSMD_PID" \
+    --connections "$CONNS" --duration "$SECONDS_PER_RUN" --warmup 2 --server-pid "$(service_pid)" \
     --report-json "$IT_DIR/$name.json" "$@" || die "chsm-load $name"
 }
 j() { jq -r "$2" "$IT_DIR/$1.json"; }
