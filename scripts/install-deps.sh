@@ -12,13 +12,13 @@ PACKAGES=(
   libcurl4-openssl-dev curl     # outgoing transfers; curl drives tests
   libcmocka-dev                 # unit tests
   python3 jq                    # integration tests: callback receiver, JSON checks
-  procps psmisc iproute2        # ps, fuser, ss for tests
+  procps psmisc iproute2        # ps, fuser, ss for tests; ip for chsmd --platform linux
   util-linux mount              # unshare, fallocate, mount (test_images_fullfs)
   valgrind                      # constant-time test of SM2; the daemon under memcheck (label valgrind)
   clang libclang-rt-14-dev      # libFuzzer harnesses (tests/fuzz, scripts/fuzz.sh)
   nginx                         # tests run their own (WebDAV PUT), never the service
   rsyslog                       # integration tests: a real syslog collector (run unprivileged by the test)
-  chrony                        # test_ntp_chrony runs its own chronyd on loopback as a real NTP server
+  chrony                        # test_ntp_chrony runs its own chronyd on loopback as a real NTP server; test_network_linux one that chsmd reconfigures
 )
 # test_openapi: node and npm (Debian's, unless a node with its npm is installed
 # already, e.g. NodeSource's, whose package conflicts with Debian's npm) and the

@@ -85,6 +85,8 @@ const char *api_chsm_state_name(int state);
  * host again (failures are logged). The other fields are filled by the
  * caller first. */
 int api_init(struct api_ctx *ctx);
+/* Frees what api_init made; on the linux platform also removes the VSM
+ * namespaces (call it after the supervisor stopped every VSM). */
 void api_fini(struct api_ctx *ctx);
 
 /* The HTTP handler (ctx is a struct api_ctx *). */

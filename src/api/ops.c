@@ -375,6 +375,9 @@ int api_init(struct api_ctx *ctx)
 
 void api_fini(struct api_ctx *ctx)
 {
+	/* The supervisor is gone by now: no VSM process uses a namespace. */
+	if (ctx->platform)
+		platform_stop(ctx->platform);
 	api_metrics_free(ctx->metrics);
 	ctx->metrics = NULL;
 	crypto_sm2_key_free(ctx->platform_key);

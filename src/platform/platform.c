@@ -90,6 +90,16 @@ int platform_start(chsm_platform *p, char *err, size_t errlen)
 	return r;
 }
 
+void platform_stop(chsm_platform *p)
+{
+	char ignored[256];
+	if (!p || p->kind != PLATFORM_LINUX)
+		return;
+	pthread_mutex_lock(&p->lock);
+	(void)linux_start(p, ignored, sizeof(ignored));
+	pthread_mutex_unlock(&p->lock);
+}
+
 int platform_apply_network(chsm_platform *p, const struct platform_network *next,
 			   const struct platform_network *prev, const char **ret_applied,
 			   char *err, size_t errlen)

@@ -69,6 +69,10 @@ const char *platform_name(const chsm_platform *p);   /* "sandbox" or "linux" */
  * this CHSM left (linux: its VSM namespaces). Returns 0 or -errno. */
 int platform_start(chsm_platform *p, char *err, size_t errlen);
 
+/* At chsmd's clean stop, once no VSM process runs: removes this CHSM's
+ * VSM namespaces (linux). */
+void platform_stop(chsm_platform *p);
+
 /* ---- the host network (7.2.4) ---- */
 
 struct platform_iface {

@@ -15,6 +15,9 @@
 #  - 7.2.5 writes the chrony sources file and a real chronyd (run by this
 #    test, reading that folder, never touching the clock) reloads it:
 #    "applied": "now"; with chronyd gone, "next-start".
+# chsmd is entered into its namespaces with nsenter and unshare, not `ip
+# netns exec`: that gives it a private mount namespace, where the
+# namespaces it makes with `ip netns add` would be invisible to this test.
 # Every namespace, link and process made here is removed on exit.
 . "$(dirname "$0")/lib.sh"
 it_begin network_linux
@@ -131,7 +134,6 @@ check "default route via 10.77.1.254" bash -c "ip -n '$HOSTNS' -4 route show def
 check "only one default route" [ "$(ip -n "$HOSTNS" -4 route show default | wc -l)" = 1 ]
 check "the host name is chsm-net-b" [ "$(host_name)" = chsm-net-b ]
 SNAP_ADDR=$(addr_of eth1); SNAP_ROUTE=$(default_v4); SNAP_RESOLV=$(cat "$RESOLV")
-echo "# snapshot: $SNAP_ADDR; $SNAP_ROUTE"
 snapshot_same() {
   [ "$(addr_of eth1)" = "$SNAP_ADDR" ] && [ "$(default_v4)" = "$SNAP_ROUTE" ] &&
     [ "$(host_name)" = chsm-net-b ] && [ "$(cat "$RESOLV")" = "$SNAP_RESOLV" ] &&
@@ -230,9 +232,11 @@ check "log: config.ntp.not_reloaded" grep -q 'event=config.ntp.not_reloaded' "$C
 
 # ---- the end ----
 check "SIGTERM stops chsmd cleanly" chsm_stop
+check "a clean stop removes the VSM namespaces" bash -c "! ip netns list | grep -q '^chsm-$TAG-'"
 CHSMD_WRAP="nsenter --net=/run/netns/$HOSTNS unshare --uts" chsm_start --platform linux \
   --vsm-bridge "$BR" --resolv-conf "$RESOLV" --chrony-sources "$SOURCES" --chronyc-socket "$CHRONY_SOCK"
 check "after a restart v1 runs again in its namespace" eventually 20 eval 'tool 10.88.0.21:$P info >/dev/null'
 check "after a restart the stored network is applied again (host name)" [ "$(host_name)" = chsm-net-b ]
 check "SIGTERM stops chsmd again" chsm_stop
+check "no namespace of this CHSM is left" bash -c "! ip netns list | grep -q '^chsm-$TAG-'"
 it_end
