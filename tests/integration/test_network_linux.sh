@@ -105,7 +105,8 @@ check "the stale namespace of this CHSM is gone" bash -c "! ip netns list | grep
 
 host_name() { nsenter --target "$CHSMD_PID" --uts hostname; }
 addr_of() { ip -n "$HOSTNS" -o addr show dev "$1" | awk '{print $4}' | tr '\n' ' '; }
-has_addr() { ip -n "$HOSTNS" -o addr show dev "$1" | grep -qw "$2"; }
+# (no `| grep -q` here: with pipefail, ip's SIGPIPE would fail the check)
+has_addr() { [[ " $(addr_of "$1") " == *" $2 "* ]]; }
 default_v4() { ip -n "$HOSTNS" -4 route show default | head -n 1; }
 ORIG_HOST=$(host_name)
 
@@ -137,7 +138,7 @@ SNAP_ADDR=$(addr_of eth1); SNAP_ROUTE=$(default_v4); SNAP_RESOLV=$(cat "$RESOLV"
 snapshot_same() {
   [ "$(addr_of eth1)" = "$SNAP_ADDR" ] && [ "$(default_v4)" = "$SNAP_ROUTE" ] &&
     [ "$(host_name)" = chsm-net-b ] && [ "$(cat "$RESOLV")" = "$SNAP_RESOLV" ] &&
-    ! ip -n "$HOSTNS" -o addr show dev eth2 | grep -q 10.77.2
+    [[ "$(ip -n "$HOSTNS" -o addr show dev eth2)" != *10.77.2* ]]
 }
 
 # An interface that does not exist: 1003, nothing changed.
@@ -181,7 +182,7 @@ ip -n "$HOSTNS" link set dev "${T}k" master "$BR" up
 ip -n "$CLIENTNS" link set dev lo up
 ip -n "$CLIENTNS" addr add 10.88.0.100/24 dev eth0
 ip -n "$CLIENTNS" link set dev eth0 up
-tool() { ip netns exec "$CLIENTNS" "$CHSM_BIN/vsmtool" --endpoint "$1" --token-id app --token-secret-file "$IT_DIR/tok.b64" "${@:2}"; }
+tool() { ip netns exec "$CLIENTNS" timeout 20 "$CHSM_BIN/vsmtool" --endpoint "$1" --token-id app --token-secret-file "$IT_DIR/tok.b64" "${@:2}"; }
 reach() { ip netns exec "$CLIENTNS" timeout 3 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 not_reach() { ! reach "$@"; }
 printf 'to be signed' > "$IT_DIR/msg"
