@@ -91,20 +91,20 @@ static void clean_up(struct cf *cf)
 int main(int argc, char **argv)
 {
 	struct cf cf = {.timeout_ms = 30000, .task_timeout_ms = 120000, .vsm_ip = "127.0.0.1"};
-	char *code_buf = NULL;
+	char *code_buf = NULL, base[2048];
 	size_t code_len = 0;
-	const char *fp = NULL;
+	const char *fp = NULL, *code_file = NULL;
 	int o, rc = 2;
 	while ((o = getopt_long(argc, argv, "", options, NULL)) != -1) {
 		switch (o) {
-		case OPT_URL: cf.base = strdup(optarg); break;
-		case OPT_CODE: cf.enrollment_code = optarg; break;
-		case OPT_CODE_FILE:
-			if (chsm_read_file(optarg, 4096, &code_buf, &code_len) < 0)
-				return fail_usage("cannot read the enrollment code file");
-			code_buf[strcspn(code_buf, "\r\n")] = '\0';
-			cf.enrollment_code = code_buf;
+		case OPT_URL:
+			if (strlen(optarg) >= sizeof(base))
+				return fail_usage("--url: too long");
+			snprintf(base, sizeof(base), "%s", optarg);
+			cf.base = base;
 			break;
+		case OPT_CODE: cf.enrollment_code = optarg; break;
+		case OPT_CODE_FILE: code_file = optarg; break;
 		case OPT_FP: fp = optarg; break;
 		case OPT_CACERT: cf.cacert = optarg; break;
 		case OPT_TOFU: cf.tofu = true; break;
@@ -142,8 +142,6 @@ int main(int argc, char **argv)
 	size_t bl = strlen(cf.base);
 	while (bl > 8 && cf.base[bl - 1] == '/')
 		cf.base[--bl] = '\0';
-	if (!cf.enrollment_code || !cf.enrollment_code[0])
-		return fail_usage("--enrollment-code is required");
 	if (fp) {
 		uint8_t raw[32];
 		if (strlen(fp) != CF_FP_LEN || chsm_hex_decode(fp, CF_FP_LEN, raw, sizeof(raw)) < 0)
@@ -159,6 +157,18 @@ int main(int argc, char **argv)
 		if (!realpath(cf.image_dir, image_dir))
 			return fail_usage("--image-dir: not an existing folder");
 		cf.image_dir = image_dir;
+	}
+
+	/* Read last, so that no usage error leaves it in memory. */
+	if (code_file) {
+		if (chsm_read_file(code_file, 4096, &code_buf, &code_len) < 0)
+			return fail_usage("cannot read the enrollment code file");
+		code_buf[strcspn(code_buf, "\r\n")] = '\0';
+		cf.enrollment_code = code_buf;
+	}
+	if (!cf.enrollment_code || !cf.enrollment_code[0]) {
+		crypto_free_secret(code_buf, code_len);
+		return fail_usage("--enrollment-code is required");
 	}
 
 	uint8_t rnd[3];
@@ -198,7 +208,6 @@ out:
 	json_decref(cf.details);
 	json_decref(cf.config);
 	cf_results_free(&cf);
-	free(cf.base);
 	crypto_free_secret(code_buf, code_len);
 	return rc;
 }
