@@ -320,8 +320,8 @@ SM2_INLINE void sm2_mont_mul(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b,
 
 /* ---- field mod p (Montgomery domain) ---- */
 
-SM2_INLINE void sm2_fp_mul(sm2_u256 *r, const sm2_u256 *a,
-							      const sm2_u256 *b)
+/* Portable C versions of the field multiplication and squaring. */
+SM2_INLINE void sm2_fp_mul_c(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b)
 {
 	uint64_t t0, t1, t2, t3, t4 = 0, t5 = 0, t6 = 0, t7 = 0, c0, c1, c2, c3;
 	const uint64_t *aw = a->w;
@@ -340,7 +340,7 @@ SM2_INLINE void sm2_fp_mul(sm2_u256 *r, const sm2_u256 *a,
 	sm2_mont_final(r, c3, &t, &SM2_P);
 }
 
-SM2_INLINE void sm2_fp_sqr(sm2_u256 *r, const sm2_u256 *a)
+SM2_INLINE void sm2_fp_sqr_c(sm2_u256 *r, const sm2_u256 *a)
 {
 	uint64_t a0 = a->w[0], a1 = a->w[1], a2 = a->w[2], a3 = a->w[3];
 	uint64_t x0, x1, x2, x3, x4, x5, x6, x7, c0, c1, c2, c3;
@@ -394,6 +394,54 @@ SM2_INLINE void sm2_fp_sqr(sm2_u256 *r, const sm2_u256 *a)
 	const sm2_u256 t = {{x4, x5, x6, x7}};
 	sm2_mont_final(r, c3, &t, &SM2_P);
 }
+
+/*
+ * On x86-64 the multiplication and squaring use mulx/adcx/adox assembly
+ * (sm2_fe_x86.c) when cpuid reports BMI2 and ADX, else the C above out of
+ * line; elsewhere the C inline. The choice is made once at load and does
+ * not depend on any operand.
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(SM2_NO_ASM)
+#define SM2_HAVE_X86_ASM 1
+/* Nonzero when the assembly is used; set at load from cpuid. */
+extern int sm2_fe_use_adx;
+/* For tests: select the assembly (on) or the portable C (off). Turning it
+ * on is only allowed when the processor (or Valgrind) has BMI2 and ADX. */
+void sm2_fe_force_adx(bool on);
+void sm2_fp_mul_adx(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b);
+void sm2_fp_sqr_adx(sm2_u256 *r, const sm2_u256 *a);
+void sm2_fp_mul_portable(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b);
+void sm2_fp_sqr_portable(sm2_u256 *r, const sm2_u256 *a);
+
+/* r = a * b / 2^256 mod p, for a, b < p. */
+SM2_INLINE void sm2_fp_mul(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b)
+{
+	if (__builtin_expect(sm2_fe_use_adx, 1))
+		sm2_fp_mul_adx(r, a, b);
+	else
+		sm2_fp_mul_portable(r, a, b);
+}
+
+/* r = a^2 / 2^256 mod p, for a < p. */
+SM2_INLINE void sm2_fp_sqr(sm2_u256 *r, const sm2_u256 *a)
+{
+	if (__builtin_expect(sm2_fe_use_adx, 1))
+		sm2_fp_sqr_adx(r, a);
+	else
+		sm2_fp_sqr_portable(r, a);
+}
+#else
+#define SM2_HAVE_X86_ASM 0
+SM2_INLINE void sm2_fp_mul(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b)
+{
+	sm2_fp_mul_c(r, a, b);
+}
+
+SM2_INLINE void sm2_fp_sqr(sm2_u256 *r, const sm2_u256 *a)
+{
+	sm2_fp_sqr_c(r, a);
+}
+#endif
 
 SM2_INLINE void sm2_fp_add(sm2_u256 *r, const sm2_u256 *a, const sm2_u256 *b)
 {

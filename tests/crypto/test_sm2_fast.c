@@ -6,7 +6,9 @@
  * cases: extreme private scalars, empty and 1 MiB messages, out-of-range
  * and malformed signatures, invalid public points, tampered ciphertexts,
  * the standard's nonce rejections, and compressed-point keys from the
- * openssl command-line tool.
+ * openssl command-line tool. On x86-64 with BMI2 and ADX the field
+ * arithmetic has two paths (assembly and portable C): they are compared
+ * with each other directly, and the differential tests alternate them.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -25,6 +27,20 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define DIFF_ROUNDS   2000
+
+/* Does this processor run the assembly field arithmetic? */
+static bool host_adx;
+
+/* Selects the field arithmetic for round i: the portable C every fourth
+ * round, else the assembly where the processor has it. */
+static void field_path_for_round(int i)
+{
+#if SM2_HAVE_X86_ASM
+	sm2_fe_force_adx(host_adx && i % 4 != 3);
+#else
+	(void)i;
+#endif
+}
 
 static const char n_hex[] = "fffffffeffffffffffffffffffffffff7203df6b21c6052b53bbf40939d54123";
 static const char p_hex[] = "fffffffeffffffffffffffffffffffffffffffff00000000ffffffffffffffff";
@@ -116,6 +132,7 @@ static void test_diff_sign_verify(void **state)
 	size_t siglen = 0;
 	for (int i = 0; i < DIFF_ROUNDS; i++) {
 		crypto_sm2_key *key = NULL;
+		field_path_for_round(i);
 		/* keys from both generators */
 		assert_int_equal(i % 2 ? crypto_sm2_generate(&key) : crypto_sm2_ossl_generate(&key), 0);
 		crypto_sm2_key *pub = public_of(key);
@@ -139,6 +156,7 @@ static void test_diff_sign_verify(void **state)
 		crypto_sm2_key_free(pub);
 		crypto_sm2_key_free(key);
 	}
+	field_path_for_round(0);
 }
 
 static void test_diff_encrypt_decrypt(void **state)
@@ -146,6 +164,7 @@ static void test_diff_encrypt_decrypt(void **state)
 	uint8_t msg[300];
 	for (int i = 0; i < DIFF_ROUNDS; i++) {
 		crypto_sm2_key *key = NULL;
+		field_path_for_round(i);
 		assert_int_equal(i % 2 ? crypto_sm2_generate(&key) : crypto_sm2_ossl_generate(&key), 0);
 		crypto_sm2_key *pub = public_of(key);
 		uint8_t lenb;
@@ -172,6 +191,7 @@ static void test_diff_encrypt_decrypt(void **state)
 		crypto_sm2_key_free(pub);
 		crypto_sm2_key_free(key);
 	}
+	field_path_for_round(0);
 }
 
 /* ---- private scalars at the edges ---- */
@@ -595,9 +615,83 @@ static void test_nonce_rejections(void **state)
 	crypto_sm2_key_free(key);
 }
 
+/* ---- the two field arithmetic paths ---- */
+
+/* A field element for the comparison: random below p, or near an edge
+ * (0, 1, p - 1, p - 2, limbs all ones or zero) for the carry chains. */
+static void edge_fe(sm2_u256 *a, int i)
+{
+	uint8_t b[32];
+	assert_int_equal(crypto_random(b, sizeof(b)), 0);
+	sm2_u256_from_be(a, b);
+	const sm2_u256 one = {{1, 0, 0, 0}}, two = {{2, 0, 0, 0}};
+	switch (i % 8) {
+	case 0:
+		memset(a, 0, sizeof(*a));
+		break;
+	case 1:
+		*a = one;
+		break;
+	case 2:
+		sm2_u256_sub(a, &SM2_P, &one);
+		break;
+	case 3:
+		sm2_u256_sub(a, &SM2_P, &two);
+		break;
+	case 4: /* limbs of all ones or zeros, chosen by the random bits */
+		for (int j = 0; j < 4; j++)
+			a->w[j] = (b[j] & 1) ? ~(uint64_t)0 : (b[j] & 2) ? 0 : a->w[j];
+		break;
+	default:
+		break;
+	}
+	sm2_mod_reduce_once(a, a, &SM2_P);
+}
+
+static void test_field_paths(void **state)
+{
+#if SM2_HAVE_X86_ASM
+	if (!host_adx) {
+		skip();
+		return;
+	}
+	for (int i = 0; i < 200000; i++) {
+		sm2_u256 a, b, r1, r2;
+		edge_fe(&a, i < 64 ? i : i / 7);
+		edge_fe(&b, i < 64 ? i / 8 : i / 3);
+		sm2_fp_mul_c(&r1, &a, &b);
+		sm2_fp_mul_adx(&r2, &a, &b);
+		assert_memory_equal(&r1, &r2, sizeof(r1));
+		sm2_fp_sqr_c(&r1, &a);
+		sm2_fp_sqr_adx(&r2, &a);
+		assert_memory_equal(&r1, &r2, sizeof(r1));
+		/* and both below p */
+		assert_true(sm2_u256_lt(&r2, &SM2_P));
+	}
+#else
+	skip();
+#endif
+}
+
 /* ---- scalar multiplication consistency ---- */
 
+static void scalar_mult_checks(void);
+
+/* The checks below with each field arithmetic path. */
 static void test_scalar_mult(void **state)
+{
+	for (int path = 0; path < 2; path++) {
+#if SM2_HAVE_X86_ASM
+		sm2_fe_force_adx(host_adx && path == 0);
+#endif
+		scalar_mult_checks();
+	}
+#if SM2_HAVE_X86_ASM
+	sm2_fe_force_adx(host_adx);
+#endif
+}
+
+static void scalar_mult_checks(void)
 {
 	uint8_t gb[64];
 	unhex("32c4ae2c1f1981195f9904466a39c9948fe30bbff2660be1715a4589334c74c7", gb, 32);
@@ -681,6 +775,10 @@ int main(void)
 	/* The crypto.h calls must run the own code whatever the caller's
 	 * environment says (it is read at the first SM2 operation). */
 	unsetenv("OPENCHSM_SM2_IMPL");
+#if SM2_HAVE_X86_ASM
+	host_adx = sm2_fe_use_adx != 0;
+#endif
+	printf("field arithmetic: %s\n", host_adx ? "mulx/adx assembly and portable C" : "portable C");
 	/* n_plus works from SM2_N: check it against the published order. */
 	uint8_t nb[32], nc[32];
 	n_plus(0, nc);
@@ -697,6 +795,7 @@ int main(void)
 		cmocka_unit_test(test_compressed_key_cli),
 		cmocka_unit_test(test_tampered_ciphertexts),
 		cmocka_unit_test(test_nonce_rejections),
+		cmocka_unit_test(test_field_paths),
 		cmocka_unit_test(test_scalar_mult),
 		cmocka_unit_test(test_diff_sign_verify),
 		cmocka_unit_test(test_diff_encrypt_decrypt),
