@@ -8,15 +8,18 @@
  *   per digit, no doubling. The table entry is read by scanning the whole
  *   row with masks; zero digits and the starting point at infinity are
  *   handled by masked selection. Constant time.
- * - k * P (decryption, encryption's shared point): 4-bit fixed windows from
- *   the top, 4 doublings and one addition of a masked-lookup entry of
- *   {0..15} * P per window. Constant time.
- * - s * G + t * P (verification, public data): s * G from the comb table
- *   skipping zero digits, t * P by width-5 wNAF; variable time.
+ * - k * P (decryption, encryption's shared point): signed (Booth) 5-bit
+ *   windows from the top, 5 doublings and one addition of a masked-lookup
+ *   entry of {1..16} * P, negated under a mask, per window. Constant time.
+ * - s * G + t * P (verification, public data): one doubling chain, s by
+ *   width-8 wNAF over the affine odd multiples of G (built with the comb),
+ *   t by width-5 wNAF over the odd multiples of P; variable time.
  * The constant-time additions are incomplete formulas: the scalar ranges
  * used (0 < k < n, n prime, cofactor 1) keep their operands distinct, not
- * opposite and finite (docs/crypto.md gives the argument); the variable-time
- * addition handles every case.
+ * opposite and finite, except the last addition of the signed windows for a
+ * few k in [n - 32, n - 2], where the doubling is selected with a mask
+ * (docs/crypto.md gives the argument); the variable-time addition handles
+ * every case.
  */
 #include "crypto/sm2_fast.h"
 
@@ -39,6 +42,10 @@ static const sm2_aff SM2_G_M = {
 
 /* comb[i][j - 1] = j * 2^(4i) * G. */
 static sm2_aff comb[COMB_ROWS][COMB_ENTRIES];
+/* g_odd[j] = (2j + 1) * G, for verification's wNAF (public scalars). */
+#define WNAF_G 8 /* s * G in verification: wNAF digits up to +-127 */
+#define G_ODD  (1 << (WNAF_G - 2))
+static sm2_aff g_odd[G_ODD];
 static pthread_once_t comb_once = PTHREAD_ONCE_INIT;
 
 /* ---- point formulas (Jacobian, a = -3) ---- */
@@ -209,7 +216,7 @@ static void jac_to_affine(sm2_aff *r, const sm2_jac *a)
 /* Affine forms of n finite points with one inversion (variable time). */
 static void jac_to_affine_batch_vt(sm2_aff *r, const sm2_jac *a, size_t n)
 {
-	sm2_u256 prod[COMB_ENTRIES], inv, t;
+	sm2_u256 prod[G_ODD], inv, t;
 	prod[0] = a[0].z;
 	for (size_t i = 1; i < n; i++)
 		sm2_fp_mul(&prod[i], &prod[i - 1], &a[i].z);
@@ -231,7 +238,7 @@ static void jac_to_affine_batch_vt(sm2_aff *r, const sm2_jac *a, size_t n)
 
 static void comb_init(void)
 {
-	sm2_jac row[COMB_ENTRIES];
+	sm2_jac row[G_ODD];
 	sm2_jac base = {SM2_G_M.x, SM2_G_M.y, SM2_P_ONE};
 	for (int i = 0; i < COMB_ROWS; i++) {
 		row[0] = base;
@@ -241,6 +248,12 @@ static void comb_init(void)
 		jac_to_affine_batch_vt(comb[i], row, COMB_ENTRIES);
 		jac_double(&base, &row[7]); /* 16 * base */
 	}
+	sm2_jac g2;
+	row[0] = (sm2_jac){SM2_G_M.x, SM2_G_M.y, SM2_P_ONE};
+	jac_double(&g2, &row[0]);
+	for (int j = 1; j < G_ODD; j++)
+		jac_add_vt(&row[j], &row[j - 1], &g2);
+	jac_to_affine_batch_vt(g_odd, row, G_ODD);
 }
 
 void sm2_ec_init(void)
@@ -293,29 +306,78 @@ void sm2_ec_mul_base(sm2_aff *r, const sm2_u256 *k)
 	jac_to_affine(r, &acc);
 }
 
+/* Bits 5i - 1 .. 5i + 4 of k (bit -1 and bits above 255 are 0): the
+ * window of the signed digit i. The positions are public. */
+static uint64_t scalar_window6(const sm2_u256 *k, int i)
+{
+	int lo = 5 * i - 1;
+	if (lo < 0)
+		return (k->w[0] << 1) & 63;
+	int w = lo / 64, b = lo % 64;
+	uint64_t v = k->w[w] >> b;
+	if (b > 58 && w < 3)
+		v |= k->w[w + 1] << (64 - b);
+	return v & 63;
+}
+
+/* Booth recoding of a 6-bit window into a signed digit in [-16, 16]:
+ * *ret_neg = all ones when it is negative; returns |digit|. Constant
+ * time. */
+static uint64_t booth_digit(uint64_t w, uint64_t *ret_neg)
+{
+	uint64_t neg = (uint64_t)0 - (w >> 5);
+	/* w < 32: (w + 1) / 2; w >= 32: (64 - w) / 2 = (63 - w + 1) / 2 */
+	uint64_t v = (w & ~neg) | ((63 - w) & neg);
+	*ret_neg = neg;
+	return (v + 1) >> 1;
+}
+
+/* r = tbl[d - 1] with its y negated when neg, for 1 <= d <= 16 (reading
+ * every entry); for d = 0 the result is (0, 0, 0), and unused. */
+static void booth_lookup(sm2_jac *r, const sm2_jac tbl[16], uint64_t d, uint64_t neg)
+{
+	sm2_u256 ny;
+	memset(r, 0, sizeof(*r));
+	for (uint64_t j = 0; j < 16; j++)
+		jac_cmov(r, &tbl[j], sm2_ct_eq64(j + 1, d));
+	sm2_fp_neg(&ny, &r->y);
+	sm2_u256_cmov(&r->y, &ny, neg);
+}
+
 void sm2_ec_mul(sm2_aff *r, const sm2_u256 *k, const sm2_aff *p)
 {
-	sm2_jac tbl[16], acc, sum, t;
+	sm2_jac tbl[16], acc, sum, dbl, t;
 	sm2_u256 h, rr;
-	memset(&tbl[0], 0, sizeof(tbl[0]));
-	tbl[1].x = p->x;
-	tbl[1].y = p->y;
-	tbl[1].z = SM2_P_ONE;
-	jac_double(&tbl[2], &tbl[1]);
-	/* j * P + P with 2 <= j <= 14: never equal or opposite (n > 16). */
-	for (int j = 3; j < 16; j++)
-		jac_add_affine(&tbl[j], &tbl[j - 1], p, &h, &rr);
-	memset(&acc, 0, sizeof(acc));
-	uint64_t inf = ~(uint64_t)0;
-	for (int i = 63; i >= 0; i--) {
-		for (int j = 0; j < 4; j++)
+	/* tbl[j - 1] = j * P: even j by doubling, odd j by adding P. j * P
+	 * and P (1 < j < 16) are never equal or opposite (n > 17). */
+	tbl[0].x = p->x;
+	tbl[0].y = p->y;
+	tbl[0].z = SM2_P_ONE;
+	for (int j = 2; j <= 16; j++) {
+		if (j % 2 == 0)
+			jac_double(&tbl[j - 1], &tbl[j / 2 - 1]);
+		else
+			jac_add_affine(&tbl[j - 1], &tbl[j - 2], p, &h, &rr);
+	}
+	/* 52 signed digits; the top one (bits 254..258) is 0, 1 or 2. */
+	uint64_t neg, d = booth_digit(scalar_window6(k, 51), &neg);
+	booth_lookup(&acc, tbl, d, neg);
+	uint64_t inf = sm2_ct_is_zero64(d); /* acc is the point at infinity */
+	for (int i = 50; i >= 0; i--) {
+		for (int j = 0; j < 5; j++)
 			jac_double(&acc, &acc);
-		uint64_t d = scalar_nibble(k, i);
+		d = booth_digit(scalar_window6(k, i), &neg);
 		uint64_t zero = sm2_ct_is_zero64(d);
-		memset(&t, 0, sizeof(t));
-		for (uint64_t j = 1; j < 16; j++)
-			jac_cmov(&t, &tbl[j], sm2_ct_eq64(j, d));
+		booth_lookup(&t, tbl, d, neg);
 		jac_add(&sum, &acc, &t, &h, &rr);
+		if (i == 0) {
+			/* The one place where acc can equal t: k = n + 2 d_0
+			 * with d_0 < 0 (k in [n - 32, n - 2]); then the sum is
+			 * 2 acc (docs/crypto.md). Selected with a mask. */
+			uint64_t same = sm2_u256_is_zero(&h) & sm2_u256_is_zero(&rr);
+			jac_double(&dbl, &acc);
+			jac_cmov(&sum, &dbl, same);
+		}
 		jac_cmov(&sum, &t, inf);
 		jac_cmov(&sum, &acc, zero);
 		acc = sum;
@@ -326,21 +388,21 @@ void sm2_ec_mul(sm2_aff *r, const sm2_u256 *k, const sm2_aff *p)
 
 /* ---- verification: s * G + t * P, variable time ---- */
 
-#define WNAF_W     5
-#define WNAF_ODD   (1 << (WNAF_W - 2)) /* odd multiples 1P, 3P, ..., 15P */
+#define WNAF_P 5 /* t * P: odd multiples 1P, 3P, ..., 15P; s * G uses g_odd */
 
-/* Width-5 NAF of t < 2^256: digits in {0, +-1, +-3, ..., +-15}, least
+/* Width-w NAF of t < 2^256: digits odd or 0, |digit| < 2^(w-1), least
  * significant first; returns the number of digits (at most 257). */
-static int wnaf(int8_t out[257], const sm2_u256 *t)
+static int wnaf(int8_t out[257], const sm2_u256 *t, int w)
 {
 	uint64_t k[5] = {t->w[0], t->w[1], t->w[2], t->w[3], 0};
+	int mask = (1 << w) - 1, half = 1 << (w - 1);
 	int len = 0;
 	while ((k[0] | k[1] | k[2] | k[3] | k[4]) != 0) {
 		int d = 0;
 		if (k[0] & 1) {
-			d = (int)(k[0] & 31);
-			if (d >= 16)
-				d -= 32;
+			d = (int)(k[0] & (uint64_t)mask);
+			if (d >= half)
+				d -= 1 << w;
 			/* k -= d */
 			if (d > 0) {
 				uint64_t borrow = (uint64_t)d;
@@ -368,29 +430,30 @@ static int wnaf(int8_t out[257], const sm2_u256 *t)
 void sm2_ec_mul_double_vt(sm2_jac *r, const sm2_u256 *s, const sm2_u256 *t, const sm2_aff *p)
 {
 	sm2_ec_init();
-	/* s * G */
-	sm2_jac sg;
-	memset(&sg, 0, sizeof(sg));
-	for (int i = 0; i < COMB_ROWS; i++) {
-		uint64_t d = scalar_nibble(s, i);
-		if (d != 0)
-			jac_add_affine_vt(&sg, &sg, &comb[i][d - 1]);
-	}
-	/* t * P */
-	sm2_jac odd[WNAF_ODD], p2, acc;
+	/* odd multiples of P */
+	sm2_jac odd[1 << (WNAF_P - 2)], p2, acc;
 	odd[0].x = p->x;
 	odd[0].y = p->y;
 	odd[0].z = SM2_P_ONE;
 	jac_double(&p2, &odd[0]);
-	for (int i = 1; i < WNAF_ODD; i++)
+	for (int i = 1; i < (1 << (WNAF_P - 2)); i++)
 		jac_add_vt(&odd[i], &odd[i - 1], &p2);
-	int8_t digits[257];
-	int len = wnaf(digits, t);
+	/* s G + t P, one doubling chain (Shamir's trick) */
+	int8_t ds[257], dt[257];
+	int ls = wnaf(ds, s, WNAF_G), lt = wnaf(dt, t, WNAF_P);
 	memset(&acc, 0, sizeof(acc));
-	for (int i = len - 1; i >= 0; i--) {
+	for (int i = (ls > lt ? ls : lt) - 1; i >= 0; i--) {
 		if (!jac_is_inf_vt(&acc))
 			jac_double(&acc, &acc);
-		int d = digits[i];
+		int d = i < ls ? ds[i] : 0;
+		if (d > 0) {
+			jac_add_affine_vt(&acc, &acc, &g_odd[d / 2]);
+		} else if (d < 0) {
+			sm2_aff neg = g_odd[-d / 2];
+			sm2_fp_neg(&neg.y, &neg.y);
+			jac_add_affine_vt(&acc, &acc, &neg);
+		}
+		d = i < lt ? dt[i] : 0;
 		if (d > 0) {
 			jac_add_vt(&acc, &acc, &odd[d / 2]);
 		} else if (d < 0) {
@@ -399,7 +462,7 @@ void sm2_ec_mul_double_vt(sm2_jac *r, const sm2_u256 *s, const sm2_u256 *t, cons
 			jac_add_vt(&acc, &acc, &neg);
 		}
 	}
-	jac_add_vt(r, &sg, &acc);
+	*r = acc;
 }
 
 bool sm2_ec_jac_x_equals_vt(const sm2_jac *q, const sm2_u256 *x)

@@ -770,6 +770,152 @@ static void scalar_mult_checks(void)
 	assert_true(sm2_ec_jac_x_equals_vt(&q, &x2v));
 }
 
+/* ---- scalars at the edges of the window recodings ---- */
+
+/* k * G three ways: the comb, the windowed multiplication of G, and the
+ * verification's s G + t G split as (k - t) G + t G for a few t. */
+static void check_scalar_three_ways(const sm2_u256 *k, const sm2_aff *g)
+{
+	sm2_aff a, b;
+	uint8_t ax[32], ay[32], bx[32], by[32];
+	sm2_ec_mul_base(&a, k);
+	sm2_ec_mul(&b, k, g);
+	sm2_ec_point_to_bytes(&a, ax, ay);
+	sm2_ec_point_to_bytes(&b, bx, by);
+	assert_memory_equal(ax, bx, 32);
+	assert_memory_equal(ay, by, 32);
+	sm2_u256 xa;
+	sm2_u256_from_be(&xa, ax);
+	static const uint64_t ts[] = {0, 1, 2, 3, 127, 128, 129};
+	for (size_t i = 0; i < ARRAY_SIZE(ts); i++) {
+		sm2_u256 t = {{ts[i], 0, 0, 0}}, s;
+		sm2_fn_sub(&s, k, &t);
+		sm2_jac q;
+		sm2_ec_mul_double_vt(&q, &s, &t, g);
+		assert_true(sm2_ec_jac_x_equals_vt(&q, &xa));
+		/* and with the roles swapped */
+		sm2_ec_mul_double_vt(&q, &t, &s, g);
+		assert_true(sm2_ec_jac_x_equals_vt(&q, &xa));
+	}
+}
+
+static void scalar_edge_checks(const sm2_aff *g)
+{
+	sm2_u256 k;
+	/* tiny scalars, and n - 40 .. n - 1: the last signed digit d0 < 0
+	 * with k = n + 2 d0 makes the last addition a doubling */
+	for (uint64_t v = 1; v <= 40; v++) {
+		sm2_u256 d = {{v, 0, 0, 0}};
+		check_scalar_three_ways(&d, g);
+		sm2_u256_sub(&k, &SM2_N, &d);
+		check_scalar_three_ways(&k, g);
+	}
+	/* powers of two and their neighbours */
+	for (int b = 1; b < 256; b += 7) {
+		memset(&k, 0, sizeof(k));
+		k.w[b / 64] = (uint64_t)1 << (b % 64);
+		sm2_mod_reduce_once(&k, &k, &SM2_N);
+		check_scalar_three_ways(&k, g);
+		const sm2_u256 one = {{1, 0, 0, 0}};
+		sm2_fn_sub(&k, &k, &one);
+		if (!sm2_u256_is_zero(&k))
+			check_scalar_three_ways(&k, g);
+	}
+	/* long runs of one signed digit: the 5-bit patterns 00001, 10000,
+	 * 11111, 01111 and 10101 repeated, and runs of 4-bit ones */
+	static const unsigned pats[] = {0x01, 0x10, 0x1f, 0x0f, 0x15};
+	for (size_t i = 0; i < ARRAY_SIZE(pats); i++) {
+		memset(&k, 0, sizeof(k));
+		for (int bit = 0; bit < 255; bit++)
+			if ((pats[i] >> (bit % 5)) & 1)
+				k.w[bit / 64] |= (uint64_t)1 << (bit % 64);
+		sm2_mod_reduce_once(&k, &k, &SM2_N);
+		check_scalar_three_ways(&k, g);
+	}
+	for (int i = 0; i < 4; i++) {
+		memset(&k, 0, sizeof(k));
+		k.w[i] = ~(uint64_t)0;
+		sm2_mod_reduce_once(&k, &k, &SM2_N);
+		check_scalar_three_ways(&k, g);
+	}
+}
+
+/* s G + t P for P a small multiple j G, whose tables and partial sums
+ * meet the doubling and opposite cases of the additions. */
+static void shamir_small_multiple_checks(const sm2_aff *g)
+{
+	static const int64_t js[] = {1, 2, 3, 5, -1, -3};
+	static const uint64_t vals[] = {1, 2, 3, 5, 7, 15, 16, 17, 31, 127, 128, 255, 1000};
+	for (size_t a = 0; a < ARRAY_SIZE(js); a++) {
+		sm2_u256 j = {{(uint64_t)(js[a] < 0 ? -js[a] : js[a]), 0, 0, 0}};
+		if (js[a] < 0)
+			sm2_u256_sub(&j, &SM2_N, &j);
+		sm2_aff p;
+		sm2_ec_mul_base(&p, &j);
+		sm2_u256 jm;
+		sm2_fn_to_mont(&jm, &j);
+		for (size_t b = 0; b < ARRAY_SIZE(vals); b++) {
+			for (size_t c = 0; c < ARRAY_SIZE(vals); c++) {
+				sm2_u256 s = {{vals[b], 0, 0, 0}}, t = {{vals[c], 0, 0, 0}}, k, tj;
+				if (c % 3 == 2) /* and large t: n - t */
+					sm2_u256_sub(&t, &SM2_N, &t);
+				sm2_fn_mul(&tj, &t, &jm); /* t j mod n */
+				sm2_fn_add(&k, &s, &tj);
+				sm2_jac q;
+				sm2_ec_mul_double_vt(&q, &s, &t, &p);
+				if (sm2_u256_is_zero(&k)) {
+					assert_true(sm2_u256_is_zero(&q.z));
+					continue;
+				}
+				sm2_aff want;
+				uint8_t x[32], y[32];
+				sm2_ec_mul_base(&want, &k);
+				sm2_ec_point_to_bytes(&want, x, y);
+				sm2_u256 xv;
+				sm2_u256_from_be(&xv, x);
+				assert_true(sm2_ec_jac_x_equals_vt(&q, &xv));
+			}
+		}
+	}
+}
+
+static void test_scalar_edges(void **state)
+{
+	uint8_t gb[64];
+	unhex("32c4ae2c1f1981195f9904466a39c9948fe30bbff2660be1715a4589334c74c7", gb, 32);
+	unhex("bc3736a2f4f6779c59bdcee36b692153d0a9877cc62a474002df32e52139f0a0", gb + 32, 32);
+	sm2_aff g;
+	assert_int_equal(sm2_ec_point_from_bytes(&g, gb, gb + 32), 0);
+	for (int path = 0; path < 2; path++) {
+#if SM2_HAVE_X86_ASM
+		sm2_fe_force_adx(host_adx && path == 0);
+#endif
+		scalar_edge_checks(&g);
+		shamir_small_multiple_checks(&g);
+	}
+#if SM2_HAVE_X86_ASM
+	sm2_fe_force_adx(host_adx);
+#endif
+	/* and private keys at the recoding edges decrypt what OpenSSL
+	 * encrypts (d C1 with d = n - 6, n - 7, ..., n - 32) */
+	for (int delta = 2; delta <= 32; delta += 1) {
+		uint8_t db[32];
+		n_plus(-delta, db);
+		crypto_sm2_key *key = NULL;
+		assert_int_equal(crypto_sm2_from_private_scalar(db, &key), 0);
+		const char msg[] = "edge";
+		uint8_t *der = NULL, *plain = NULL;
+		size_t derlen = 0, plainlen = 0;
+		assert_int_equal(crypto_sm2_ossl_encrypt(key, msg, sizeof(msg), &der, &derlen), 0);
+		assert_int_equal(crypto_sm2_decrypt(key, der, derlen, &plain, &plainlen), 0);
+		assert_int_equal(plainlen, sizeof(msg));
+		assert_memory_equal(plain, msg, sizeof(msg));
+		crypto_free_secret(plain, plainlen);
+		free(der);
+		crypto_sm2_key_free(key);
+	}
+}
+
 int main(void)
 {
 	/* The crypto.h calls must run the own code whatever the caller's
@@ -797,6 +943,7 @@ int main(void)
 		cmocka_unit_test(test_nonce_rejections),
 		cmocka_unit_test(test_field_paths),
 		cmocka_unit_test(test_scalar_mult),
+		cmocka_unit_test(test_scalar_edges),
 		cmocka_unit_test(test_diff_sign_verify),
 		cmocka_unit_test(test_diff_encrypt_decrypt),
 	};
