@@ -62,11 +62,10 @@ static void jac_double(sm2_jac *r, const sm2_jac *a)
 	sm2_fp_mul(&alpha, &t, &u);
 	sm2_fp_add(&t, &alpha, &alpha);
 	sm2_fp_add(&alpha, &alpha, &t); /* 3 (x - delta)(x + delta) */
-	/* Z3 = (Y + Z)^2 - gamma - delta */
-	sm2_fp_add(&t, &a->y, &a->z);
-	sm2_fp_sqr(&t, &t);
-	sm2_fp_sub(&t, &t, &gamma);
-	sm2_fp_sub(&r->z, &t, &delta);
+	/* Z3 = 2 Y Z (one multiplication costs less than a squaring and the
+	 * three additions of (Y + Z)^2 - gamma - delta) */
+	sm2_fp_mul(&t, &a->y, &a->z);
+	sm2_fp_add(&r->z, &t, &t);
 	/* X3 = alpha^2 - 8 beta */
 	sm2_fp_add(&beta, &beta, &beta);
 	sm2_fp_add(&beta, &beta, &beta); /* 4 beta */
@@ -390,39 +389,36 @@ void sm2_ec_mul(sm2_aff *r, const sm2_u256 *k, const sm2_aff *p)
 
 #define WNAF_P 5 /* t * P: odd multiples 1P, 3P, ..., 15P; s * G uses g_odd */
 
-/* Width-w NAF of t < 2^256: digits odd or 0, |digit| < 2^(w-1), least
- * significant first; returns the number of digits (at most 257). */
+/* Bits i .. i + n - 1 of t as a number (n <= 8; bits above 255 are 0). */
+static int bits_at(const sm2_u256 *t, int i, int n)
+{
+	if (i >= 256)
+		return 0;
+	int w = i / 64, b = i % 64;
+	uint64_t v = t->w[w] >> b;
+	if (b > 64 - n && w < 3)
+		v |= t->w[w + 1] << (64 - b);
+	return (int)(v & (((uint64_t)1 << n) - 1));
+}
+
+/* Width-w NAF of t < 2^256: digits odd or 0, |digit| < 2^(w-1), at most
+ * one nonzero in any w consecutive, least significant first; returns the
+ * number of digits (at most 257). Skips runs of equal bits at once. */
 static int wnaf(int8_t out[257], const sm2_u256 *t, int w)
 {
-	uint64_t k[5] = {t->w[0], t->w[1], t->w[2], t->w[3], 0};
-	int mask = (1 << w) - 1, half = 1 << (w - 1);
-	int len = 0;
-	while ((k[0] | k[1] | k[2] | k[3] | k[4]) != 0) {
-		int d = 0;
-		if (k[0] & 1) {
-			d = (int)(k[0] & (uint64_t)mask);
-			if (d >= half)
-				d -= 1 << w;
-			/* k -= d */
-			if (d > 0) {
-				uint64_t borrow = (uint64_t)d;
-				for (int i = 0; i < 5 && borrow; i++) {
-					uint64_t old = k[i];
-					k[i] -= borrow;
-					borrow = old < borrow;
-				}
-			} else {
-				uint64_t carry = (uint64_t)(-d);
-				for (int i = 0; i < 5 && carry; i++) {
-					k[i] += carry;
-					carry = k[i] < carry;
-				}
-			}
+	int carry = 0, len = 0;
+	memset(out, 0, 257);
+	for (int i = 0; i < 257;) {
+		if (bits_at(t, i, 1) == carry) {
+			i++;
+			continue;
 		}
-		out[len++] = (int8_t)d;
-		for (int i = 0; i < 4; i++)
-			k[i] = k[i] >> 1 | k[i + 1] << 63;
-		k[4] >>= 1;
+		/* odd: the next w bits plus the carry, as a signed digit */
+		int v = bits_at(t, i, w) + carry;
+		carry = v >> (w - 1);
+		out[i] = (int8_t)(v - (carry << w));
+		len = i + 1;
+		i += w;
 	}
 	return len;
 }
