@@ -677,6 +677,24 @@ static void test_field_paths(void **state)
 
 static void scalar_mult_checks(void);
 
+/* G as X || Y (big-endian) and decoded. */
+static void generator(uint8_t gb[64], sm2_aff *ret_g)
+{
+	unhex("32c4ae2c1f1981195f9904466a39c9948fe30bbff2660be1715a4589334c74c7", gb, 32);
+	unhex("bc3736a2f4f6779c59bdcee36b692153d0a9877cc62a474002df32e52139f0a0", gb + 32, 32);
+	assert_int_equal(sm2_ec_point_from_bytes(ret_g, gb, gb + 32), 0);
+}
+
+/* The affine x of k G (normal form). */
+static void base_x(const sm2_u256 *k, sm2_u256 *ret_x)
+{
+	sm2_aff a;
+	uint8_t x[32], y[32];
+	sm2_ec_mul_base(&a, k);
+	sm2_ec_point_to_bytes(&a, x, y);
+	sm2_u256_from_be(ret_x, x);
+}
+
 /* The checks below with each field arithmetic path. */
 static void test_scalar_mult(void **state)
 {
@@ -694,10 +712,8 @@ static void test_scalar_mult(void **state)
 static void scalar_mult_checks(void)
 {
 	uint8_t gb[64];
-	unhex("32c4ae2c1f1981195f9904466a39c9948fe30bbff2660be1715a4589334c74c7", gb, 32);
-	unhex("bc3736a2f4f6779c59bdcee36b692153d0a9877cc62a474002df32e52139f0a0", gb + 32, 32);
 	sm2_aff g;
-	assert_int_equal(sm2_ec_point_from_bytes(&g, gb, gb + 32), 0);
+	generator(gb, &g);
 	for (int i = 0; i < 200; i++) {
 		uint8_t kb[32];
 		sm2_u256 k;
@@ -759,13 +775,8 @@ static void scalar_mult_checks(void)
 	assert_true(sm2_u256_is_zero(&q.z));
 	assert_false(sm2_ec_jac_x_equals_vt(&q, &gx));
 	/* s G + t G with s = t: the doubling case of the addition */
-	sm2_u256 two = {{2, 0, 0, 0}}, one = {{1, 0, 0, 0}};
-	sm2_aff g2;
-	uint8_t x2[32], y2[32];
-	sm2_ec_mul_base(&g2, &two);
-	sm2_ec_point_to_bytes(&g2, x2, y2);
-	sm2_u256 x2v;
-	sm2_u256_from_be(&x2v, x2);
+	sm2_u256 two = {{2, 0, 0, 0}}, one = {{1, 0, 0, 0}}, x2v;
+	base_x(&two, &x2v);
 	sm2_ec_mul_double_vt(&q, &one, &one, &g);
 	assert_true(sm2_ec_jac_x_equals_vt(&q, &x2v));
 }
@@ -867,12 +878,8 @@ static void shamir_small_multiple_checks(const sm2_aff *g)
 					assert_true(sm2_u256_is_zero(&q.z));
 					continue;
 				}
-				sm2_aff want;
-				uint8_t x[32], y[32];
-				sm2_ec_mul_base(&want, &k);
-				sm2_ec_point_to_bytes(&want, x, y);
 				sm2_u256 xv;
-				sm2_u256_from_be(&xv, x);
+				base_x(&k, &xv);
 				assert_true(sm2_ec_jac_x_equals_vt(&q, &xv));
 			}
 		}
@@ -882,10 +889,8 @@ static void shamir_small_multiple_checks(const sm2_aff *g)
 static void test_scalar_edges(void **state)
 {
 	uint8_t gb[64];
-	unhex("32c4ae2c1f1981195f9904466a39c9948fe30bbff2660be1715a4589334c74c7", gb, 32);
-	unhex("bc3736a2f4f6779c59bdcee36b692153d0a9877cc62a474002df32e52139f0a0", gb + 32, 32);
 	sm2_aff g;
-	assert_int_equal(sm2_ec_point_from_bytes(&g, gb, gb + 32), 0);
+	generator(gb, &g);
 	for (int path = 0; path < 2; path++) {
 #if SM2_HAVE_X86_ASM
 		sm2_fe_force_adx(host_adx && path == 0);
