@@ -63,6 +63,9 @@ struct api_ctx {
 	 * launcher to start the service again (or that version). */
 	atomic_int boot_request;
 	char boot_version[21];          /* PKG_VERSION_MAX_LEN + 1 */
+
+	/* Group commit of the requests' nonces (nonce.h). */
+	struct api_nonces *nonces;
 };
 
 enum api_boot_request { API_BOOT_NONE, API_BOOT_RESTART, API_BOOT_UPGRADE };

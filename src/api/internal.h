@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "api/api.h"
+#include "api/nonce.h"
 #include "api/validate.h"
 #include "proto/codes.h"
 

@@ -364,7 +364,10 @@ int api_init(struct api_ctx *ctx)
 {
 	pthread_mutex_init(&ctx->auth_lock, NULL);
 	pthread_mutex_init(&ctx->idem_lock, NULL);
-	int r = api_metrics_new(&ctx->metrics);
+	int r = api_nonces_new(ctx->store, &ctx->nonces);
+	if (r < 0)
+		return r;
+	r = api_metrics_new(&ctx->metrics);
 	if (r < 0)
 		return r;
 	r = api_reload_platform_key(ctx);
@@ -380,6 +383,8 @@ void api_fini(struct api_ctx *ctx)
 		platform_stop(ctx->platform);
 	api_metrics_free(ctx->metrics);
 	ctx->metrics = NULL;
+	api_nonces_free(ctx->nonces);
+	ctx->nonces = NULL;
 	crypto_sm2_key_free(ctx->platform_key);
 	ctx->platform_key = NULL;
 	pthread_mutex_destroy(&ctx->auth_lock);

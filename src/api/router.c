@@ -243,14 +243,21 @@ static int find_route(const char *method, const char *path, char *param, size_t 
 /* ---- authentication ---- */
 
 struct nonce_ctx {
-	chsm_store *store;
+	struct api_ctx *api;
 	int64_t now;
 };
 
+/* Called by gmt_verify_request with auth_lock held, as its last step (the
+ * platform key is not used after it): the lock is let go while the nonce
+ * waits for its batch's commit (nonce.h), so that other requests verify
+ * and join that batch meanwhile. */
 static int nonce_use(void *vctx, const char *nonce, int64_t ts)
 {
 	struct nonce_ctx *n = vctx;
-	return store_nonce_use(n->store, nonce, ts, n->now);
+	pthread_mutex_unlock(&n->api->auth_lock);
+	int r = api_nonces_use(n->api->nonces, nonce, ts, n->now);
+	pthread_mutex_lock(&n->api->auth_lock);
+	return r;
 }
 
 /* Reads the enrollment state: open when a code exists, is not locked and
@@ -301,7 +308,7 @@ static int authenticate(struct api_call *c)
 		.signature = http_request_header(req, GMT_HDR_SIGNATURE),
 		.idempotency_key = http_request_header(req, GMT_HDR_IDEMPOTENCY),
 	};
-	struct nonce_ctx nctx = {.store = ctx->store, .now = chsm_now_ms()};
+	struct nonce_ctx nctx = {.api = ctx, .now = chsm_now_ms()};
 	struct gmt_verifier v = {
 		.now_ms = nctx.now,
 		.route_allows_enrollment = c->route->auth == API_AUTH_ENROLL_OR_PLATFORM,

@@ -710,14 +710,17 @@ out:
 
 /* ---- nonces ---- */
 
-int store_nonce_use(chsm_store *s, const char *nonce, int64_t timestamp_ms, int64_t now_ms)
+int store_nonces_use(chsm_store *s, const struct store_nonce *items, size_t n, int64_t now_ms,
+		     int *results)
 {
 	if (s && s->restricted)
 		return -EPERM;
-	int r, inserted = 0;
+	int r;
 	bool purge;
-	if (!s || !store_nonempty_fits(nonce, CHSM_NONCE_MAX_LEN + 1))
+	if (!s || (n && (!items || !results)))
 		return -EINVAL;
+	if (n == 0)
+		return 0;
 	r = store_write_begin(s);
 	if (r < 0)
 		return r;
@@ -725,17 +728,31 @@ int store_nonce_use(chsm_store *s, const char *nonce, int64_t timestamp_ms, int6
 	if (purge)
 		r = store_run(s, NULL, "DELETE FROM nonces WHERE ts < ?", "I",
 			      (int64_t)(now_ms - 2 * (int64_t)CHSM_AUTH_WINDOW_MS));
-	if (r >= 0)
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		int inserted = 0;
+		if (!store_nonempty_fits(items[i].nonce, CHSM_NONCE_MAX_LEN + 1)) {
+			results[i] = -EINVAL;
+			continue;
+		}
+		/* An item equal to an earlier one of this batch conflicts with
+		 * it like with a committed one: replayed. */
 		r = store_run(s, &inserted,
 			      "INSERT INTO nonces(nonce, ts) VALUES(?, ?)"
 			      " ON CONFLICT(nonce) DO NOTHING",
-			      "tI", nonce, (int64_t)timestamp_ms);
+			      "tI", items[i].nonce, (int64_t)items[i].timestamp_ms);
+		results[i] = inserted ? 0 : 1;
+	}
 	if (r >= 0 && purge)
 		s->nonce_purged_at = now_ms;   /* under the mutex */
-	r = store_write_end(s, r);
-	if (r < 0)
-		return r;
-	return inserted ? 0 : 1;
+	return store_write_end(s, r);
+}
+
+int store_nonce_use(chsm_store *s, const char *nonce, int64_t timestamp_ms, int64_t now_ms)
+{
+	struct store_nonce item = {.nonce = nonce, .timestamp_ms = timestamp_ms};
+	int result = -EINVAL;
+	int r = store_nonces_use(s, &item, 1, now_ms, &result);
+	return r < 0 ? r : result;
 }
 
 /* ---- idempotency ---- */

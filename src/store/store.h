@@ -98,6 +98,19 @@ int store_secret_set(chsm_store *s, const char *name, const void *data, size_t l
  * once per second of now_ms, forgets nonces whose timestamp is older than
  * now_ms - 2 * CHSM_AUTH_WINDOW_MS (they can no longer pass the window). */
 int store_nonce_use(chsm_store *s, const char *nonce, int64_t timestamp_ms, int64_t now_ms);
+/* The batch form (group commit): records the n items in one write
+ * transaction, with the purge above, and one commit. On success returns 0
+ * with results[i] 0 (new), 1 (already recorded, or equal to an earlier item
+ * of the same batch) or -EINVAL (empty or longer than CHSM_NONCE_MAX_LEN;
+ * the other items are recorded all the same). On a storage failure returns
+ * -errno and records none of them (results undefined). Every 0 is durable
+ * when the call returns. n == 0 does nothing. */
+struct store_nonce {
+	const char *nonce;
+	int64_t timestamp_ms;
+};
+int store_nonces_use(chsm_store *s, const struct store_nonce *items, size_t n, int64_t now_ms,
+		     int *results);
 
 /* ---- idempotency keys (PROFILE.md §5) ---- */
 struct store_idem {

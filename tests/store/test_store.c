@@ -218,6 +218,32 @@ static void test_nonces(void **state)
 	assert_int_equal(store_nonce_use(t->s, "", t0, t0), -EINVAL);
 }
 
+/* The batch form: one transaction, a result per item; an item equal to an
+ * earlier one of the same batch is a replay; a bad item does not fail the
+ * others; the batch is durable across a reopen. */
+static void test_nonces_batch(void **state)
+{
+	struct test_store *t = *state;
+	const int64_t t0 = 1700000000000LL;
+	struct store_nonce items[] = {
+		{"batch-aaaaaaaaaaaa", t0}, {"batch-bbbbbbbbbbbb", t0}, {"batch-aaaaaaaaaaaa", t0},
+		{"", t0}, {"batch-bbbbbbbbbbbb", t0},
+	};
+	int res[5] = {9, 9, 9, 9, 9};
+	assert_int_equal(store_nonces_use(t->s, items, 5, t0, res), 0);
+	assert_int_equal(res[0], 0);
+	assert_int_equal(res[1], 0);
+	assert_int_equal(res[2], 1);
+	assert_int_equal(res[3], -EINVAL);
+	assert_int_equal(res[4], 1);
+	assert_int_equal(store_nonces_use(t->s, items, 0, t0, NULL), 0);
+	assert_int_equal(store_nonces_use(t->s, NULL, 1, t0, res), -EINVAL);
+	assert_int_equal(test_store_reopen(t, test_master_key), 0);
+	assert_int_equal(store_nonces_use(t->s, items, 2, t0, res), 0);
+	assert_int_equal(res[0], 1);
+	assert_int_equal(res[1], 1);
+}
+
 static void test_idempotency(void **state)
 {
 	struct test_store *t = *state;
@@ -416,6 +442,7 @@ int main(void)
 		TEST_STORE_CASE(test_secrets),
 		TEST_STORE_CASE(test_wrong_master_key),
 		TEST_STORE_CASE(test_nonces),
+		TEST_STORE_CASE(test_nonces_batch),
 		TEST_STORE_CASE(test_idempotency),
 		TEST_STORE_CASE(test_transactions),
 		TEST_STORE_CASE(test_crash_durability),
