@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Load (issue #7): chsm-load (bench/load.c, requests signed ahead of time
+# so that the client does not take the server's CPU) drives mixed reads
+# and writes over 64 keep-alive TLS connections for 10 minutes: no answer
+# is a 5xx, no connection is dropped, refused or timed out, every checked
+# device signature verifies, and the RSS of the chsmd service process grows
+# by less than 5 % between the end of the warm-up and the end. The figures
+# are printed.
+#
+# LOAD_SECONDS (default 600) and LOAD_WARMUP (default 30) shorten it for a
+# local run; LOAD_CONNECTIONS (default 64).
+. "$(dirname "$0")/lib.sh"
+it_begin load
+SECONDS_MEASURED=${LOAD_SECONDS:-600}
+WARMUP=${LOAD_WARMUP:-30}
+CONNS=${LOAD_CONNECTIONS:-64}
+MIX=status=35,status-all=10,vsm-get=15,vsm-status=10,token=15,create-delete=15
+[ -x "$CHSM_BIN/chsm-load" ] || fail_now "no chsm-load in $CHSM_BIN (built with OPENCHSM_BENCH)"
+chsm_init --max-vsms 512
+chsm_start
+enroll_platform
+
+echo "# $CONNS connections, ${WARMUP} s warm-up, ${SECONDS_MEASURED} s measured, mix $MIX; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+rc=0
+"$CHSM_BIN/chsm-load" --url "$BASE" --key "$SIGN_KEY" --ca "$CACERT" --connections "$CONNS" \
+  --duration "$SECONDS_MEASURED" --warmup "$WARMUP" --mix "$MIX" --server-pid "$CHSMD_PID" \
+  --fail-on-error --report-json "$IT_DIR/load.json" > "$IT_DIR/load.out" 2>&1 || rc=$?
+sed 's/^/#   /' "$IT_DIR/load.out"
+R=$IT_DIR/load.json
+check "chsm-load ran and found nothing to fail on (exit $rc)" [ "$rc" -eq 0 ]
+check "it wrote its figures" jqt "$R" '.requests > 0 and .server.rssKibStart > 0'
+j() { jq -r "$1" "$R"; }
+echo "# requests: $(j .requests) measured ($(j .answersWholeRun) answers in the whole run), $(j .reqPerSec | xargs printf '%.0f') req/s"
+echo "# latency ms: p50 $(j .latencyMs.p50) p99 $(j .latencyMs.p99) p99.9 $(j .latencyMs.p999) max $(j .latencyMs.max)"
+echo "# by kind: $(j '[.kinds | to_entries[] | "\(.key) \(.value)"] | join(", ")')"
+echo "# HTTP statuses: $(j '[.httpStatus | to_entries[] | "\(.key): \(.value)"] | join(", ")'); codes: $(j '[.codes | to_entries[] | "\(.key): \(.value)"] | join(", ")')"
+echo "# connections: $(j '.connectionsEvents | to_entries | map("\(.key) \(.value)") | join(", ")')"
+echo "# device signatures: $(j .deviceSignatures.good) good, $(j .deviceSignatures.bad) bad"
+echo "# chsmd service: CPU $(j .server.cpuUsPerRequest | xargs printf '%.0f') us per request; RSS $(j .server.rssKibStart) KiB after warm-up, $(j .server.rssKibEnd) KiB at the end (max $(j .server.rssKibMax)), growth $(j .server.rssGrowthPercent | xargs printf '%.2f') %"
+check "no 5xx answer in the whole run ($(j .http5xxWholeRun))" jqt "$R" '.http5xxWholeRun == 0'
+check "no connection dropped, refused, timed out or closed while idle" \
+  jqt "$R" '.connectionsEvents | .dropped == 0 and .connectErrors == 0 and .timeouts == 0 and .closedIdle == 0 and .malformed == 0'
+check "every checked device signature verifies" jqt "$R" '.deviceSignatures.bad == 0 and .deviceSignatures.good > 0'
+check "reads and writes were both served (token 200, create 202)" \
+  jqt "$R" '.kinds.token > 0 and .kinds.create > 0 and .kinds.delete > 0 and .httpStatus["202"] > 0'
+check "the service's RSS grew by less than 5 % after the warm-up" jqt "$R" '.server.rssGrowthPercent < 5'
+check "chsmd is still up" kill -0 "$CHSMD_PID"
+gmt_request GET /gmt0088/v1/chsm/status
+expect "a signed request after the load" 0 200
+it_end
