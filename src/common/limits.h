@@ -14,6 +14,9 @@
 #define CHSM_MAX_HEADER_BYTES          (16 * 1024)
 /* Concurrent TLS connections: bounds memory (~40 KiB each) and fds. */
 #define CHSM_MAX_CONNECTIONS           1024
+/* Concurrent connections from one client address: one peer cannot take
+ * every slot of CHSM_MAX_CONNECTIONS from the others. */
+#define CHSM_MAX_CONNECTIONS_PER_PEER  256
 /* Seconds a connection may stay idle or dribble one request before close. */
 #define CHSM_CONN_TIMEOUT_SECONDS      30
 /* Request target (path + query) length; the longest real path is < 100. */

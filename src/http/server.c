@@ -7,11 +7,14 @@
  *   listening socket on the same address (SO_REUSEPORT), or its own
  *   duplicate of the caller's listening socket (listen_fd); a connection lives
  *   and dies on the loop that accepted it, so no connection state is shared
- *   between threads except the connection count (an atomic).
+ *   between threads except the connection count (an atomic) and the count
+ *   per client address (under a mutex).
  * - Every connection is TLS (crypto/tls.h) unless plain HTTP was asked for
  *   on a loopback address; TCP_NODELAY is set on the listening sockets and
  *   again on each accepted socket.
- * - Connections beyond max_connections are closed at once. A request must
+ * - Connections beyond max_connections, or beyond CHSM_MAX_CONNECTIONS_PER_PEER
+ *   (at most max_connections) from one client address, are closed at once,
+ *   so that one peer cannot take every slot from the others. A request must
  *   arrive completely within timeout_seconds of its first byte (or of the
  *   accept, for the first one, TLS handshake included); an idle keep-alive
  *   connection is closed after timeout_seconds (evhttp's timeout).
@@ -93,6 +96,8 @@ struct conn {
 	bool in_pending;
 	bool attached;                    /* close callback registered */
 	bool counted;                     /* holds one of max_connections */
+	bool peer_counted;                /* holds one of its address's slots */
+	uint8_t peer[16];                 /* the client address (IPv4 mapped) */
 	bool rejected;                    /* over the cap: closed at once */
 	bool in_guard;
 };
@@ -122,9 +127,20 @@ struct http_server {
 	int port;
 	int listen_fd;                    /* the caller's socket, or <= 0 */
 	atomic_int connections;
+	/* Connections per client address: max_connections entries (a live
+	 * connection holds one, so they never run out), scanned under the
+	 * lock when a connection is attached and when it ends. */
+	pthread_mutex_t peers_lock;
+	struct peer_count *peers;
+	int max_per_peer;
 	struct http_frame_limits frame_limits;
 	int n_workers;
 	struct worker *workers;
+};
+
+struct peer_count {
+	uint8_t addr[16];
+	int count;                        /* 0: a free entry */
 };
 
 static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
@@ -335,6 +351,61 @@ static void unlink_pending(struct conn *c)
 	c->in_pending = false;
 }
 
+/* Takes one of the peer's CHSM_MAX_CONNECTIONS_PER_PEER slots for c
+ * (whose socket is sock). Returns false when the peer holds them all. */
+static bool peer_take(struct conn *c, int sock)
+{
+	http_server *srv = c->w->srv;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getpeername(sock, (struct sockaddr *)&ss, &len) < 0)
+		return true; /* gone already: evhttp sees it end */
+	memset(c->peer, 0, sizeof(c->peer));
+	if (ss.ss_family == AF_INET) {
+		c->peer[10] = c->peer[11] = 0xff;
+		memcpy(c->peer + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+	} else if (ss.ss_family == AF_INET6) {
+		memcpy(c->peer, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+	} else {
+		return true;
+	}
+	bool ok = false;
+	pthread_mutex_lock(&srv->peers_lock);
+	struct peer_count *hit = NULL, *free_entry = NULL;
+	for (int i = 0; i < srv->max_connections && !hit; i++) {
+		struct peer_count *e = &srv->peers[i];
+		if (e->count == 0)
+			free_entry = free_entry ? free_entry : e;
+		else if (memcmp(e->addr, c->peer, sizeof(c->peer)) == 0)
+			hit = e;
+	}
+	if (!hit && free_entry) {
+		hit = free_entry;
+		memcpy(hit->addr, c->peer, sizeof(c->peer));
+	}
+	if (hit && hit->count < srv->max_per_peer) {
+		hit->count++;
+		ok = c->peer_counted = true;
+	}
+	pthread_mutex_unlock(&srv->peers_lock);
+	return ok;
+}
+
+static void peer_release(struct conn *c)
+{
+	http_server *srv = c->w->srv;
+	pthread_mutex_lock(&srv->peers_lock);
+	for (int i = 0; i < srv->max_connections; i++) {
+		struct peer_count *e = &srv->peers[i];
+		if (e->count > 0 && memcmp(e->addr, c->peer, sizeof(c->peer)) == 0) {
+			e->count--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&srv->peers_lock);
+	c->peer_counted = false;
+}
+
 /* Frees c and what it holds, but not its bufferevent; c is in no list. */
 static void conn_free(struct conn *c)
 {
@@ -347,6 +418,8 @@ static void conn_free(struct conn *c)
 	http_frame_fini(&c->frame);
 	if (c->counted)
 		atomic_fetch_sub(&c->w->srv->connections, 1);
+	if (c->peer_counted)
+		peer_release(c);
 	free(c);
 }
 
@@ -433,7 +506,8 @@ static void on_input(struct evbuffer *input, const struct evbuffer_cb_info *info
 
 /* Runs on the loop right after new connections were accepted, once evhttp
  * has set them up: registers the close callback, sets TCP_NODELAY, starts
- * the first deadline, and closes connections over the cap. */
+ * the first deadline, and closes connections over the cap or over their
+ * address's share of it. */
 static void on_kick(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
@@ -456,6 +530,8 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 		int sock = bufferevent_getfd(c->bev);
 		if (sock >= 0)
 			set_nodelay(sock);
+		if (!c->rejected && sock >= 0 && !peer_take(c, sock))
+			c->rejected = true;
 		if (c->rejected) {
 			bufferevent_trigger_event(c->bev, BEV_EVENT_EOF | BEV_EVENT_READING, 0);
 			continue; /* c is gone */
@@ -804,6 +880,15 @@ int http_server_start(const struct http_server_config *cfg, http_handler_fn hand
 	if (cfg->listen_fd > 0)
 		srv->port = bound_port(cfg->listen_fd, NULL);
 	atomic_init(&srv->connections, 0);
+	srv->max_per_peer = srv->max_connections < CHSM_MAX_CONNECTIONS_PER_PEER
+				    ? srv->max_connections
+				    : CHSM_MAX_CONNECTIONS_PER_PEER;
+	pthread_mutex_init(&srv->peers_lock, NULL);
+	srv->peers = calloc((size_t)srv->max_connections, sizeof(*srv->peers));
+	if (!srv->peers) {
+		r = -ENOMEM;
+		goto fail;
+	}
 	srv->frame_limits = (struct http_frame_limits){
 		.max_body = srv->max_body,
 		.max_headers = srv->max_headers,
@@ -873,5 +958,7 @@ void http_server_stop(http_server *srv)
 		worker_cleanup(&srv->workers[i]);
 	free(srv->workers);
 	crypto_tls_server_ctx_free(srv->tls);
+	free(srv->peers);
+	pthread_mutex_destroy(&srv->peers_lock);
 	free(srv);
 }

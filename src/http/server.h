@@ -79,7 +79,9 @@ struct http_server_config {
 	int threads;                 /* worker loops; 0 = number of cores */
 	size_t max_body;             /* 0 = CHSM_MAX_BODY_BYTES */
 	size_t max_headers;          /* 0 = CHSM_MAX_HEADER_BYTES */
-	int max_connections;         /* 0 = CHSM_MAX_CONNECTIONS */
+	int max_connections;         /* 0 = CHSM_MAX_CONNECTIONS; one client
+					address gets at most
+					CHSM_MAX_CONNECTIONS_PER_PEER of them */
 	int timeout_seconds;         /* 0 = CHSM_CONN_TIMEOUT_SECONDS */
 	/* A bound, listening TCP socket to serve instead of binding host:port
 	 * (from http_listen_socket, e.g. in another process); borrowed: each
