@@ -75,6 +75,11 @@ def load(path):
         return json.load(f)
 
 
+def touch(path):
+    if not os.path.exists(path):
+        open(path, "w").close()
+
+
 def save(path, model):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -161,13 +166,13 @@ class Round:
             return
         self.arm = False
         if not (self.hold and self.effect_seen):
-            open(self.a.marker, "w").close()
+            touch(self.a.marker)
             return
         for _ in range(300):
             if self.effect_seen():
                 break
             time.sleep(0.02)
-        open(self.a.marker, "w").close()
+        touch(self.a.marker)
         raise ConnectionAbortedError("the answer is dropped unread")
 
     def db_has(self, sql, *args):
@@ -307,7 +312,7 @@ class Round:
     def go(self):
         a = self.a
         if a.kill_after == 0:      # killed during the recovery of the restart
-            open(a.marker, "w").close()
+            touch(a.marker)
         try:
             while self.mutating <= a.kill_after + 400:
                 self.poll()
@@ -327,8 +332,7 @@ class Round:
         except CONN_ERRORS:
             return 0
         finally:
-            if not os.path.exists(a.marker):
-                open(a.marker, "w").close()
+            touch(a.marker)
             self.model["journal"] = self.journal
             self.model["view"] = self.view
             save(a.model, self.model)
@@ -715,8 +719,8 @@ def cmd_vsmd_loop(a):
     idx, made = a.first, 0
 
     def sent():
-        if made == a.kill_after and not os.path.exists(a.marker):
-            open(a.marker, "w").close()
+        if made == a.kill_after:
+            touch(a.marker)
     c.on_sent = sent
     try:
         while idx < a.first + 1000:
@@ -731,8 +735,7 @@ def cmd_vsmd_loop(a):
     except CONN_ERRORS:
         return 0
     finally:
-        if not os.path.exists(a.marker):
-            open(a.marker, "w").close()
+        touch(a.marker)
         log.close()
         c.close()
 
