@@ -306,7 +306,7 @@ check "B's keys, public keys and stateDigest are untouched" cmp -s "$IT_DIR/b.be
 head -c 64 /dev/urandom > "$IT_DIR/m"
 check "B's tenant still signs with key 2" eval 'TB sign --index 2 --in "$IT_DIR/m" | base64 -d > "$IT_DIR/m.sig" &&
   TB pubkey --index 2 > "$IT_DIR/b2.pem" && openssl dgst -sm3 -verify "$IT_DIR/b2.pem" -sigopt distid:$DISTID -signature "$IT_DIR/m.sig" "$IT_DIR/m" >/dev/null'
-check "A's tenant still works" TA list
+check "A's tenant still works" eval 'TA list >/dev/null'
 check "both VSMs still run" eval 'vsm_state_is a running && vsm_state_is b running'
 still_serves "the tenant attacks"
 it_end
