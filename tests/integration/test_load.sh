@@ -20,10 +20,12 @@ chsm_init --max-vsms 512
 chsm_start
 enroll_platform
 
+SERVICE=$(service_pid)
+[ -n "$SERVICE" ] || fail_now "no chsmd service process"
 echo "# $CONNS connections, ${WARMUP} s warm-up, ${SECONDS_MEASURED} s measured, mix $MIX; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 rc=0
 "$CHSM_BIN/chsm-load" --url "$BASE" --key "$SIGN_KEY" --ca "$CACERT" --connections "$CONNS" \
-  --duration "$SECONDS_MEASURED" --warmup "$WARMUP" --mix "$MIX" --server-pid "$CHSMD_PID" \
+  --duration "$SECONDS_MEASURED" --warmup "$WARMUP" --mix "$MIX" --server-pid "$SERVICE" \
   --fail-on-error --report-json "$IT_DIR/load.json" > "$IT_DIR/load.out" 2>&1 || rc=$?
 sed 's/^/#   /' "$IT_DIR/load.out"
 R=$IT_DIR/load.json
@@ -44,7 +46,7 @@ check "every checked device signature verifies" jqt "$R" '.deviceSignatures.bad 
 check "reads and writes were both served (token 200, create 202)" \
   jqt "$R" '.kinds.token > 0 and .kinds.create > 0 and .kinds.delete > 0 and .httpStatus["202"] > 0'
 check "the service's RSS grew by less than 5 % after the warm-up" jqt "$R" '.server.rssGrowthPercent < 5'
-check "chsmd is still up" kill -0 "$CHSMD_PID"
+check "the chsmd service is still up (the same process)" kill -0 "$SERVICE"
 gmt_request GET /gmt0088/v1/chsm/status
 expect "a signed request after the load" 0 200
 it_end
