@@ -38,6 +38,10 @@ struct api_ctx {
 	char serial_number[64];
 	char domain_fp[CRYPTO_SM3_HEX_LEN + 1];
 	char state_dir[512];
+	/* The default chsm-vsmd and the version it reports (VSM upgrades:
+	 * api_vsm_versions_init). */
+	char vsmd_path[4096];
+	char vsmd_version[32];
 	int max_vsms;
 	int64_t boot_ms;
 	int64_t boot_mono_ms;
@@ -116,6 +120,14 @@ void api_boot_finish(struct api_ctx *ctx);
 
 /* Supervisor callback: a VSM process died without being asked to. */
 void api_vsm_died(void *ctx, const char *vsm_id, const char *reason);
+
+/* At start, before the task engine: records the supervisor's default
+ * chsm-vsmd (vsmd_path) and learns its version by running it with
+ * --version (chsm_version() when it does not answer, logged); then every
+ * VSM whose version has no installed folder (<state>/vsm-versions) runs the
+ * default, so its record takes the default's version (logged). Returns 0,
+ * -ENAMETOOLONG, or a store error. */
+int api_vsm_versions_init(struct api_ctx *ctx, const char *vsmd_path);
 
 /* At start: runs again the VSMs that were running (desired_running), and
  * settles VSMs left in a transitional state. */

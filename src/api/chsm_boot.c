@@ -50,9 +50,7 @@ bool api_boot_operation(const char *op)
 	return strcmp(op, "chsm.upgrade") == 0 || strcmp(op, "chsm.reboot") == 0;
 }
 
-/* The vendor's public key, <state>/vendor-key.pem (chsmd init
- * --vendor-key). */
-static int vendor_key(struct api_ctx *ctx, crypto_sm2_key **ret_key, char *msg, size_t msglen)
+int api_vendor_key(struct api_ctx *ctx, crypto_sm2_key **ret_key, char *msg, size_t msglen)
 {
 	char path[sizeof(ctx->state_dir) + 32];
 	char *pem = NULL;
@@ -81,8 +79,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 	return (flag == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT ? -1 : 0;
 }
 
-/* Removes path and everything under it (links are not followed). */
-static int remove_tree(const char *path)
+int api_remove_tree(const char *path)
 {
 	struct stat st;
 	if (lstat(path, &st) < 0)
@@ -102,7 +99,7 @@ static int install(struct api_ctx *ctx, int fd, const crypto_sm2_key *key, const
 	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, version);
 	snprintf(final, sizeof(final), "%s/%s", dir, version);
 	int r;
-	if ((mkdir(dir, 0755) < 0 && errno != EEXIST) || (r = remove_tree(tmp)) < 0 ||
+	if ((mkdir(dir, 0755) < 0 && errno != EEXIST) || (r = api_remove_tree(tmp)) < 0 ||
 	    mkdir(tmp, 0755) < 0) {
 		snprintf(msg, msglen, "cannot prepare %s: %s", tmp, strerror(errno));
 		return GMT_E_STORAGE;
@@ -113,9 +110,9 @@ static int install(struct api_ctx *ctx, int fd, const crypto_sm2_key *key, const
 		snprintf(msg, msglen, "%s", err[0] ? err : gmt_code_message(code));
 		return code;
 	}
-	if ((r = remove_tree(final)) < 0 || rename(tmp, final) < 0 || chsm_fsync_parent(final) < 0) {
+	if ((r = api_remove_tree(final)) < 0 || rename(tmp, final) < 0 || chsm_fsync_parent(final) < 0) {
 		snprintf(msg, msglen, "cannot install %s: %s", final, strerror(r < 0 ? -r : errno));
-		remove_tree(tmp);
+		api_remove_tree(tmp);
 		return GMT_E_STORAGE;
 	}
 	return GMT_OK;
@@ -192,7 +189,7 @@ static int run_upgrade(struct api_ctx *ctx, const struct store_task *t, char *ms
 		return GMT_E_INTERNAL;
 	}
 	xfer_redact_url(url, redacted, sizeof(redacted));
-	if ((code = vendor_key(ctx, &key, msg, msglen)) != GMT_OK ||
+	if ((code = api_vendor_key(ctx, &key, msg, msglen)) != GMT_OK ||
 	    (code = api_temp_file(ctx, &fd, msg, msglen)) != GMT_OK)
 		goto out;
 	code = xfer_download(url, fd, BOOT_PACKAGE_MAX_BYTES, NULL, &size, got, msg, msglen);

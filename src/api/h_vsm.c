@@ -17,7 +17,6 @@
 #include "api/internal.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "common/version.h"
 
 #define DEFAULT_MAX_KEYS     1024
 #define DEFAULT_MAX_SESSIONS 256
@@ -523,30 +522,6 @@ void h_vsm_delete(struct api_call *c)
 	lifecycle(c, "vsm.delete", &tr);
 }
 
-/* The upgrade interface: full validation and state checks, then 5000
- * until upgrades land. */
-static void not_yet(struct api_call *c, const char *operation, const struct transition *tr)
-{
-	struct transition check = {tr->allowed, NULL, tr->need_no_keys};
-	if (store_begin(c->ctx->store) < 0) {
-		api_fail(c, GMT_E_STORAGE, NULL);
-		return;
-	}
-	int code = prepare_transition(c, &check);
-	if (code == GMT_OK) {
-		char busy[32];
-		if (store_task_active_for_target(c->ctx->store, c->param, busy) == 0)
-			code = GMT_E_BUSY;
-	}
-	store_rollback(c->ctx->store);
-	if (code != GMT_OK) {
-		if (c->code != code)
-			api_fail(c, code, NULL);
-		return;
-	}
-	api_fail(c, GMT_E_INTERNAL, "%s is not implemented in this release", operation);
-}
-
 static bool download_request(struct api_call *c)
 {
 	static const struct api_field fields[] = {
@@ -595,11 +570,25 @@ void h_vsm_image_import(struct api_call *c)
 	json_decref(params);
 }
 
+/* 7.3.11: a stopped or running VSM moves to upgrading until the task ends
+ * (upgrade.c); the task's parameters remember which, in fromState. */
+static int prepare_upgrade(struct api_call *c, void *arg)
+{
+	static const struct transition tr = {from_stopped_running, "upgrading", false};
+	struct store_vsm v;
+	if (store_vsm_get(c->ctx->store, c->param, &v) == 0)
+		json_object_set_new(arg, "fromState", json_string(v.state));
+	return prepare_transition(c, (void *)&tr);
+}
+
 void h_vsm_upgrade(struct api_call *c)
 {
-	static const struct transition tr = {from_stopped_running, NULL, false};
-	if (download_request(c))
-		not_yet(c, "vsm.upgrade", &tr);
+	if (!download_request(c))
+		return;
+	json_t *params = json_pack("{s:O,s:O}", "url", json_object_get(c->body, "url"), "sm3",
+				   json_object_get(c->body, "sm3"));
+	api_submit_task(c, "vsm.upgrade", c->param, params, prepare_upgrade, params);
+	json_decref(params);
 }
 
 /* ---- create ---- */
@@ -710,7 +699,7 @@ void h_vsm_create(struct api_call *c)
 	if (token && !parse_token(c, token, &a.token_id, &a.secret, &a.secret_len))
 		return;
 	snprintf(a.v.state, sizeof(a.v.state), "creating");
-	snprintf(a.v.version, sizeof(a.v.version), "%s", chsm_version());
+	snprintf(a.v.version, sizeof(a.v.version), "%s", api_vsm_default_version(c->ctx));
 	a.v.created_at = a.v.updated_at = chsm_now_ms();
 	a.v.state_version = 1;
 	json_t *params = json_pack("{s:b}", "start", json_is_true(json_object_get(c->body, "start")));

@@ -34,7 +34,6 @@
 #include "api/internal.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "common/version.h"
 #include "image/image.h"
 #include "xfer/xfer.h"
 
@@ -429,6 +428,28 @@ static int run_export(struct api_ctx *ctx, struct export_job *j, char *msg, size
 
 /* ---- fetching and checking an image ---- */
 
+int api_download_checked(struct api_ctx *ctx, const char *url, const char *sm3, uint64_t max_bytes,
+			 int *ret_fd, char *msg, size_t msglen)
+{
+	int fd = -1;
+	uint64_t size = 0;
+	char got[CRYPTO_SM3_HEX_LEN + 1] = "";
+	int code = temp_file(ctx, &fd, msg, msglen);
+	if (code != GMT_OK)
+		return code;
+	code = xfer_download(url, fd, max_bytes, NULL, &size, got, msg, msglen);
+	if (code == GMT_OK && strcasecmp(got, sm3) != 0) {
+		snprintf(msg, msglen, "the downloaded file's SM3 differs from the request's");
+		code = GMT_E_DIGEST;
+	}
+	if (code != GMT_OK) {
+		close(fd);
+		return code;
+	}
+	*ret_fd = fd;
+	return GMT_OK;
+}
+
 /* Downloads url into an unlinked temporary file and checks it in the order
  * of PROFILE.md §10 against sm3 and type; on success *ret_r reads it,
  * unlocked, and *ret_fd is its file (close it after freeing the reader). */
@@ -437,20 +458,10 @@ static int fetch_image(struct api_ctx *ctx, const char *url, const char *sm3, in
 {
 	image_reader *r = NULL;
 	int fd = -1;
-	uint64_t size = 0;
-	char got[CRYPTO_SM3_HEX_LEN + 1] = "";
 	uint8_t dk[IMAGE_DOMAIN_KEY_LEN];
-	int code = temp_file(ctx, &fd, msg, msglen);
+	int code = api_download_checked(ctx, url, sm3, CHSM_IMAGE_MAX_BYTES, &fd, msg, msglen);
 	if (code != GMT_OK)
 		return code;
-	code = xfer_download(url, fd, CHSM_IMAGE_MAX_BYTES, NULL, &size, got, msg, msglen);
-	if (code != GMT_OK)
-		goto fail;
-	if (strcasecmp(got, sm3) != 0) {
-		snprintf(msg, msglen, "the downloaded file's SM3 differs from the request's");
-		code = GMT_E_DIGEST;
-		goto fail;
-	}
 	code = image_reader_open(fd, &r);
 	if (code == GMT_OK && image_reader_type(r) != type) {
 		snprintf(msg, msglen, "the file is a %s, not a %s",
@@ -838,7 +849,7 @@ static int begin_vsm(struct api_ctx *ctx, struct chsm_apply *c, struct vsm_apply
 	 * should it restart before the restore has started it. */
 	bool desired = a->v.desired_running;
 	a->v.desired_running = c->restore && desired;
-	snprintf(a->v.version, sizeof(a->v.version), "%s", chsm_version());
+	snprintf(a->v.version, sizeof(a->v.version), "%s", api_vsm_default_version(ctx));
 	if (store_vsm_insert(ctx->store, &a->v) < 0)
 		return GMT_E_STORAGE;
 	json_array_append_new(c->vsm_ids, json_string(a->v.id));

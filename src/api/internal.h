@@ -127,6 +127,13 @@ int api_vsm_stats_path(const struct api_ctx *ctx, const char *id, char *out, siz
 int api_vsm_set_state(struct api_ctx *ctx, const char *id, const char *state, const char *error,
 		      int desired_running, bool started);
 int api_vsm_do_start(struct api_ctx *ctx, const char *id, char *msg, size_t msglen);
+/* Starts v's process on binary (NULL: the program of v's version,
+ * api_vsm_binary) in network namespace netns (NULL: none; from
+ * api_vsm_net_prepare), leaving its state and network to the caller.
+ * Returns 0 (also when it runs already) or the -errno of
+ * vsm_supervisor_start, with a reason in err. */
+int api_vsm_spawn(struct api_ctx *ctx, const struct store_vsm *v, const char *binary,
+		  const char *netns, char *err, size_t errlen);
 /* set_state for a task's last word on a VSM: while the store fails with a
  * full disk or an I/O error it tries again (logging "store.retry" once) for
  * up to two minutes, after which the next start settles the VSM. */
@@ -176,7 +183,30 @@ int api_temp_file(struct api_ctx *ctx, int *ret_fd, char *msg, size_t msglen);
  * running one: an error code, or TASK_DEFERRED once chsmd was asked to
  * stop (api.h). */
 bool api_boot_operation(const char *op);
+/* The vendor's public key, <state>/vendor-key.pem (chsmd init
+ * --vendor-key), into *ret_key: GMT_OK, 4001 when none is configured (no
+ * package can be verified), 5001 when it cannot be read (chsm_boot.c). */
+int api_vendor_key(struct api_ctx *ctx, crypto_sm2_key **ret_key, char *msg, size_t msglen);
+/* Removes path and everything under it, links not followed: 0 or -errno
+ * (chsm_boot.c). */
+int api_remove_tree(const char *path);
 int api_run_boot_task(struct api_ctx *ctx, const struct store_task *t, char *msg, size_t msglen);
+/* Downloads url (at most max_bytes) into an unlinked temporary file under
+ * <state_dir>/tmp and checks its SM3 against sm3 (4008); on success
+ * *ret_fd is the file (close it). 4005 download, 5001 local file
+ * (images.c). */
+int api_download_checked(struct api_ctx *ctx, const char *url, const char *sm3, uint64_t max_bytes,
+			 int *ret_fd, char *msg, size_t msglen);
+
+/* VSM upgrades (upgrade.c): the program a VSM of version runs, into buf
+ * (cap bytes): the installed <state>/vsm-versions/<version>/chsm-vsmd, or
+ * NULL when it is not installed (the supervisor's default). */
+const char *api_vsm_binary(struct api_ctx *ctx, const char *version, char *buf, size_t cap);
+/* The version of the default chsm-vsmd (new VSMs are on it). */
+const char *api_vsm_default_version(const struct api_ctx *ctx);
+/* The vsm.upgrade task (7.3.11). */
+int api_run_vsm_upgrade(struct api_ctx *ctx, const struct store_task *t, json_t **ret_result,
+			char *msg, size_t msglen);
 
 /* Metrics (metrics.c). */
 int api_metrics_new(struct api_metrics **ret);

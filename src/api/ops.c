@@ -93,6 +93,34 @@ int api_vsm_stats_path(const struct api_ctx *ctx, const char *id, char *out, siz
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
+int api_vsm_spawn(struct api_ctx *ctx, const struct store_vsm *v, const char *binary,
+		  const char *netns, char *err, size_t errlen)
+{
+	char db[sizeof(ctx->state_dir) + 16], stats[sizeof(ctx->state_dir) + 96];
+	char bin[sizeof(ctx->state_dir) + 128];
+	uint8_t key[STORE_VSM_KEY_LEN];
+	if (!binary)
+		binary = api_vsm_binary(ctx, v->version, bin, sizeof(bin));
+	int r = api_vsm_stats_path(ctx, v->id, stats, sizeof(stats));
+	if (r >= 0 && (size_t)snprintf(db, sizeof(db), "%s/chsm.db", ctx->state_dir) >= sizeof(db))
+		r = -ENAMETOOLONG;
+	if (r >= 0)
+		r = store_vsm_subkey(ctx->store, v->id, key);
+	if (r >= 0) {
+		/* The VSM's process gets its own subkey, never the master key. */
+		struct vsm_start_options o = {
+			.vsm_id = v->id, .ip = v->network.ip_address, .port = v->network.port,
+			.db_path = db, .key = key, .key_len = sizeof(key),
+			.max_sessions = v->max_sessions, .max_keys = v->max_keys,
+			.stats_path = stats, .netns_path = netns, .vsmd_path = binary,
+			.err = err, .errlen = errlen,
+		};
+		r = vsm_supervisor_start(ctx->supervisor, &o);
+		crypto_wipe(key, sizeof(key));
+	}
+	return r == -EALREADY ? 0 : r;
+}
+
 /* Starts the VSM process; ends running, or fault with the reason. */
 static int do_start(struct api_ctx *ctx, const char *id, char *msg, size_t msglen)
 {
@@ -104,34 +132,14 @@ static int do_start(struct api_ctx *ctx, const char *id, char *msg, size_t msgle
 		set_state(ctx, id, "stopped", msg, 0, false);
 		return GMT_E_STATE;
 	}
-	char err[160] = "", db[sizeof(ctx->state_dir) + 16], stats[sizeof(ctx->state_dir) + 96];
-	char netns[256];
-	uint8_t key[STORE_VSM_KEY_LEN];
+	char err[160] = "", netns[256];
 	int r = api_vsm_net_prepare(ctx, id, &v.network, netns, sizeof(netns), err, sizeof(err));
 	if (r < 0) {
 		snprintf(msg, msglen, "VSM network could not be prepared: %s", err);
 		set_state(ctx, id, "fault", msg, 0, false);
 		return GMT_E_INTERNAL;
 	}
-	r = api_vsm_stats_path(ctx, id, stats, sizeof(stats));
-	if (r >= 0 && (size_t)snprintf(db, sizeof(db), "%s/chsm.db", ctx->state_dir) >= sizeof(db))
-		r = -ENAMETOOLONG;
-	if (r >= 0)
-		r = store_vsm_subkey(ctx->store, id, key);
-	if (r >= 0) {
-		/* The VSM's process gets its own subkey, never the master key. */
-		struct vsm_start_options o = {
-			.vsm_id = id, .ip = v.network.ip_address, .port = v.network.port,
-			.db_path = db, .key = key, .key_len = sizeof(key),
-			.max_sessions = v.max_sessions, .max_keys = v.max_keys,
-			.stats_path = stats, .netns_path = netns[0] ? netns : NULL,
-			.err = err, .errlen = sizeof(err),
-		};
-		r = vsm_supervisor_start(ctx->supervisor, &o);
-		crypto_wipe(key, sizeof(key));
-	}
-	if (r == -EALREADY)
-		r = 0;
+	r = api_vsm_spawn(ctx, &v, NULL, netns[0] ? netns : NULL, err, sizeof(err));
 	if (r < 0) {
 		api_vsm_net_release(ctx, id);
 		snprintf(msg, msglen, "VSM service failed to start: %s", err[0] ? err : strerror(-r));
@@ -286,6 +294,8 @@ static int run_operation(struct api_ctx *ctx, const struct store_task *t, json_t
 		return api_run_image_task(ctx, t, ret_result, msg, msglen);
 	} else if (api_boot_operation(op)) {
 		return api_run_boot_task(ctx, t, msg, msglen);
+	} else if (strcmp(op, "vsm.upgrade") == 0) {
+		return api_run_vsm_upgrade(ctx, t, ret_result, msg, msglen);
 	} else {
 		snprintf(msg, msglen, "%s is not implemented in this release", op);
 		return GMT_E_INTERNAL;
@@ -308,6 +318,15 @@ void api_task_interrupted(void *vctx, const struct store_task *t)
 		return;
 	if (strcmp(t->operation, "vsm.image.export") == 0)
 		return; /* an export changes nothing: the VSM resumes as it was */
+	if (strcmp(t->operation, "vsm.upgrade") == 0) {
+		/* The new version is recorded in the same transaction that ends
+		 * the upgrade: a VSM still upgrading is on its old version.
+		 * It stops here; api_resume_vsms runs it again (on the version
+		 * its record names) when it was running. */
+		if (strcmp(v.state, "upgrading") == 0)
+			set_state(ctx, t->target, "stopped", NULL, -1, false);
+		return;
+	}
 	if (strcmp(t->operation, "vsm.stop") == 0 || strcmp(t->operation, "vsm.image.import") == 0)
 		/* An import was applied in one transaction or not at all; the
 		 * VSM was stopped before it, and is again. */

@@ -404,6 +404,10 @@ static int serve(const struct run_options *o)
 		rc = fail("vsm supervisor", r);
 		goto out;
 	}
+	if ((r = api_vsm_versions_init(&ctx, vsmd)) < 0) {
+		rc = fail("vsm versions", r);
+		goto out;
+	}
 	if ((r = ntp_monitor_start(o->ntp_interval_ms, api_ntp_result, &ctx, &ctx.ntp)) < 0 ||
 	    (r = ntp_monitor_set_port(ctx.ntp, o->ntp_port)) < 0) {
 		rc = fail("ntp monitor", r);

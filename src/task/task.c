@@ -206,7 +206,7 @@ static void run_one(task_engine *te, const char *id)
 	char msg[256] = "";
 	int code = te->cfg.run(te->cfg.ctx, &t, &result, msg, sizeof(msg));
 	if (code != TASK_DEFERRED)
-		finish_task(te, &t, code, msg, code == GMT_OK ? result : NULL, true);
+		finish_task(te, &t, code, msg, result, true);
 	json_decref(result);
 	atomic_fetch_sub(&te->running, 1);
 	store_task_clear(&t);

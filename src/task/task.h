@@ -40,7 +40,8 @@ typedef struct task_engine task_engine;
 
 /* Runs task t on a worker thread. Returns a gmt_code: GMT_OK with
  * *ret_result set (a new JSON object reference, or NULL for none), or an
- * error code with msg filled (a fixed text, never a secret); or
+ * error code with msg filled (a fixed text, never a secret) and, when the
+ * failure has one (a VSM upgrade rolled back), a result too; or
  * TASK_DEFERRED (nothing recorded; *ret_result is ignored). */
 typedef int (*task_run_fn)(void *ctx, const struct store_task *t, json_t **ret_result, char *msg,
 			   size_t msglen);

@@ -81,6 +81,7 @@ struct vsm_proc {
 	char *db_path;
 	char *stats_path;
 	char *netns_path;
+	char *vsmd_path;           /* NULL: the supervisor's */
 	char max_sessions[16];     /* "" when not passed */
 	char max_keys[16];
 	bool has_key;
@@ -195,6 +196,7 @@ static void free_proc(struct vsm_proc *p)
 	free(p->db_path);
 	free(p->stats_path);
 	free(p->netns_path);
+	free(p->vsmd_path);
 	free(p);
 }
 
@@ -322,7 +324,7 @@ static int key_pipe(struct vsm_proc *p)
 static void build_argv(vsm_supervisor *s, struct vsm_proc *p, char *argv[ARGV_MAX])
 {
 	size_t n = 0;
-	argv[n++] = s->vsmd_path;
+	argv[n++] = p->vsmd_path ? p->vsmd_path : s->vsmd_path;
 	argv[n++] = "--vsm-id";
 	argv[n++] = p->id;
 	argv[n++] = "--listen";
@@ -369,7 +371,7 @@ static int spawn(vsm_supervisor *s, struct vsm_proc *p)
 		r = -errno;
 		goto fail;
 	}
-	snprintf(exec_text, sizeof(exec_text), "cannot execute %s", s->vsmd_path);
+	snprintf(exec_text, sizeof(exec_text), "cannot execute %s", argv[0]);
 	if (p->has_key) {
 		key_fd = key_pipe(p);
 		if (key_fd < 0) {
@@ -385,7 +387,7 @@ static int spawn(vsm_supervisor *s, struct vsm_proc *p)
 	p->prev_mono_ms = chsm_monotonic_ms();
 	pid_t pid = fork();
 	if (pid == 0)
-		child_exec(s->vsmd_path, argv, pipefd[1], key_fd, ctl[1], netns_fd, parent, s->max_fd,
+		child_exec(argv[0], argv, pipefd[1], key_fd, ctl[1], netns_fd, parent, s->max_fd,
 			   exec_text);
 	if (pid < 0) {
 		r = -errno;
@@ -638,7 +640,8 @@ static int check_options(const struct vsm_start_options *o, char *err, size_t er
 	}
 	if ((o->db_path && (!*o->db_path || strlen(o->db_path) >= PATH_MAX)) ||
 	    (o->stats_path && (!*o->stats_path || strlen(o->stats_path) >= PATH_MAX)) ||
-	    (o->netns_path && (!*o->netns_path || strlen(o->netns_path) >= PATH_MAX))) {
+	    (o->netns_path && (!*o->netns_path || strlen(o->netns_path) >= PATH_MAX)) ||
+	    (o->vsmd_path && (!*o->vsmd_path || strlen(o->vsmd_path) >= PATH_MAX))) {
 		set_err(err, errlen, "invalid path");
 		return -EINVAL;
 	}
@@ -653,6 +656,8 @@ static int fill_proc(struct vsm_proc *p, const struct vsm_start_options *o)
 	if (o->stats_path && !(p->stats_path = strdup(o->stats_path)))
 		return -ENOMEM;
 	if (o->netns_path && !(p->netns_path = strdup(o->netns_path)))
+		return -ENOMEM;
+	if (o->vsmd_path && !(p->vsmd_path = strdup(o->vsmd_path)))
 		return -ENOMEM;
 	if (o->max_sessions > 0)
 		snprintf(p->max_sessions, sizeof(p->max_sessions), "%d", o->max_sessions);

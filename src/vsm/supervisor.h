@@ -2,7 +2,8 @@
  * supervisor.h: runs one chsm-vsmd process per running VSM and watches them.
  *
  * Guarantees:
- *  - A VSM process starts by fork+exec of vsmd_path with only stdin, stdout,
+ *  - A VSM process starts by fork+exec of vsmd_path (or the start's own
+ *    vsmd_path) with only stdin, stdout,
  *    stderr, its readiness pipe (as fd 3) and, when given a key, the pipe
  *    holding that key (as fd 4); every other descriptor is closed before
  *    exec. The key travels only through that pipe, never in argv or the
@@ -70,6 +71,8 @@ struct vsm_start_options {
 	const char *netns_path;   /* a network namespace file (e.g. /run/netns/X)
 	                           * the process runs in: the child joins it with
 	                           * setns before exec; NULL: the daemon's own */
+	const char *vsmd_path;    /* the program to run; NULL: the supervisor's
+	                           * vsmd_path (VSM upgrades, docs/vsm.md) */
 	char *err;                /* may be NULL */
 	size_t errlen;
 };

@@ -4,6 +4,7 @@
  *     chsm-vsmd --vsm-id ID --listen IP:PORT [--ready-fd N] [--db PATH]
  *               [--key-fd N] [--max-sessions N] [--max-keys N]
  *               [--stats-file PATH] [--control-fd N]
+ *     chsm-vsmd --version
  *
  * It listens on the VSM's service endpoint and serves it until SIGTERM or
  * SIGINT, with its keys in the database at --db, reached with the subkey
@@ -41,6 +42,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "common/version.h"
 #include "vsm/endpoint.h"
 #include "vsm/ready.h"
 #include "vsm/service.h"
@@ -78,6 +80,7 @@ static void usage(FILE *f)
 	fputs("usage: chsm-vsmd --vsm-id ID --listen IP:PORT [--ready-fd N] [--db PATH]\n"
 	      "                 [--key-fd N] [--max-sessions N] [--max-keys N]\n"
 	      "                 [--stats-file PATH] [--control-fd N]\n"
+	      "       chsm-vsmd --version   (prints the version, MAJOR.MINOR.PATCH)\n"
 	      "  ID       [A-Za-z0-9][A-Za-z0-9_.-]{0,63}\n"
 	      "  IP:PORT  an IPv4 literal and port, or [IPv6]:PORT; port 1-65535\n"
 	      "  --ready-fd    a descriptor (>= 3) that receives READY or ERROR, then is closed\n"
@@ -145,6 +148,7 @@ static int parse_options(int argc, char **argv, struct options *ret_opts)
 		{ "stats-file", required_argument, NULL, 'f' },
 		{ "control-fd", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct options o = { .ready_fd = -1, .key_fd = -1, .control_fd = -1 };
@@ -160,6 +164,12 @@ static int parse_options(int argc, char **argv, struct options *ret_opts)
 				    c == 'c' ? &control_text : NULL;
 		if (c == 'h') {
 			usage(stdout);
+			return 1;
+		}
+		if (c == 'V' && argc == 2) {
+			/* The supervisor learns a binary's version this way
+			 * (docs/vsm.md, VSM upgrades). */
+			printf("%s\n", chsm_version());
 			return 1;
 		}
 		if (!slot || *slot) {

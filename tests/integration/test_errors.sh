@@ -308,7 +308,8 @@ check "7.2.10: ... saying so" jqt "$RESP_BODY" '.data.message | test("no vendor 
 task_fails "7.3.5 export VSM image" 4004 POST $F/vsms/v2/image/export '{}'
 task_fails "7.3.6 import VSM image" 4005 POST $F/vsms/v2/image/import "$DL"
 check "v2 is stopped again after the failed import" vsm_state_is v2 stopped
-not_implemented_yet "7.3.11 upgrade VSM" POST $F/vsms/v2/upgrade "$DL"
+task_fails "7.3.11 upgrade VSM" 4005 POST $F/vsms/v2/upgrade "$DL"
+check "v2 is stopped again after the failed upgrade" vsm_state_is v2 stopped
 
 # ---- 3003: the state table of §8 (v1 running, v2 stopped) ----
 err "start a running VSM" 3003 409 POST $F/vsms/v1/start

@@ -100,6 +100,7 @@ static void test_vsm_rows(void **state)
 	snprintf(a.name, sizeof(a.name), "renamed");
 	a.network.configured = false;
 	a.desired_running = false;
+	snprintf(a.version, sizeof(a.version), "10.20.30");   /* a VSM upgrade */
 	assert_int_equal(store_vsm_update(t->s, &a), 0);
 	assert_int_equal(store_vsm_get(t->s, "vsm-b", &got), 0);
 	assert_vsm_equal(&got, &a);
