@@ -19,6 +19,7 @@
 
 #include "common/limits.h"
 #include "common/util.h"
+#include "common/version.h"
 #include "crypto/crypto.h"
 #include "vsm/keystore.h"
 #include "vsmp/vsmp.h"
@@ -51,7 +52,6 @@
 #define DEVICE_ISSUER        "OpenCHSM"
 #define DEVICE_NAME          "OpenCHSM VSM"
 #define DEVICE_SERIAL_MAX    16
-#define DEVICE_VERSION       0x00010000u
 #define DEVICE_STD_VERSION   0x00000001u
 
 struct limit_entry {
@@ -410,6 +410,22 @@ typedef uint32_t handler_fn(struct session *s, struct vsmp_reader *rd, struct vs
 			return PROTOCOL_ERROR;          \
 	} while (0)
 
+/* DEVICE_INFO's device version: this program's chsm_version()
+ * MAJOR.MINOR.PATCH as 0x00MMmmpp, each part capped at 255, so that a
+ * tenant sees a VSM upgrade. */
+static uint32_t device_version(void)
+{
+	const char *p = chsm_version();
+	uint32_t v = 0;
+	for (int i = 0; i < 3; i++) {
+		char *end = (char *)p;
+		unsigned long part = *p >= '0' && *p <= '9' ? strtoul(p, &end, 10) : 0;
+		v = v << 8 | (uint32_t)(part > 255 ? 255 : part);
+		p = *end == '.' ? end + 1 : end;
+	}
+	return v;
+}
+
 static uint32_t h_device_info(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
 {
 	FINISH(rd);
@@ -417,7 +433,7 @@ static uint32_t h_device_info(struct session *s, struct vsmp_reader *rd, struct 
 	vsmp_put_bytes(w, DEVICE_ISSUER, strlen(DEVICE_ISSUER));
 	vsmp_put_bytes(w, DEVICE_NAME, strlen(DEVICE_NAME));
 	vsmp_put_bytes(w, s->e->id, idlen > DEVICE_SERIAL_MAX ? DEVICE_SERIAL_MAX : idlen);
-	vsmp_put_u32(w, DEVICE_VERSION);
+	vsmp_put_u32(w, device_version());
 	vsmp_put_u32(w, DEVICE_STD_VERSION);
 	vsmp_put_u32(w, VSMP_SGD_SM2_1 | VSMP_SGD_SM2_3);
 	vsmp_put_u32(w, 256);

@@ -8,7 +8,8 @@
 # before), stateDigest and stateVersion are unchanged. A stopped VSM stays
 # stopped and starts later on the new version. Every refusal leaves the VSM
 # exactly as it was; a new program that does not start rolls back to the
-# old one; a chsmd killed during an upgrade leaves the old version; after a
+# old one; an image of the upgraded VSM imports into a VSM of the old
+# version; a chsmd killed during an upgrade leaves the old version; after a
 # restart each VSM runs its recorded version.
 #
 # Environment (CTest): CHSM_BIN, CHSM_BIN_NEXT (bin-next folder).
@@ -97,6 +98,9 @@ check "keygen sign key 1" T keygen --index 1
 check "kek-gen 2" T kek-gen --index 2
 T pubkey --index 1 > "$IT_DIR/pub1.pem" || fail_now "pubkey"
 head -c 5000 /dev/urandom > "$IT_DIR/doc"
+# devver MAJOR.MINOR.PATCH: DEVICE_INFO's device_version as vsmtool prints it.
+devver() { local a b c; IFS=. read -r a b c <<<"$1"; printf 'device_version: 0x%08X' $((a << 16 | b << 8 | c)); }
+check "the tenant sees version $CUR (DEVICE_INFO)" eval 'T info | grep -qx "$(devver "$CUR")"'
 check "up1 runs the default chsm-vsmd" [ "$(exe_of up1)" = "$(readlink -f "$CHSM_BIN/chsm-vsmd")" ]
 gmt_request GET "$API/vsms/up1"
 check "up1's version is chsm-vsmd's ($CUR)" [ "$(resp_data .version)" = "$CUR" ]
@@ -177,6 +181,7 @@ check "stateDigest unchanged" [ "$(resp_data .stateDigest)" = "$DIGEST1" ]
 check "a new process" eval '[ -n "$(vsm_pid up1)" ] && [ "$(vsm_pid up1)" != "$OLD_PID" ]'
 check "it runs $STATE/vsm-versions/$NEXT/chsm-vsmd" [ "$(exe_of up1)" = "$STATE/vsm-versions/$NEXT/chsm-vsmd" ]
 check "the installed program is the packaged one" cmp -s "$STATE/vsm-versions/$NEXT/chsm-vsmd" "$W/next/chsm-vsmd"
+check "the tenant sees version $NEXT (DEVICE_INFO)" eval 'T info | grep -qx "$(devver "$NEXT")"'
 check "sign with key 1 on the new version" T sign --index 1 --in "$IT_DIR/doc"
 base64 -d < <(T sign --index 1 --in "$IT_DIR/doc") > "$IT_DIR/sig.der"
 check "openssl verifies it with the public key exported before" \
@@ -193,6 +198,25 @@ check "up2: stopped on $NEXT" [ "$(resp_data .state) $(resp_data .version)" = "s
 check "up2: no process" [ -z "$(vsm_pid up2)" ]
 task_ok "start up2" POST "$API/vsms/up2/start" '{}'
 check "up2 runs the shared $NEXT program" [ "$(exe_of up2)" = "$STATE/vsm-versions/$NEXT/chsm-vsmd" ]
+
+# ---- drift between versions: up1's image (on $NEXT) into a VSM on $CUR ----
+mkdir -p "$IT_DIR/images"
+gmt_request PUT $API/chsm/image-upload-address "{\"url\":\"file://$IT_DIR/images/\"}"
+expect "image upload address" 0 200
+task_ok "export up1's image" POST "$API/vsms/up1/image/export" '{}'
+IMG_URL=$(resp_data .result.url) IMG_SM3=$(resp_data .result.sm3)
+P4=$(free_port)
+task_ok "create up4 (stopped, on $CUR)" POST $API/vsms "{\"vsmId\":\"up4\",\"name\":\"u4\",\"network\":$(vsm_net 127.0.0.1 "$P4")}"
+task_ok "import up1's image into up4" POST "$API/vsms/up4/image/import" "{\"url\":\"$IMG_URL\",\"sm3\":\"$IMG_SM3\"}"
+task_ok "start up4" POST "$API/vsms/up4/start" '{}'
+gmt_request GET "$API/vsms/up4"
+check "up4 keeps its version $CUR" [ "$(resp_data .version)" = "$CUR" ]
+gmt_request GET "$API/vsms/up4/status"
+check "up4 holds up1's keys and token (same stateDigest)" [ "$(resp_data .stateDigest)" = "$DIGEST1" ]
+base64 -d < <(vsm_tool "$P4" app "$IT_DIR/token.b64" sign --index 1 --in "$IT_DIR/doc") > "$IT_DIR/sig4.der"
+check "up4 (on $CUR) signs with up1's key" \
+  openssl dgst -sm3 -verify "$IT_DIR/pub1.pem" -sigopt distid:$DISTID -signature "$IT_DIR/sig4.der" "$IT_DIR/doc"
+task_ok "delete up4" DELETE "$API/vsms/up4"
 
 # ---- a state that does not allow it ----
 P3=$(free_port)
