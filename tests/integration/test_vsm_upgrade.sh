@@ -85,6 +85,13 @@ refused() {
   check "$1: VSM unchanged ($after)" [ "$before" = "$after" ]
 }
 exe_of() { readlink "/proc/$(vsm_pid "$1")/exe"; }
+# signs_as_up1 PORT: the VSM there signs $IT_DIR/doc with key 1 (token
+# "app") and openssl verifies it against up1's public key read at the start.
+signs_as_up1() {
+  vsm_tool "$1" app "$IT_DIR/token.b64" sign --index 1 --in "$IT_DIR/doc" | base64 -d > "$IT_DIR/sig.der" &&
+    openssl dgst -sm3 -verify "$IT_DIR/pub1.pem" -sigopt distid:$DISTID -signature "$IT_DIR/sig.der" \
+      "$IT_DIR/doc" >/dev/null
+}
 
 # ---- a running VSM with keys ----
 P1=$(free_port)
@@ -124,7 +131,7 @@ check "a bad url: task failed with 4005 (got ${TASK_CODE:-?})" [ "${TASK_CODE:-}
 check "a bad url: VSM unchanged" [ "$(snapshot up1)" = "$before" ]
 check "the refused versions were not installed" \
   eval '[ ! -e "$STATE/vsm-versions/$V_LIAR" ] && [ ! -e "$STATE/vsm-versions/$CUR" ]'
-check "up1 still signs" T sign --index 1 --in "$IT_DIR/doc"
+check "up1 still signs, verifiably" signs_as_up1 "$P1"
 gmt_request POST "$API/vsms/nope/upgrade" "$(upgrade_body good)"
 expect "unknown VSM" 3001 404
 
@@ -140,7 +147,7 @@ after=$(snapshot up1)
 check "exits at start: up1 runs its old version, keys intact" \
   eval '[ "${after% pid=*}" = "${before% pid=*}" ] && [ -n "$(vsm_pid up1)" ]'
 check "exits at start: up1 runs the default program" [ "$(exe_of up1)" = "$(readlink -f "$CHSM_BIN/chsm-vsmd")" ]
-check "exits at start: up1 signs" T sign --index 1 --in "$IT_DIR/doc"
+check "exits at start: up1 signs, verifiably" signs_as_up1 "$P1"
 
 gmt_request POST "$API/vsms/up1/upgrade" "$(upgrade_body slow)"
 expect "never ready: accepted" 0 202
@@ -152,13 +159,13 @@ wait_task "$SLOW_TASK"
 check "never ready: task failed 5000 (got ${TASK_STATE:-?} ${TASK_CODE:-?})" \
   [ "${TASK_STATE:-} ${TASK_CODE:-}" = "failed 5000" ]
 check "never ready: up1 running on $CUR" [ "$(snapshot up1 | cut -d' ' -f1,2)" = "running $CUR" ]
-check "never ready: up1 signs" T sign --index 1 --in "$IT_DIR/doc"
+check "never ready: up1 signs, verifiably" signs_as_up1 "$P1"
 
 # ---- the upgrade, with a callback ----
 mkdir -p "$IT_DIR/cb"
-python3 "$(dirname "$0")/callback_receiver.py" --dir "$IT_DIR/cb" > "$IT_DIR/cb.port" 2>/dev/null &
+python3 "$(dirname "$0")/callback_receiver.py" --dir "$IT_DIR/cb" > "$IT_DIR/cb.port" 2>"$IT_DIR/cb.err" &
 IT_BG_PIDS="${IT_BG_PIDS:-} $!"
-eventually 5 test -s "$IT_DIR/cb.port" || fail_now "callback receiver did not start"
+eventually 30 test -s "$IT_DIR/cb.port" || fail_now "callback receiver did not start: $(head -c 300 "$IT_DIR/cb.err")"
 CB="http://127.0.0.1:$(head -n 1 "$IT_DIR/cb.port")/cb"
 OLD_PID=$(vsm_pid up1)
 gmt_request POST "$API/vsms/up1/upgrade" "{\"url\":\"file://$W/good.pkg\",\"sm3\":\"$(sm3_hex "$W/good.pkg")\",\"callbackUrl\":\"$CB\"}"
@@ -182,10 +189,8 @@ check "a new process" eval '[ -n "$(vsm_pid up1)" ] && [ "$(vsm_pid up1)" != "$O
 check "it runs $STATE/vsm-versions/$NEXT/chsm-vsmd" [ "$(exe_of up1)" = "$STATE/vsm-versions/$NEXT/chsm-vsmd" ]
 check "the installed program is the packaged one" cmp -s "$STATE/vsm-versions/$NEXT/chsm-vsmd" "$W/next/chsm-vsmd"
 check "the tenant sees version $NEXT (DEVICE_INFO)" eval 'T info | grep -qx "$(devver "$NEXT")"'
-check "sign with key 1 on the new version" T sign --index 1 --in "$IT_DIR/doc"
-base64 -d < <(T sign --index 1 --in "$IT_DIR/doc") > "$IT_DIR/sig.der"
-check "openssl verifies it with the public key exported before" \
-  openssl dgst -sm3 -verify "$IT_DIR/pub1.pem" -sigopt distid:$DISTID -signature "$IT_DIR/sig.der" "$IT_DIR/doc"
+check "on the new version key 1 signs; openssl verifies with the public key exported before" \
+  signs_as_up1 "$P1"
 refused "the same version again" up1 good 4006
 
 # ---- a stopped VSM: upgraded, stays stopped, starts on the new version ----
@@ -213,9 +218,7 @@ gmt_request GET "$API/vsms/up4"
 check "up4 keeps its version $CUR" [ "$(resp_data .version)" = "$CUR" ]
 gmt_request GET "$API/vsms/up4/status"
 check "up4 holds up1's keys and token (same stateDigest)" [ "$(resp_data .stateDigest)" = "$DIGEST1" ]
-base64 -d < <(vsm_tool "$P4" app "$IT_DIR/token.b64" sign --index 1 --in "$IT_DIR/doc") > "$IT_DIR/sig4.der"
-check "up4 (on $CUR) signs with up1's key" \
-  openssl dgst -sm3 -verify "$IT_DIR/pub1.pem" -sigopt distid:$DISTID -signature "$IT_DIR/sig4.der" "$IT_DIR/doc"
+check "up4 (on $CUR) signs with up1's key" signs_as_up1 "$P4"
 task_ok "delete up4" DELETE "$API/vsms/up4"
 
 # ---- a state that does not allow it ----
@@ -248,7 +251,7 @@ check "after a restart: up1 running" eventually 10 vsm_state_is up1 running
 check "after a restart: up1 on $NEXT's program" [ "$(exe_of up1)" = "$STATE/vsm-versions/$NEXT/chsm-vsmd" ]
 check "after a restart: up2 on $NEXT's program" eventually 10 eval '[ "$(exe_of up2)" = "$STATE/vsm-versions/$NEXT/chsm-vsmd" ]'
 check "after a restart: up3 on the default program" [ "$(exe_of up3)" = "$(readlink -f "$CHSM_BIN/chsm-vsmd")" ]
-check "after a restart: up1 signs" T sign --index 1 --in "$IT_DIR/doc"
+check "after a restart: up1 signs, verifiably" signs_as_up1 "$P1"
 gmt_request GET "$API/vsms/up1/status"
 check "after a restart: up1's stateDigest unchanged" [ "$(resp_data .stateDigest)" = "$DIGEST1" ]
 
@@ -260,5 +263,5 @@ gmt_request GET "$API/vsms/up2"
 check "without its version's folder up2 is recorded on $CUR" [ "$(resp_data .version)" = "$CUR" ]
 check "the change is logged" grep -q "event=vsm.version .*vsm=up2" "$CHSMD_LOG"
 check "up1 runs the default program" eventually 10 eval '[ "$(exe_of up1)" = "$(readlink -f "$CHSM_BIN/chsm-vsmd")" ]'
-check "up1 still signs" T sign --index 1 --in "$IT_DIR/doc"
+check "up1 still signs, verifiably" signs_as_up1 "$P1"
 it_end
