@@ -20,6 +20,8 @@
 
 #include "common/util.h"
 
+extern char **environ;
+
 int vsm_version_name_check(const char *version)
 {
 	size_t len = version ? strlen(version) : 0;
@@ -89,7 +91,6 @@ static int spawn_probe(const char *path, int out_fd, pid_t *ret_pid)
 	posix_spawnattr_t at;
 	sigset_t none, all;
 	char *argv[] = {(char *)path, "--version", NULL};
-	char *envp[] = {NULL};
 	int r = posix_spawn_file_actions_init(&fa);
 	if (r != 0)
 		return -r;
@@ -106,7 +107,7 @@ static int spawn_probe(const char *path, int out_fd, pid_t *ret_pid)
 	    (r = posix_spawnattr_setsigmask(&at, &none)) == 0 &&
 	    (r = posix_spawnattr_setsigdefault(&at, &all)) == 0 &&
 	    (r = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) == 0)
-		r = posix_spawn(ret_pid, path, &fa, &at, argv, envp);
+		r = posix_spawn(ret_pid, path, &fa, &at, argv, environ);
 	posix_spawnattr_destroy(&at);
 	posix_spawn_file_actions_destroy(&fa);
 	return -r;

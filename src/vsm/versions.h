@@ -11,8 +11,9 @@
  * Guarantees: paths are built only from versions that pass
  * vsm_version_name_check (digits and dots), so a version read from the
  * database or a package never names anything outside vsm-versions/.
- * vsm_binary_version runs the program with an empty environment, stdin
- * and stderr on /dev/null and default signal handling, and never leaves a
+ * vsm_binary_version runs the program with the daemon's environment (as
+ * the supervisor does), stdin and stderr on /dev/null and default signal
+ * handling, and never leaves a
  * process behind: one that does not answer within
  * VSM_VERSION_PROBE_TIMEOUT_MS is killed and reaped. Never logs.
  */
