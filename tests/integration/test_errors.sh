@@ -281,12 +281,6 @@ check "7.2.6 answers the header names" jqt "$RESP_BODY" '.data.headerNames == ["
 gmt_request GET $F/chsm/status/all
 check "7.2.3 shows the upload address without credentials" no_secret_in "$RESP_BODY"
 
-# ---- 5000: interfaces not implemented yet. When one lands, move its line
-# to a test of what it does; the validation cases above stay. ----
-not_implemented_yet() {
-  err "$1 (not implemented yet)" 5000 500 "${@:2}"
-  check "$1: the message says it is not implemented" jqt "$RESP_BODY" '.message | test("not implemented")'
-}
 # The image interfaces run: their tasks fail here, where nothing answers
 # (upload.example, images.example), with 4004/4005, and no credential of
 # the upload address shows in the task.
