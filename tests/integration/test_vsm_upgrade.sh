@@ -236,7 +236,7 @@ gmt_request POST "$API/vsms/up3/upgrade" "$(upgrade_body slow)"
 expect "up3: upgrade accepted" 0 202
 CRASH_TASK=$(resp_data .taskId)
 check "up3 is upgrading, its new program starting" \
-  eventually 5 eval 'vsm_state_is up3 upgrading && pgrep -P "$CHSMD_PID" -x sleep >/dev/null'
+  eventually 5 eval 'vsm_state_is up3 upgrading && pgrep -P "$(service_pid)" -x sleep >/dev/null'
 chsm_kill
 chsm_start
 gmt_request GET "$API/tasks/$CRASH_TASK"
