@@ -216,7 +216,7 @@ if [ -n "${SDF_BUILD_DIR:-}" ]; then
   mkdir -p "$IT_DIR/ex"
   cp "$(dirname "$0")/../../examples/Makefile" "$(dirname "$0")/../../examples/tenant_sign_encrypt.c" "$IT_DIR/ex/"
   check "examples/Makefile builds with pkg-config against the installed library" \
-    env PKG_CONFIG_PATH="$(dirname "$PC")" make -s -C "$IT_DIR/ex"
+    env PKG_CONFIG_PATH="$(dirname "$PC")" make -s -C "$IT_DIR/ex" CFLAGS="${SDF_EXAMPLE_CFLAGS:--O2 -Wall -Wextra}"
   LD_LIBRARY_PATH=$(dirname "$(dirname "$PC")") "$IT_DIR/ex/tenant_sign_encrypt" 1 2 "from the installed library" > "$EX" 2>&1
   check "the installed build runs: exit 0" [ $? = 0 ]
   check "the installed build decrypts" grep -qx 'decrypted: from the installed library' "$EX"
