@@ -232,7 +232,8 @@ static int create_start(chsm_client *cl, int lfd, unsigned cb_port, unsigned i, 
 	json_decref(d);
 	for (int64_t limit = t0 + 120 * 1000000LL; now_us() < limit;) {
 		json_t *t = callback_wait(lfd, 200);
-		if (t && !json_equal(json_object_get(t, "target"), json_string(id))) {
+		const char *tgt = t ? json_string_value(json_object_get(t, "target")) : NULL;
+		if (t && (!tgt || strcmp(tgt, id) != 0)) {
 			json_decref(t); /* a late callback of another VSM */
 			continue;
 		}
