@@ -118,39 +118,38 @@ static int install(struct api_ctx *ctx, int fd, const crypto_sm2_key *key, const
 	return GMT_OK;
 }
 
-/* Checks the package in fd: vendor signature, component chsm, a version
- * strictly newer than this one, an executable chsmd. */
-static int check_package(int fd, const crypto_sm2_key *key, char *ret_version, char *msg,
-			 size_t msglen)
+int api_package_check(int fd, const crypto_sm2_key *vendor, const char *component,
+		      const char *current, const char *program, struct pkg_info *ret_info,
+		      const struct pkg_file **ret_prog, char *msg, size_t msglen)
 {
-	struct pkg_info info;
 	char err[PKG_ERR_LEN] = "";
-	int code = pkg_verify(fd, key, &info, err, sizeof(err));
+	int code = pkg_verify(fd, vendor, ret_info, err, sizeof(err));
 	if (code != GMT_OK) {
-		snprintf(msg, msglen, "%s", err[0] ? err : gmt_code_message(code));
+		snprintf(msg, msglen, "package: %s", err[0] ? err : gmt_code_message(code));
 		return code;
 	}
-	bool has_chsmd = false;
-	for (size_t i = 0; i < info.nfiles; i++)
-		if (strcmp(info.files[i].name, "chsmd") == 0 && info.files[i].mode == PKG_MODE_EXEC)
-			has_chsmd = true;
+	const struct pkg_file *prog = NULL;
+	for (size_t i = 0; i < ret_info->nfiles; i++)
+		if (strcmp(ret_info->files[i].name, program) == 0 &&
+		    ret_info->files[i].mode == PKG_MODE_EXEC)
+			prog = &ret_info->files[i];
 	code = GMT_E_PACKAGE;
-	if (strcmp(info.component, "chsm") != 0)
-		snprintf(msg, msglen, "the package is for component %s, not chsm", info.component);
-	else if (pkg_version_cmp(info.version, chsm_version()) <= 0)
-		snprintf(msg, msglen, "version %s is not newer than the running %s", info.version,
-			 chsm_version());
-	else if (!has_chsmd)
-		snprintf(msg, msglen, "the package holds no executable chsmd");
+	if (strcmp(ret_info->component, component) != 0)
+		snprintf(msg, msglen, "the package is for component %s, not %s", ret_info->component,
+			 component);
+	else if (pkg_version_cmp(ret_info->version, current) <= 0)
+		snprintf(msg, msglen, "version %s is not newer than the installed %s",
+			 ret_info->version, current);
+	else if (!prog)
+		snprintf(msg, msglen, "the package holds no executable %s", program);
 	else
 		code = GMT_OK;
-	if (code == GMT_OK)
-		snprintf(ret_version, PKG_VERSION_MAX_LEN + 1, "%s", info.version);
-	pkg_info_free(&info);
+	if (code != GMT_OK)
+		pkg_info_free(ret_info);
+	*ret_prog = prog;
 	return code;
 }
 
-/* Records the deferred task and asks chsmd to stop (api.h). */
 static int defer(struct api_ctx *ctx, const struct store_task *t, json_t *record, int state,
 		 int request, const char *version, char *msg, size_t msglen)
 {
@@ -179,10 +178,11 @@ static int run_upgrade(struct api_ctx *ctx, const struct store_task *t, char *ms
 	const char *url = json_string_value(json_object_get(params, "url"));
 	const char *sm3 = json_string_value(json_object_get(params, "sm3"));
 	crypto_sm2_key *key = NULL;
-	char got[CRYPTO_SM3_HEX_LEN + 1] = "", version[PKG_VERSION_MAX_LEN + 1] = "";
-	char redacted[256];
-	uint64_t size = 0;
+	struct pkg_info info;
+	const struct pkg_file *prog;
+	char redacted[256], version[PKG_VERSION_MAX_LEN + 1];
 	int fd = -1, code;
+	memset(&info, 0, sizeof(info));
 	if (!url || !sm3) {
 		json_decref(params);
 		snprintf(msg, msglen, "the task's parameters are missing");
@@ -190,19 +190,15 @@ static int run_upgrade(struct api_ctx *ctx, const struct store_task *t, char *ms
 	}
 	xfer_redact_url(url, redacted, sizeof(redacted));
 	if ((code = api_vendor_key(ctx, &key, msg, msglen)) != GMT_OK ||
-	    (code = api_temp_file(ctx, &fd, msg, msglen)) != GMT_OK)
+	    (code = api_download_checked(ctx, url, sm3, BOOT_PACKAGE_MAX_BYTES, &fd, msg, msglen)) !=
+		    GMT_OK)
 		goto out;
-	code = xfer_download(url, fd, BOOT_PACKAGE_MAX_BYTES, NULL, &size, got, msg, msglen);
-	if (code != GMT_OK)
+	chsm_log(CHSM_LOG_INFO, "upgrade.downloaded", "task", t->id, "url", redacted, "sm3", sm3, NULL);
+	if ((code = api_package_check(fd, key, "chsm", chsm_version(), "chsmd", &info, &prog, msg,
+				      msglen)) != GMT_OK)
 		goto out;
-	chsm_log(CHSM_LOG_INFO, "upgrade.downloaded", "task", t->id, "url", redacted, "sm3", got, NULL);
-	if (strcasecmp(got, sm3) != 0) {
-		snprintf(msg, msglen, "the downloaded file's SM3 differs from the request's");
-		code = GMT_E_DIGEST;
-		goto out;
-	}
-	if ((code = check_package(fd, key, version, msg, msglen)) != GMT_OK)
-		goto out;
+	snprintf(version, sizeof(version), "%s", info.version);
+	pkg_info_free(&info);
 	chsm_log(CHSM_LOG_INFO, "upgrade.verified", "task", t->id, "version", version, NULL);
 	if ((code = install(ctx, fd, key, version, msg, msglen)) != GMT_OK)
 		goto out;

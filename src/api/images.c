@@ -91,11 +91,6 @@ fail:
 	return GMT_E_STORAGE;
 }
 
-int api_temp_file(struct api_ctx *ctx, int *ret_fd, char *msg, size_t msglen)
-{
-	return temp_file(ctx, ret_fd, msg, msglen);
-}
-
 /* ---- keys and configuration the tasks need ---- */
 
 /* The domain key, sealed in the store, into key (secret: wipe it). */

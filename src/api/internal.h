@@ -11,6 +11,7 @@
 #include "api/api.h"
 #include "api/nonce.h"
 #include "api/validate.h"
+#include "pkg/pkg.h"
 #include "proto/codes.h"
 
 enum api_auth { API_AUTH_NONE, API_AUTH_PLATFORM, API_AUTH_ENROLL_OR_PLATFORM };
@@ -175,9 +176,6 @@ bool api_image_operation(const char *op);
 int api_run_image_task(struct api_ctx *ctx, const struct store_task *t, json_t **ret_result,
 		       char *msg, size_t msglen);
 
-/* An unlinked read-write file in <state_dir>/tmp (images.c); GMT_OK or
- * 5001 with msg. */
-int api_temp_file(struct api_ctx *ctx, int *ret_fd, char *msg, size_t msglen);
 
 /* CHSM upgrade and reboot (chsm_boot.c): whether op is one of them, and
  * running one: an error code, or TASK_DEFERRED once chsmd was asked to
@@ -190,6 +188,14 @@ int api_vendor_key(struct api_ctx *ctx, crypto_sm2_key **ret_key, char *msg, siz
 /* Removes path and everything under it, links not followed: 0 or -errno
  * (chsm_boot.c). */
 int api_remove_tree(const char *path);
+/* Verifies the upgrade package in fd with the vendor key (4001, 4003,
+ * "package: <reason>") and checks that it is for component, strictly
+ * newer than current, and holds program as an executable (4006). On
+ * success *ret_info is filled (pkg_info_free) and *ret_prog points into
+ * it; on failure *ret_info is empty (chsm_boot.c). */
+int api_package_check(int fd, const crypto_sm2_key *vendor, const char *component,
+		      const char *current, const char *program, struct pkg_info *ret_info,
+		      const struct pkg_file **ret_prog, char *msg, size_t msglen);
 int api_run_boot_task(struct api_ctx *ctx, const struct store_task *t, char *msg, size_t msglen);
 /* Downloads url (at most max_bytes) into an unlinked temporary file under
  * <state_dir>/tmp and checks its SM3 against sm3 (4008); on success

@@ -317,9 +317,13 @@ static int authenticate(struct api_call *c)
 	};
 	uint8_t *code = NULL;
 	size_t code_len = 0;
+	/* A copy: nonce_use lets auth_lock go, and a key rotation may then
+	 * rewrite ctx->platform_fp before key_id is set from it. */
+	char fp[sizeof(ctx->platform_fp)];
 	pthread_mutex_lock(&ctx->auth_lock);
 	v.platform_key = ctx->platform_key;
-	v.platform_fingerprint = ctx->platform_key ? ctx->platform_fp : NULL;
+	snprintf(fp, sizeof(fp), "%s", ctx->platform_fp);
+	v.platform_fingerprint = ctx->platform_key ? fp : NULL;
 	if (!ctx->platform_key && v.route_allows_enrollment &&
 	    enrollment_state(ctx, &code, &code_len)) {
 		v.enrollment_open = true;

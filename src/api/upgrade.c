@@ -112,36 +112,6 @@ int api_vsm_versions_init(struct api_ctx *ctx, const char *vsmd_path)
 
 /* ---- the package ---- */
 
-/* 4006 unless info is a vsm package newer than current holding an
- * executable chsm-vsmd; *ret_prog is that file's entry. */
-static int check_package(const struct pkg_info *info, const char *current,
-			 const struct pkg_file **ret_prog, char *msg, size_t msglen)
-{
-	if (strcmp(info->component, "vsm") != 0) {
-		snprintf(msg, msglen, "the package is for component %s, not vsm", info->component);
-		return GMT_E_PACKAGE;
-	}
-	if (pkg_version_cmp(info->version, current) <= 0) {
-		snprintf(msg, msglen, "version %s is not newer than the VSM's %s", info->version,
-			 current);
-		return GMT_E_PACKAGE;
-	}
-	if (vsm_version_name_check(info->version) < 0) {
-		snprintf(msg, msglen, "version %s cannot be installed", info->version);
-		return GMT_E_PACKAGE;
-	}
-	for (size_t i = 0; i < info->nfiles; i++) {
-		if (strcmp(info->files[i].name, VSM_VERSIONS_PROGRAM) != 0)
-			continue;
-		if (info->files[i].mode != PKG_MODE_EXEC)
-			break;
-		*ret_prog = &info->files[i];
-		return GMT_OK;
-	}
-	snprintf(msg, msglen, "the package holds no executable %s", VSM_VERSIONS_PROGRAM);
-	return GMT_E_PACKAGE;
-}
-
 /* 4006 unless the program at path answers --version with want. */
 static int probe(const char *path, const char *want, char *msg, size_t msglen)
 {
@@ -186,15 +156,6 @@ static int file_sm3(const char *path, char out[CRYPTO_SM3_HEX_LEN + 1])
 	crypto_sm3_free(h);
 	close(fd);
 	return r;
-}
-
-static void fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		(void)fsync(fd);
-		close(fd);
-	}
 }
 
 /* Makes the package's version available as <state>/vsm-versions/<version>
@@ -256,7 +217,7 @@ static int install_version(struct api_ctx *ctx, int fd, const crypto_sm2_key *ve
 	if (code == GMT_E_STORAGE && !msg[0])
 		snprintf(msg, msglen, "cannot install version %s: %s", info->version, strerror(errno));
 	(void)api_remove_tree(tmp);   /* what failed, or the folder swapped out */
-	fsync_dir(root);
+	(void)chsm_fsync_parent(dir);   /* the folder <state>/vsm-versions */
 	if (code == GMT_OK) {
 		snprintf(bin, cap, "%s", path);
 		chsm_log(CHSM_LOG_INFO, "vsm.version.installed", "version", info->version, NULL);
@@ -383,7 +344,7 @@ int api_run_vsm_upgrade(struct api_ctx *ctx, const struct store_task *t, json_t 
 	const struct pkg_file *prog = NULL;
 	crypto_sm2_key *vendor = NULL;
 	struct store_vsm v;
-	char old[sizeof(v.version)], bin[PATH_CAP + 16], err[PKG_ERR_LEN] = "";
+	char old[sizeof(v.version)], bin[PATH_CAP + 16];
 	int fd = -1, code = url && sm3 ? GMT_OK : GMT_E_INTERNAL;
 	memset(&info, 0, sizeof(info));
 	if (code == GMT_OK) {
@@ -396,13 +357,13 @@ int api_run_vsm_upgrade(struct api_ctx *ctx, const struct store_task *t, json_t 
 	}
 	if (code == GMT_OK)
 		code = api_vendor_key(ctx, &vendor, msg, msglen);
-	if (code == GMT_OK) {
-		code = pkg_verify(fd, vendor, &info, err, sizeof(err));
-		if (code != GMT_OK)
-			snprintf(msg, msglen, "package: %s", err);
-	}
 	if (code == GMT_OK)
-		code = check_package(&info, old, &prog, msg, msglen);
+		code = api_package_check(fd, vendor, "vsm", old, VSM_VERSIONS_PROGRAM, &info, &prog,
+					 msg, msglen);
+	if (code == GMT_OK && vsm_version_name_check(info.version) < 0) {
+		snprintf(msg, msglen, "version %s cannot be installed", info.version);
+		code = GMT_E_PACKAGE;
+	}
 	if (code == GMT_OK)
 		code = install_version(ctx, fd, vendor, &info, prog, bin, sizeof(bin), msg, msglen);
 	if (code != GMT_OK) {
