@@ -11,6 +11,18 @@
  * A pidfd is closed only by its reaper; stop() first waits for the monitor
  * to rebuild its poll set without it, so the monitor never polls a closed
  * (and possibly reused) descriptor number.
+ *
+ * Without pidfds: Valgrind 3.19 (Debian 12's) does not implement
+ * pidfd_open and pidfd_send_signal (ENOSYS), so under memcheck no VSM
+ * could start. When pidfd_open answers ENOSYS (probed once, in
+ * vsm_supervisor_new), or when the test switch CHSM_TEST_NO_PIDFD=1 is set
+ * (so that the fallback is tested on any kernel), every process is watched
+ * by its pid instead: the monitor asks waitid(P_PID, WNOHANG) every
+ * NOPIDFD_POLL_MS (an exit is still reported well within the 1 s of
+ * PROFILE.md), signals go through kill(), and a reaper waits for the exit
+ * with a WNOWAIT poll loop. kill() is as safe as a pidfd here because of the
+ * rule above: a pid is signalled only by its reaper, before it reaps it, and
+ * a pid cannot be reused before it is reaped. pidfds stay the normal path.
  */
 /* For pipe2(): the pipe must be close-on-exec from birth, or another
  * thread's fork+exec (popen) could inherit it. */
@@ -34,6 +46,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/limits.h"
@@ -60,6 +73,9 @@
 #define MAX_EXITS_PER_ROUND 16
 /* Longest exit description, e.g. "killed by signal 11 (core dumped)". */
 #define REASON_MAX 64
+/* Without pidfds: how often the monitor, and a reaper waiting for an exit,
+ * look at the processes. */
+#define NOPIDFD_POLL_MS 100
 
 enum proc_state { PROC_SPAWN_PENDING, PROC_STARTING, PROC_RUNNING };
 
@@ -72,7 +88,7 @@ struct vsm_proc {
 	uint64_t serial;
 	int spawn_err;
 	pid_t pid;
-	int pidfd;
+	int pidfd;                 /* -1 without pidfds (see the top) */
 	int ready_fd;
 	int control_fd;            /* our end of the control socket */
 	uint32_t move_seq;
@@ -109,6 +125,7 @@ struct vsm_supervisor {
 	/* Bumped each time the monitor rebuilds its poll set. */
 	uint64_t poll_gen;
 	int wake_fd;
+	bool use_pidfd;            /* false: the fallback described at the top */
 	bool quit;
 	bool monitor_started;
 	pthread_t monitor;
@@ -138,9 +155,26 @@ static int sys_pidfd_open(pid_t pid)
 	return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
-static int pidfd_signal(int pidfd, int sig)
+/* Whether processes are watched through pidfds: not when pidfd_open is
+ * missing (ENOSYS, e.g. under Valgrind 3.19) or the test switch
+ * CHSM_TEST_NO_PIDFD=1 is set. */
+static bool pidfd_usable(void)
 {
-	return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+	const char *test_off = getenv("CHSM_TEST_NO_PIDFD");
+	if (test_off && strcmp(test_off, "1") == 0)
+		return false;
+	int fd = sys_pidfd_open(getpid());
+	if (fd < 0)
+		return errno != ENOSYS;
+	close(fd);
+	return true;
+}
+
+static void sleep_ms(int64_t ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }
 
 static bool in_monitor(vsm_supervisor *s)
@@ -225,21 +259,61 @@ static bool wait_readable(int fd, int64_t timeout_ms)
 	}
 }
 
-/* Sends sig (0: none), gives the process grace_ms to exit, then SIGKILL,
- * and reaps it. Returns 0 with *ret_info, or -errno from waitid. */
-static int terminate_and_reap(int pidfd, int sig, int64_t grace_ms, siginfo_t *ret_info)
+/* Sends sig to p's process, which only its caller (its reaper) may do,
+ * before reaping it: through the pidfd, or with kill() without pidfds (the
+ * pid cannot have been reused, as the process is not reaped yet). */
+static void proc_signal(const struct vsm_proc *p, int sig)
 {
-	siginfo_t info;
+	if (p->pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0);
+	else
+		kill(p->pid, sig);
+}
+
+/* waitid(WEXITED | flags) on p's process, through its pidfd or its pid.
+ * Returns 0 with *info (si_pid 0: WNOHANG and still running), or -errno. */
+static int proc_wait(const struct vsm_proc *p, int flags, siginfo_t *info)
+{
+	int rc;
+	memset(info, 0, sizeof(*info));
+	do {
+		if (p->pidfd >= 0)
+			rc = waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, info, WEXITED | flags);
+		else
+			rc = waitid(P_PID, (id_t)p->pid, info, WEXITED | flags);
+	} while (rc < 0 && errno == EINTR);
+	return rc < 0 ? -errno : 0;
+}
+
+/* Waits up to timeout_ms for p's process to exit, without reaping it; true
+ * when it did (or cannot be waited for, which the reap then reports). */
+static bool wait_exit(const struct vsm_proc *p, int64_t timeout_ms)
+{
+	if (p->pidfd >= 0)
+		return wait_readable(p->pidfd, timeout_ms);
+	int64_t deadline = chsm_monotonic_ms() + timeout_ms;
+	for (;;) {
+		siginfo_t info;
+		if (proc_wait(p, WNOHANG | WNOWAIT, &info) < 0 || info.si_pid != 0)
+			return true;
+		int64_t left = deadline - chsm_monotonic_ms();
+		if (left <= 0)
+			return false;
+		sleep_ms(left < NOPIDFD_POLL_MS ? left : NOPIDFD_POLL_MS);
+	}
+}
+
+/* Sends sig (0: none), gives the process grace_ms to exit, then SIGKILL,
+ * and reaps it; only p's reaper calls this. Returns 0 with *ret_info, or
+ * -errno from waitid. */
+static int terminate_and_reap(const struct vsm_proc *p, int sig, int64_t grace_ms,
+			      siginfo_t *ret_info)
+{
 	if (sig)
-		pidfd_signal(pidfd, sig);
-	if (sig != SIGKILL && !wait_readable(pidfd, grace_ms))
-		pidfd_signal(pidfd, SIGKILL);
-	memset(&info, 0, sizeof(info));
-	while (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED) < 0)
-		if (errno != EINTR)
-			return -errno;
-	*ret_info = info;
-	return 0;
+		proc_signal(p, sig);
+	if (sig != SIGKILL && !wait_exit(p, grace_ms))
+		proc_signal(p, SIGKILL);
+	return proc_wait(p, 0, ret_info);
 }
 
 /* The forked child: joins netns_fd's network namespace if any, keeps
@@ -403,8 +477,8 @@ static int spawn(vsm_supervisor *s, struct vsm_proc *p)
 	if (netns_fd >= 0)
 		close(netns_fd);
 	netns_fd = -1;
-	int pidfd = sys_pidfd_open(pid);
-	if (pidfd < 0) {
+	int pidfd = s->use_pidfd ? sys_pidfd_open(pid) : -1;
+	if (s->use_pidfd && pidfd < 0) {
 		r = -errno;
 		kill(pid, SIGKILL);
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
@@ -475,17 +549,17 @@ static int await_ready(struct vsm_proc *p, char *err, size_t errlen)
 			return 0;
 	}
 	if (timed_out) {
-		r = terminate_and_reap(p->pidfd, SIGKILL, 0, &info);
+		r = terminate_and_reap(p, SIGKILL, 0, &info);
 		set_err(err, errlen, "VSM process not ready within %d s; killed",
 			CHSM_VSM_READY_TIMEOUT_SECONDS);
 		return r < 0 ? r : -ETIMEDOUT;
 	}
 	if (malformed) {
-		r = terminate_and_reap(p->pidfd, SIGKILL, 0, &info);
+		r = terminate_and_reap(p, SIGKILL, 0, &info);
 		set_err(err, errlen, "VSM process sent a malformed readiness line; killed");
 		return r < 0 ? r : -EPROTO;
 	}
-	r = terminate_and_reap(p->pidfd, 0, FAILED_EXIT_GRACE_MS, &info);
+	r = terminate_and_reap(p, 0, FAILED_EXIT_GRACE_MS, &info);
 	if (r < 0) {
 		set_err(err, errlen, "cannot reap VSM process: %s", strerror(-r));
 		return r;
@@ -514,28 +588,40 @@ static void spawn_pending(vsm_supervisor *s)
 		pthread_cond_broadcast(&s->cond);
 }
 
-/* Reaps the running processes whose pidfd fired and were not asked to
- * stop; called with s->lock held. Returns how many events it filled. */
+/* Reaps p if it is running, was not asked to stop, and has exited; then
+ * fills *ev and frees p. Called with s->lock held; true when it did. */
+static bool reap_exited(vsm_supervisor *s, struct vsm_proc *p, struct exit_event *ev)
+{
+	siginfo_t info;
+	if (!p || p->state != PROC_RUNNING || p->stopping || proc_wait(p, WNOHANG, &info) < 0 ||
+	    info.si_pid == 0)
+		return false;
+	memcpy(ev->id, p->id, sizeof(p->id));
+	describe_exit(&info, ev->reason, sizeof(ev->reason));
+	unlink_proc(s, p);
+	free_proc(p);
+	return true;
+}
+
+/* Reaps the running processes that exited and were not asked to stop:
+ * those whose pidfd fired, or without pidfds every one that exited; called
+ * with s->lock held. Returns how many events it filled. */
 static size_t collect_exits(vsm_supervisor *s, size_t npfds, struct exit_event *events)
 {
 	size_t nevents = 0;
-	for (size_t i = 1; i < npfds && nevents < MAX_EXITS_PER_ROUND; i++) {
-		if (!s->pfds[i].revents)
-			continue;
-		struct vsm_proc *p = find_pid(s, s->pfd_pids[i]);
-		if (!p || p->state != PROC_RUNNING || p->stopping)
-			continue;
-		siginfo_t info;
-		memset(&info, 0, sizeof(info));
-		if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &info, WEXITED | WNOHANG) < 0 ||
-		    info.si_pid == 0)
-			continue;
-		memcpy(events[nevents].id, p->id, sizeof(p->id));
-		describe_exit(&info, events[nevents].reason, sizeof(events[nevents].reason));
-		nevents++;
-		unlink_proc(s, p);
-		free_proc(p);
+	if (!s->use_pidfd) {
+		struct vsm_proc *next;
+		for (struct vsm_proc *p = s->procs; p && nevents < MAX_EXITS_PER_ROUND; p = next) {
+			next = p->next;
+			if (reap_exited(s, p, &events[nevents]))
+				nevents++;
+		}
+		return nevents;
 	}
+	for (size_t i = 1; i < npfds && nevents < MAX_EXITS_PER_ROUND; i++)
+		if (s->pfds[i].revents &&
+		    reap_exited(s, find_pid(s, s->pfd_pids[i]), &events[nevents]))
+			nevents++;
 	return nevents;
 }
 
@@ -554,9 +640,13 @@ static void *monitor_main(void *arg)
 		if (s->quit)
 			break;
 		size_t n = 1;
+		bool watched = false;
 		s->pfds[0] = (struct pollfd){ .fd = s->wake_fd, .events = POLLIN };
 		for (struct vsm_proc *p = s->procs; p; p = p->next) {
 			if (p->state != PROC_RUNNING || p->stopping)
+				continue;
+			watched = true;
+			if (p->pidfd < 0)
 				continue;
 			s->pfds[n] = (struct pollfd){ .fd = p->pidfd, .events = POLLIN };
 			s->pfd_pids[n] = p->pid;
@@ -566,7 +656,8 @@ static void *monitor_main(void *arg)
 		pthread_cond_broadcast(&s->cond);
 		pthread_mutex_unlock(&s->lock);
 
-		int rc = poll(s->pfds, n, -1);
+		/* Without pidfds, the running processes are looked at on a timer. */
+		int rc = poll(s->pfds, n, !s->use_pidfd && watched ? NOPIDFD_POLL_MS : -1);
 		if (rc > 0 && s->pfds[0].revents) {
 			uint64_t count;
 			ssize_t got = read(s->wake_fd, &count, sizeof(count));
@@ -574,7 +665,7 @@ static void *monitor_main(void *arg)
 		}
 
 		pthread_mutex_lock(&s->lock);
-		size_t nevents = rc > 0 ? collect_exits(s, n, events) : 0;
+		size_t nevents = rc > 0 || (rc == 0 && !s->use_pidfd) ? collect_exits(s, n, events) : 0;
 		if (nevents && s->on_exit) {
 			pthread_mutex_unlock(&s->lock);
 			for (size_t i = 0; i < nevents; i++)
@@ -606,6 +697,7 @@ int vsm_supervisor_new(const char *vsmd_path, vsm_exit_fn on_unexpected_exit, vo
 	s->max_fd = 65536;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)s->max_fd)
 		s->max_fd = (int)rl.rlim_cur;
+	s->use_pidfd = pidfd_usable();
 	s->vsmd_path = strdup(vsmd_path);
 	s->pfds = calloc(CHSM_MAX_VSMS_CEILING + 1, sizeof(*s->pfds));
 	s->pfd_pids = calloc(CHSM_MAX_VSMS_CEILING + 1, sizeof(*s->pfd_pids));
@@ -861,7 +953,7 @@ int vsm_supervisor_stop(vsm_supervisor *s, const char *vsm_id)
 	pthread_mutex_unlock(&s->lock);
 
 	siginfo_t info;
-	r = terminate_and_reap(p->pidfd, SIGTERM, CHSM_VSM_STOP_GRACE_SECONDS * 1000LL, &info);
+	r = terminate_and_reap(p, SIGTERM, CHSM_VSM_STOP_GRACE_SECONDS * 1000LL, &info);
 
 	pthread_mutex_lock(&s->lock);
 	/* The monitor must stop polling the pidfd before it is closed. */
@@ -999,6 +1091,11 @@ int vsm_supervisor_stats(vsm_supervisor *s, const char *vsm_id, struct vsm_proc_
 out:
 	pthread_mutex_unlock(&s->lock);
 	return r;
+}
+
+bool vsm_supervisor_uses_pidfd(const vsm_supervisor *s)
+{
+	return s->use_pidfd;
 }
 
 void vsm_supervisor_free(vsm_supervisor *s)

@@ -14,7 +14,8 @@
  *    monitor thread: PDEATHSIG follows the forking *thread*, and that
  *    thread lives as long as the supervisor.
  *  - An exit that nobody asked for is reported through on_unexpected_exit
- *    within milliseconds (the monitor thread polls a pidfd per VSM), from
+ *    within milliseconds (the monitor thread polls a pidfd per VSM; 100 ms
+ *    without pidfds, below), from
  *    the monitor thread, without any supervisor lock held. By then the VSM
  *    no longer counts as running, so the callback may call
  *    vsm_supervisor_start() (and any other function here). It is never
@@ -24,6 +25,14 @@
  *  - Only the supervisor's own children are reaped (waitid on their pidfd),
  *    so the daemon may have other children. Signals go through pidfds, so a
  *    recycled pid is never signalled.
+ *  - Without pidfds (pidfd_open answers ENOSYS, as under Valgrind 3.19,
+ *    which does not implement it), the same guarantees hold by other means:
+ *    the monitor looks at each running VSM with waitid(P_PID, WNOHANG)
+ *    every 100 ms, and signals go through kill() only from the one thread
+ *    that reaps that process, before it reaps it, so never to a reused pid.
+ *    The environment variable CHSM_TEST_NO_PIDFD=1, read by
+ *    vsm_supervisor_new, forces this fallback; it exists for the tests
+ *    only (tests/vsm: test_vsm_supervisor_nopidfd).
  *  - Every VSM process gets a control socket (SOCK_SEQPACKET, as fd 5,
  *    --control-fd 5) through which vsm_supervisor_move asks it to move
  *    its listener (docs/vsm.md, "Moving a running VSM").
@@ -32,7 +41,8 @@
  *  - All functions are thread-safe, except vsm_supervisor_free, which must
  *    not race with other calls on the same supervisor.
  *
- * Requires Linux >= 5.4 (pidfd_open, waitid(P_PIDFD)), and that the daemon
+ * Requires Linux >= 5.4 (pidfd_open, waitid(P_PIDFD); the fallback needs
+ * neither), and that the daemon
  * does not set SIGCHLD to SIG_IGN (its children would reap themselves).
  * Never logs.
  */
@@ -124,6 +134,10 @@ struct vsm_proc_stats {
  * restarts the CPU measurement interval. Returns 0, -ENOENT if it does not
  * run, or -EIO/-errno when /proc could not be read. */
 int vsm_supervisor_stats(vsm_supervisor *s, const char *vsm_id, struct vsm_proc_stats *ret);
+
+/* Whether s watches its processes through pidfds (false: the fallback
+ * without them, above). */
+bool vsm_supervisor_uses_pidfd(const vsm_supervisor *s);
 
 /* Stops every VSM (as vsm_supervisor_stop), joins the monitor thread and
  * frees everything. Accepts NULL. */

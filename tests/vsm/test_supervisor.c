@@ -168,6 +168,17 @@ static void test_start_connect_stop(void **state)
 	assert_int_equal(report_count(&f->rec), 0);
 }
 
+/* CTest runs this file twice: test_vsm_supervisor watches the processes
+ * through pidfds, test_vsm_supervisor_nopidfd (CHSM_TEST_NO_PIDFD=1)
+ * through the fallback without them, so every test here runs both ways. */
+static void test_watch_mode(void **state)
+{
+	struct fixture *f = *state;
+	const char *off = getenv("CHSM_TEST_NO_PIDFD");
+	bool forced_off = off && strcmp(off, "1") == 0;
+	assert_int_equal(vsm_supervisor_uses_pidfd(f->sup), !forced_off);
+}
+
 static void test_start_twice(void **state)
 {
 	struct fixture *f = *state;
@@ -643,6 +654,7 @@ static void test_move_listener(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_watch_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_start_connect_stop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_start_twice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_port_in_use, setup, teardown),
