@@ -209,7 +209,7 @@ static int pragma(chsm_store *s, const char *sql, const char *expect)
 	while (r == 1)
 		r = store_step(st);
 out:
-	sqlite3_finalize(st);
+	store_release(s, st);
 	return r;
 }
 
@@ -226,7 +226,7 @@ static int read_user_version(chsm_store *s, int *ret_version)
 		goto out;
 	r = store_col_int(st, 0, ret_version);
 out:
-	sqlite3_finalize(st);
+	store_release(s, st);
 	return r;
 }
 
@@ -504,6 +504,7 @@ void store_close(chsm_store *s)
 		s->in_tx = false;
 		if (!s->snapshot)
 			(void)store_checkpoint_pending(s);
+		store_stmt_cache_clear(s);
 		sqlite3_close(s->db);
 	}
 	crypto_wipe(s->seal_key, sizeof(s->seal_key));
@@ -603,7 +604,7 @@ int store_setting_get(chsm_store *s, const char *name, char **ret_value)
 	*ret_value = value;
 	r = 0;
 out:
-	sqlite3_finalize(st);
+	store_release(s, st);
 	store_unlock(s);
 	return r;
 }
@@ -669,7 +670,7 @@ int store_secret_get(chsm_store *s, const char *name, uint8_t **ret_data, size_t
 	r = 0;
 out:
 	crypto_free_secret(plain, plain_len);
-	sqlite3_finalize(st);
+	store_release(s, st);
 	store_unlock(s);
 	return r;
 }
@@ -802,7 +803,7 @@ int store_idem_get(chsm_store *s, const char *key, int64_t now_ms, struct store_
 	r = 0;
 out:
 	store_idem_clear(&rec);
-	sqlite3_finalize(st);
+	store_release(s, st);
 	store_unlock(s);
 	return r;
 }

@@ -25,6 +25,20 @@
  * terminated parts (ids, names, types, a decimal index). */
 #define STORE_AAD_MAX 512
 
+/* Prepared statements a connection keeps for reuse (store_prepare): more
+ * than the distinct SQL texts of the module, so every one stays cached. */
+#define STORE_STMT_CACHE_SLOTS 128
+
+/* One cached statement: its SQL text (a copy: the key), the text's hash,
+ * and whether a caller holds it now (between store_prepare and
+ * store_release). */
+struct store_stmt_slot {
+	char *sql;
+	uint32_t hash;
+	sqlite3_stmt *st;
+	bool busy;
+};
+
 struct chsm_store {
 	sqlite3 *db;
 	pthread_mutex_t lock;          /* recursive; see store.h */
@@ -47,6 +61,11 @@ struct chsm_store {
 	int snapshots;
 	bool need_checkpoint;          /* a zeroised row may linger in the WAL */
 	int64_t nonce_purged_at;       /* now_ms of the last nonce purge */
+	/* Prepared statements by SQL text, open addressing (under lock); each
+	 * connection has its own, finalized at store_close. */
+	struct store_stmt_slot stmts[STORE_STMT_CACHE_SLOTS];
+	uint64_t stmt_prepared;        /* statements compiled (cache misses) */
+	uint64_t stmt_reused;          /* statements taken from the cache */
 };
 
 /* -EPERM when s is a VSM's restricted store, else 0: the first check of
@@ -84,15 +103,26 @@ int store_checkpoint_pending(chsm_store *s);
 
 /* Prepares sql and binds the values listed by types, one letter each:
  * 't' const char * (NULL binds NULL), 'i' int, 'I' int64_t,
- * 'b' const void *, size_t (a blob). The caller holds the mutex and
- * finalizes *ret_stmt. */
+ * 'b' const void *, size_t (a blob). The caller holds the mutex and hands
+ * *ret_stmt back with store_release before it lets the mutex go. The
+ * statement comes from the connection's cache when sql was prepared before
+ * and that statement is not in use (a nested use of the same SQL gets a
+ * statement of its own, finalized at its release). */
 int store_prepare(chsm_store *s, sqlite3_stmt **ret_stmt, const char *sql,
 		  const char *types, ...);
 int store_prepare_v(chsm_store *s, sqlite3_stmt **ret_stmt, const char *sql,
 		    const char *types, va_list ap);
+/* Ends the use of a statement of store_prepare: a cached one is reset and
+ * its bindings cleared (it then holds no pointer to the caller's values and
+ * no read transaction) for the next store_prepare of its SQL; any other is
+ * finalized. The caller holds the mutex. Accepts NULL. */
+void store_release(chsm_store *s, sqlite3_stmt *st);
+/* Finalizes every cached statement (store_close, before the connection
+ * closes). The caller holds the mutex; no statement may be in use. */
+void store_stmt_cache_clear(chsm_store *s);
 /* Prepares sql with its values (as store_prepare) and steps it to its first
  * row: 0 with *ret_stmt on that row, -ENOENT when there is none (the
- * statement is then finalized), or another error. */
+ * statement is then released), or another error. */
 int store_query_row(chsm_store *s, sqlite3_stmt **ret_stmt, const char *sql,
 		    const char *types, ...);
 /* Runs one statement that returns no rows; *ret_changes (may be NULL) gets

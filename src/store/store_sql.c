@@ -115,17 +115,89 @@ out:
 	return r;
 }
 
+/* FNV-1a of the SQL text: the statement cache's hash. */
+static uint32_t sql_hash(const char *sql)
+{
+	uint32_t h = 2166136261u;
+	for (const unsigned char *p = (const unsigned char *)sql; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h;
+}
+
+/* Into *ret_stmt, sql's statement marked in use: the cached one when it is
+ * free, else a newly prepared one, cached when sql has no slot yet and one
+ * is left (slots are never emptied before store_close, so a probe ends at
+ * the first empty slot). */
+static int stmt_take(chsm_store *s, const char *sql, sqlite3_stmt **ret_stmt)
+{
+	uint32_t h = sql_hash(sql);
+	struct store_stmt_slot *slot = NULL;
+	for (size_t i = 0; i < STORE_STMT_CACHE_SLOTS; i++) {
+		struct store_stmt_slot *p = &s->stmts[(h + i) % STORE_STMT_CACHE_SLOTS];
+		if (!p->sql) {
+			slot = p;
+			break;
+		}
+		if (p->hash == h && strcmp(p->sql, sql) == 0) {
+			if (p->busy)           /* nested use: one of its own */
+				break;
+			p->busy = true;
+			s->stmt_reused++;
+			*ret_stmt = p->st;
+			return 0;
+		}
+	}
+	sqlite3_stmt *st = NULL;
+	int r = store_sqlite_err(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL));
+	if (r < 0)
+		return r;
+	if (!st)                         /* empty SQL: a programming error */
+		return -EINVAL;
+	s->stmt_prepared++;
+	char *copy = slot ? strdup(sql) : NULL;
+	if (copy) {                      /* no memory: the statement is not cached */
+		slot->sql = copy;
+		slot->hash = h;
+		slot->st = st;
+		slot->busy = true;
+	}
+	*ret_stmt = st;
+	return 0;
+}
+
+void store_release(chsm_store *s, sqlite3_stmt *st)
+{
+	if (!st)
+		return;
+	for (size_t i = 0; i < STORE_STMT_CACHE_SLOTS; i++) {
+		struct store_stmt_slot *p = &s->stmts[i];
+		if (p->st == st && p->sql) {
+			(void)sqlite3_reset(st);
+			(void)sqlite3_clear_bindings(st);
+			p->busy = false;
+			return;
+		}
+	}
+	sqlite3_finalize(st);
+}
+
+void store_stmt_cache_clear(chsm_store *s)
+{
+	for (size_t i = 0; i < STORE_STMT_CACHE_SLOTS; i++) {
+		struct store_stmt_slot *p = &s->stmts[i];
+		sqlite3_finalize(p->st);
+		free(p->sql);
+		*p = (struct store_stmt_slot){0};
+	}
+}
+
 int store_prepare_v(chsm_store *s, sqlite3_stmt **ret_stmt, const char *sql, const char *types,
 		    va_list ap)
 {
 	sqlite3_stmt *st = NULL;
-	int r = store_sqlite_err(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL));
+	int r = stmt_take(s, sql, &st);
 	if (r < 0)
-		goto out;
-	if (!st) {               /* empty SQL: a programming error */
-		r = -EINVAL;
-		goto out;
-	}
+		return r;
 	for (int i = 0; types[i]; i++) {
 		int rc;
 		switch (types[i]) {
@@ -158,7 +230,7 @@ int store_prepare_v(chsm_store *s, sqlite3_stmt **ret_stmt, const char *sql, con
 	*ret_stmt = st;
 	st = NULL;
 out:
-	sqlite3_finalize(st);
+	store_release(s, st);
 	return r;
 }
 
@@ -183,7 +255,7 @@ static int query_row_v(chsm_store *s, sqlite3_stmt **ret_stmt, const char *sql,
 	if (r == 0)
 		r = -ENOENT;
 	if (r < 0) {
-		sqlite3_finalize(st);
+		store_release(s, st);
 		return r;
 	}
 	*ret_stmt = st;
@@ -215,7 +287,7 @@ static int run_v(chsm_store *s, int *ret_changes, const char *sql, const char *t
 		*ret_changes = sqlite3_changes(s->db);
 	r = 0;
 out:
-	sqlite3_finalize(st);
+	store_release(s, st);
 	return r;
 }
 
@@ -243,7 +315,7 @@ int store_count(chsm_store *s, size_t *ret_count, const char *sql, const char *t
 		if (r == 0)
 			*ret_count = (size_t)n;
 	}
-	sqlite3_finalize(st);
+	store_release(s, st);
 	return r;
 }
 

@@ -122,7 +122,7 @@ static int list_tasks(chsm_store *s, struct store_task **ret_tasks, size_t *ret_
 	count = 0;
 out:
 	store_task_array_free(tasks, count);
-	sqlite3_finalize(st);
+	store_release(s, st);
 	store_unlock(s);
 	return r;
 }
@@ -177,7 +177,7 @@ int store_task_get(chsm_store *s, const char *id, struct store_task *ret)
 	int r = store_query_row(s, &st, TASK_SELECT " WHERE id = ?", "t", id);
 	if (r >= 0)
 		r = row_to_task(st, ret);
-	sqlite3_finalize(st);
+	store_release(s, st);
 	store_unlock(s);
 	return r;
 }
@@ -219,7 +219,7 @@ int store_task_active_for_target(chsm_store *s, const char *target, char ret_id[
 				"t", target);
 	if (r >= 0)
 		r = store_col_copy(st, 0, ret_id, 32);
-	sqlite3_finalize(st);
+	store_release(s, st);
 	store_unlock(s);
 	return r;
 }

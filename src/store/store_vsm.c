@@ -124,7 +124,7 @@ static int vsm_exists(chsm_store *s, const char *id)
 {
 	sqlite3_stmt *st = NULL;
 	int r = store_query_row(s, &st, "SELECT 1 FROM vsms WHERE id = ?", "t", id);
-	sqlite3_finalize(st);
+	store_release(s, st);
 	return r < 0 ? r : 0;
 }
 
@@ -227,7 +227,7 @@ int store_vsm_get(chsm_store *s, const char *id, struct store_vsm *ret)
 	r = store_query_row(s, &st, VSM_SELECT " WHERE v.id = ?", "t", id);
 	if (r >= 0)
 		r = row_to_vsm(st, ret);
-	sqlite3_finalize(st);
+	store_release(s, st);
 	store_unlock(s);
 	return r;
 }
@@ -264,7 +264,7 @@ int store_vsm_list(chsm_store *s, struct store_vsm **ret_vsms, size_t *ret_count
 	vsms = NULL;
 out:
 	free(vsms);
-	sqlite3_finalize(st);
+	store_release(s, st);
 	store_unlock(s);
 	return r;
 }
@@ -316,7 +316,7 @@ int store_vsm_find_endpoint(chsm_store *s, const char *ip_address, int port,
 				"tit", ip_address, port, exclude_id);
 	if (r >= 0)
 		r = store_col_copy(st, 0, ret_id, CHSM_VSM_ID_MAX_LEN + 1);
-	sqlite3_finalize(st);
+	store_release(s, st);
 	store_unlock(s);
 	return r;
 }
@@ -382,7 +382,7 @@ static int token_read(chsm_store *s, const char *id, char token_id[CHSM_VSM_NAME
 	if (r >= 0)
 		r = vsm_unseal(s, id, aad, aad_len, sqlite3_column_blob(st, 1),
 			       (size_t)sqlite3_column_bytes(st, 1), ret_secret, ret_len);
-	sqlite3_finalize(st);
+	store_release(s, st);
 	return r;
 }
 
@@ -494,7 +494,7 @@ int store_vsm_key_get(chsm_store *s, const char *id, const char *type, int index
 	if (r >= 0)
 		r = vsm_unseal(s, id, aad, aad_len, sqlite3_column_blob(st, 0),
 			       (size_t)sqlite3_column_bytes(st, 0), ret_material, ret_len);
-	sqlite3_finalize(st);
+	store_release(s, st);
 	store_unlock(s);
 	return r;
 }
@@ -575,7 +575,7 @@ int store_vsm_key_list(chsm_store *s, const char *id, struct store_key_ref **ret
 	keys = NULL;
 out:
 	free(keys);
-	sqlite3_finalize(st);
+	store_release(s, st);
 	store_unlock(s);
 	return r;
 }
@@ -634,7 +634,7 @@ static int each_key(chsm_store *s, const char *id, key_fn fn, void *arg)
 		if (r != 0)
 			break;
 	}
-	sqlite3_finalize(st);
+	store_release(s, st);
 	return r;
 }
 
