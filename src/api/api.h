@@ -27,6 +27,7 @@
 #include "vsm/supervisor.h"
 
 struct api_metrics;
+struct api_stats_cache;
 
 /* Everything the interfaces act on; owned by chsmd. */
 struct api_ctx {
@@ -70,6 +71,8 @@ struct api_ctx {
 
 	/* Group commit of the requests' nonces (nonce.h). */
 	struct api_nonces *nonces;
+	/* The VSM processes' statistics files as last read (h_vsm.c). */
+	struct api_stats_cache *stats_cache;
 };
 
 enum api_boot_request { API_BOOT_NONE, API_BOOT_RESTART, API_BOOT_UPGRADE };

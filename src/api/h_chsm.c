@@ -160,17 +160,14 @@ void api_ntp_result(void *vctx, const struct ntp_status *st)
 		chsm_log(CHSM_LOG_DEBUG, "ntp.measured", "server", st->server, "offset_ms", off, NULL);
 }
 
-json_t *api_chsm_status(struct api_ctx *ctx)
+/* 7.2.2's answer for the n VSMs v. */
+static json_t *chsm_status_of(struct api_ctx *ctx, const struct store_vsm *v, size_t n)
 {
-	struct store_vsm *v = NULL;
-	size_t n = 0, running = 0, fault = 0;
-	if (store_vsm_list(ctx->store, &v, &n) < 0)
-		return NULL;
+	size_t running = 0, fault = 0;
 	for (size_t i = 0; i < n; i++) {
 		running += strcmp(v[i].state, "running") == 0;
 		fault += strcmp(v[i].state, "fault") == 0;
 	}
-	free(v);
 	uint64_t mt, mu;
 	meminfo(&mt, &mu);
 	struct statvfs sv;
@@ -192,6 +189,17 @@ json_t *api_chsm_status(struct api_ctx *ctx)
 						 (json_int_t)running, "fault", (json_int_t)fault));
 	json_object_set_new(o, "tasksRunning", json_integer(task_engine_running(ctx->tasks)));
 	json_object_set_new(o, "ntp", ntp_status(ctx));
+	return o;
+}
+
+json_t *api_chsm_status(struct api_ctx *ctx)
+{
+	struct store_vsm *v = NULL;
+	size_t n = 0;
+	if (store_vsm_list(ctx->store, &v, &n) < 0)
+		return NULL;
+	json_t *o = chsm_status_of(ctx, v, n);
+	free(v);
 	return o;
 }
 
@@ -244,27 +252,42 @@ static json_t *setting_json(struct api_ctx *ctx, const char *name)
 void h_chsm_status_all(struct api_call *c)
 {
 	struct api_ctx *ctx = c->ctx;
-	json_t *chsm = api_chsm_status(ctx);
 	struct store_vsm *v = NULL;
+	char (*digests)[65] = NULL;
 	size_t n = 0;
-	if (!chsm || store_vsm_list(ctx->store, &v, &n) < 0) {
-		json_decref(chsm);
+	/* Every stored figure from one read transaction, each VSM's digest
+	 * computed only when its keys or token changed (store.h). */
+	if (store_read_begin(ctx->store) < 0) {
 		api_fail(c, GMT_E_STORAGE, NULL);
 		return;
 	}
-	json_t *vsms = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(vsms, api_vsm_status(ctx, &v[i]));
-	free(v);
+	int r = store_vsm_list_digests(ctx->store, &v, &digests, &n);
 	json_t *cfg = json_object();
-	json_object_set_new(cfg, "network", setting_json(ctx, "config.network"));
-	json_object_set_new(cfg, "ntp", setting_json(ctx, "config.ntp"));
-	json_object_set_new(cfg, "imageUploadAddress", upload_address_view(ctx, "config.image_upload", NULL));
-	json_object_set_new(cfg, "logUploadAddress", upload_address_view(ctx, "config.log_upload", "level"));
+	if (r >= 0) {
+		json_object_set_new(cfg, "network", setting_json(ctx, "config.network"));
+		json_object_set_new(cfg, "ntp", setting_json(ctx, "config.ntp"));
+		json_object_set_new(cfg, "imageUploadAddress",
+				    upload_address_view(ctx, "config.image_upload", NULL));
+		json_object_set_new(cfg, "logUploadAddress",
+				    upload_address_view(ctx, "config.log_upload", "level"));
+	}
+	store_read_end(ctx->store);
+	if (r < 0) {
+		json_decref(cfg);
+		api_fail(c, GMT_E_STORAGE, NULL);
+		return;
+	}
+	/* auth_lock only after the store's mutex is released (lock order). */
 	pthread_mutex_lock(&ctx->auth_lock);
 	json_object_set_new(cfg, "platformKeyFingerprint",
 			    ctx->platform_key ? json_string(ctx->platform_fp) : json_null());
 	pthread_mutex_unlock(&ctx->auth_lock);
+	json_t *chsm = chsm_status_of(ctx, v, n);
+	json_t *vsms = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(vsms, api_vsm_status_digest(ctx, &v[i], digests[i]));
+	free(v);
+	free(digests);
 	json_t *d = json_object();
 	json_object_set_new(d, "chsm", chsm);
 	json_object_set_new(d, "vsms", vsms);

@@ -10,9 +10,11 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "api/internal.h"
 #include "common/log.h"
@@ -101,29 +103,95 @@ static bool stat_count(json_t *j, json_int_t *ret)
 	return true;
 }
 
-/* Reads the statistics file VSM id's process writes (docs/vsm.md) into
- * *ret_sessions, *ret_ops_total and *ret_ops (a new object holding only
- * "<alg>.<op>" or "<op>": {count, rate} entries). False, with nothing set,
- * when it is absent, malformed or older than VSM_STATS_FRESH_MS. The file
- * comes from the VSM process, so every field is checked and only known
- * fields are copied. */
-static bool read_vsm_stats(struct api_ctx *ctx, const char *id, json_int_t *ret_sessions,
-			   json_int_t *ret_ops_total, json_t **ret_ops)
+/* A VSM's statistics as last read from its file, and which file that was
+ * (a new document replaces the file: a new inode). */
+struct stats_entry {
+	char id[CHSM_VSM_ID_MAX_LEN + 1];
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	json_int_t sessions, total, updated;
+	json_t *ops;
+};
+
+/* Statistics by VSM id, sorted by id, under lock. */
+struct api_stats_cache {
+	pthread_mutex_t lock;
+	struct stats_entry *e;
+	size_t count, cap;
+};
+
+/* Entries the cache holds at most; when full it starts again empty (ids
+ * of deleted VSMs would otherwise stay). */
+#define STATS_CACHE_MAX (2 * CHSM_MAX_VSMS_CEILING)
+
+int api_stats_cache_new(struct api_stats_cache **ret)
 {
-	char path[sizeof(ctx->state_dir) + 96], *data = NULL;
-	size_t len = 0;
-	json_t *doc = NULL, *ops = NULL;
-	json_int_t sessions = 0, total = 0, updated = 0;
+	struct api_stats_cache *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	pthread_mutex_init(&c->lock, NULL);
+	*ret = c;
+	return 0;
+}
+
+/* Drops every entry; the caller holds the lock (or is the only user). */
+static void stats_cache_empty(struct api_stats_cache *c)
+{
+	for (size_t i = 0; i < c->count; i++)
+		json_decref(c->e[i].ops);
+	c->count = 0;
+}
+
+void api_stats_cache_free(struct api_stats_cache *c)
+{
+	if (!c)
+		return;
+	stats_cache_empty(c);
+	free(c->e);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+/* True when the stat a is of the same file as b, unchanged. */
+static bool same_file(const struct stats_entry *a, const struct stat *b)
+{
+	return a->dev == b->st_dev && a->ino == b->st_ino && a->size == b->st_size &&
+	       a->mtime.tv_sec == b->st_mtim.tv_sec && a->mtime.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* The index of id's entry in c, or where it would go (*ret_found false). */
+static size_t stats_find(const struct api_stats_cache *c, const char *id, bool *ret_found)
+{
+	size_t lo = 0, hi = c->count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int cmp = strcmp(id, c->e[mid].id);
+		if (cmp == 0) {
+			*ret_found = true;
+			return mid;
+		}
+		if (cmp < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	*ret_found = false;
+	return lo;
+}
+
+/* Parses and checks a statistics document (data, len) into e's figures
+ * and ops (a new object holding only "<alg>.<op>" or "<op>": {count, rate}
+ * entries). False when it is malformed. The file comes from the VSM
+ * process, so every field is checked and only known fields are copied. */
+static bool parse_vsm_stats(const char *data, size_t len, struct stats_entry *e)
+{
+	json_t *doc = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL), *ops = NULL;
 	bool ok = false;
-	if (api_vsm_stats_path(ctx, id, path, sizeof(path)) < 0 ||
-	    chsm_read_file(path, VSM_STATS_MAX_BYTES, &data, &len) < 0)
-		goto out;
-	doc = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL);
-	int64_t now = chsm_now_ms();
-	if (!json_is_object(doc) || !stat_count(json_object_get(doc, "sessions"), &sessions) ||
-	    !stat_count(json_object_get(doc, "opsTotal"), &total) ||
-	    !stat_count(json_object_get(doc, "updatedAt"), &updated) ||
-	    updated < now - VSM_STATS_FRESH_MS || updated > now + VSM_STATS_FRESH_MS)
+	if (!json_is_object(doc) || !stat_count(json_object_get(doc, "sessions"), &e->sessions) ||
+	    !stat_count(json_object_get(doc, "opsTotal"), &e->total) ||
+	    !stat_count(json_object_get(doc, "updatedAt"), &e->updated))
 		goto out;
 	json_t *in = json_object_get(doc, "ops");
 	if (!json_is_object(in) || json_object_size(in) > VSM_STATS_MAX_OPS)
@@ -141,22 +209,121 @@ static bool read_vsm_stats(struct api_ctx *ctx, const char *id, json_int_t *ret_
 		json_object_set_new(ops, name, json_pack("{s:I,s:f}", "count", count, "rate",
 							 json_number_value(rate)));
 	}
-	*ret_sessions = sessions;
-	*ret_ops_total = total;
-	*ret_ops = ops;
+	e->ops = ops;
 	ops = NULL;
 	ok = true;
 out:
 	json_decref(ops);
 	json_decref(doc);
-	free(data);
 	return ok;
+}
+
+/* Into e (ops a new reference), the statistics of the file at path whose
+ * stat is st: the cached ones when that very file was read before, else
+ * read and parsed, and cached. False when it cannot be read or is
+ * malformed. */
+static bool stats_of_file(struct api_ctx *ctx, const char *id, const char *path,
+			  const struct stat *st, struct stats_entry *e)
+{
+	struct api_stats_cache *c = ctx->stats_cache;
+	bool found = false;
+	pthread_mutex_lock(&c->lock);
+	size_t at = stats_find(c, id, &found);
+	if (found) {
+		struct stats_entry *x = &c->e[at];
+		if (same_file(x, st)) {
+			*e = *x;
+			e->ops = json_deep_copy(x->ops);
+			pthread_mutex_unlock(&c->lock);
+			return e->ops != NULL;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	char *data = NULL;
+	size_t len = 0;
+	struct stats_entry fresh = {.dev = st->st_dev, .ino = st->st_ino, .size = st->st_size,
+				    .mtime = st->st_mtim};
+	memcpy(fresh.id, id, strlen(id) + 1);
+	struct stat after;
+	bool ok = chsm_read_file(path, VSM_STATS_MAX_BYTES, &data, &len) == 0 &&
+		  parse_vsm_stats(data, len, &fresh);
+	free(data);
+	if (!ok)
+		return false;
+	*e = fresh;
+	e->ops = json_deep_copy(fresh.ops);
+	/* Kept only when the file read is the one stat saw (the process did
+	 * not replace it meanwhile). */
+	if (!e->ops || stat(path, &after) < 0 || !same_file(&fresh, &after)) {
+		json_decref(fresh.ops);
+		return e->ops != NULL;
+	}
+	pthread_mutex_lock(&c->lock);
+	at = stats_find(c, id, &found);
+	if (found) {
+		json_decref(c->e[at].ops);
+		c->e[at] = fresh;
+	} else {
+		if (c->count >= STATS_CACHE_MAX) {
+			stats_cache_empty(c);
+			at = 0;
+		}
+		void *grown = c->e;
+		if (c->count == c->cap) {
+			size_t ncap = c->cap ? 2 * c->cap : 64;
+			grown = realloc(c->e, ncap * sizeof(*c->e));
+			if (grown) {
+				c->e = grown;
+				c->cap = ncap;
+			}
+		}
+		if (c->count < c->cap) {
+			memmove(&c->e[at + 1], &c->e[at], (c->count - at) * sizeof(*c->e));
+			c->e[at] = fresh;
+			c->count++;
+		} else {
+			json_decref(fresh.ops);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return true;
+}
+
+/* Reads the statistics file VSM id's process writes (docs/vsm.md) into
+ * *ret_sessions, *ret_ops_total and *ret_ops (a new object). False, with
+ * nothing set, when it is absent, malformed or older than
+ * VSM_STATS_FRESH_MS. A file already read is not read again while it is
+ * the same file (device, inode, size and modification time): a VSM
+ * process replaces it to change it. */
+static bool read_vsm_stats(struct api_ctx *ctx, const char *id, json_int_t *ret_sessions,
+			   json_int_t *ret_ops_total, json_t **ret_ops)
+{
+	char path[sizeof(ctx->state_dir) + 96];
+	struct stat st;
+	struct stats_entry e;
+	if (api_vsm_stats_path(ctx, id, path, sizeof(path)) < 0 || stat(path, &st) < 0 ||
+	    !S_ISREG(st.st_mode) || !stats_of_file(ctx, id, path, &st, &e))
+		return false;
+	int64_t now = chsm_now_ms();
+	if (e.updated < now - VSM_STATS_FRESH_MS || e.updated > now + VSM_STATS_FRESH_MS) {
+		json_decref(e.ops);
+		return false;
+	}
+	*ret_sessions = e.sessions;
+	*ret_ops_total = e.total;
+	*ret_ops = e.ops;
+	return true;
 }
 
 json_t *api_vsm_status(struct api_ctx *ctx, const struct store_vsm *v)
 {
 	char digest[65] = "";
 	(void)store_vsm_state_digest(ctx->store, v->id, digest);
+	return api_vsm_status_digest(ctx, v, digest);
+}
+
+json_t *api_vsm_status_digest(struct api_ctx *ctx, const struct store_vsm *v, const char *digest)
+{
 	struct vsm_proc_stats st = {0};
 	int pid = 0;
 	int64_t started = 0;

@@ -115,6 +115,12 @@ void h_metrics(struct api_call *c);
 /* VSM JSON views (h_vsm.c), used by status-all too. */
 json_t *api_vsm_details(struct api_ctx *ctx, const struct store_vsm *v);
 json_t *api_vsm_status(struct api_ctx *ctx, const struct store_vsm *v);
+/* The same with VSM v's state digest already known (store_vsm_list_digests). */
+json_t *api_vsm_status_digest(struct api_ctx *ctx, const struct store_vsm *v, const char *digest);
+/* The cache of the VSM processes' statistics files (read_vsm_stats in
+ * h_vsm.c): api_init makes it, api_fini frees it (accepts NULL). */
+int api_stats_cache_new(struct api_stats_cache **ret);
+void api_stats_cache_free(struct api_stats_cache *c);
 /* CHSM running status object of 7.2.2 (h_chsm.c). */
 json_t *api_chsm_status(struct api_ctx *ctx);
 /* The statistics file VSM id's process writes,

@@ -389,6 +389,9 @@ int api_init(struct api_ctx *ctx)
 	r = api_metrics_new(&ctx->metrics);
 	if (r < 0)
 		return r;
+	r = api_stats_cache_new(&ctx->stats_cache);
+	if (r < 0)
+		return r;
 	r = api_reload_platform_key(ctx);
 	if (r == 0)
 		api_platform_resume(ctx);
@@ -402,6 +405,8 @@ void api_fini(struct api_ctx *ctx)
 		platform_stop(ctx->platform);
 	api_metrics_free(ctx->metrics);
 	ctx->metrics = NULL;
+	api_stats_cache_free(ctx->stats_cache);
+	ctx->stats_cache = NULL;
 	api_nonces_free(ctx->nonces);
 	ctx->nonces = NULL;
 	crypto_sm2_key_free(ctx->platform_key);

@@ -506,6 +506,7 @@ void store_close(chsm_store *s)
 			(void)store_checkpoint_pending(s);
 		store_stmt_cache_clear(s);
 		sqlite3_close(s->db);
+		free(s->digests);
 	}
 	crypto_wipe(s->seal_key, sizeof(s->seal_key));
 	crypto_wipe(s->vsm_root, sizeof(s->vsm_root));
@@ -567,6 +568,36 @@ static int end_transaction(chsm_store *s, const char *sql)
 	store_unlock(s);
 	store_unlock(s);
 	return r;
+}
+
+int store_read_begin(chsm_store *s)
+{
+	if (!s)
+		return -EINVAL;
+	store_lock(s);
+	if (s->read_depth == 0 && !s->in_tx) {
+		int r = store_run(s, NULL, "BEGIN", "");
+		if (r < 0) {
+			store_unlock(s);
+			return r;
+		}
+		s->read_began = true;
+	}
+	s->read_depth++;
+	return 0;
+}
+
+void store_read_end(chsm_store *s)
+{
+	if (!s)
+		return;
+	if (--s->read_depth == 0 && s->read_began) {
+		s->read_began = false;
+		/* Only reads ran: the end cannot lose anything. */
+		if (!sqlite3_get_autocommit(s->db))
+			(void)store_run(s, NULL, "COMMIT", "");
+	}
+	store_unlock(s);
 }
 
 int store_commit(chsm_store *s)

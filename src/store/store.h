@@ -76,6 +76,14 @@ int store_schema_version(chsm_store *s);
 int store_begin(chsm_store *s);
 int store_commit(chsm_store *s);
 int store_rollback(chsm_store *s);
+/* A read transaction: store_read_begin takes the store's mutex and opens a
+ * (deferred) read transaction, so the reads until store_read_end see one
+ * state of the database and take SQLite's locks once; store_read_end ends
+ * it and releases the mutex (the same thread calls it). Only reads may run
+ * in between; nested, or inside store_begin or a snapshot, it only holds
+ * the mutex. Keep it short: other threads' store calls wait for it. */
+int store_read_begin(chsm_store *s);
+void store_read_end(chsm_store *s);
 
 /* ---- device settings: named values ---- */
 /* Plain values (device configuration as JSON text, fingerprints, ...).
@@ -229,6 +237,15 @@ int store_vsm_keys_clear(chsm_store *s, const char *id);
  * Lowercase hex (64 digits and a NUL) into out. -ENOENT when there is no
  * such VSM, -EBADMSG when a sealed value does not open. Plaintexts are wiped. */
 int store_vsm_state_digest(chsm_store *s, const char *id, char out[65]);
+/* Every VSM as store_vsm_list gives them (*ret_vsms, *ret_count) and, in
+ * the same order, each one's state digest as store_vsm_state_digest gives
+ * it (*ret_digests, malloc'ed), all read in one read transaction. A digest
+ * is computed again only when the sealed token or keys it covers changed
+ * since the store last computed it (the store keeps the digests and a
+ * fingerprint of the sealed values they came from). Master stores and
+ * their snapshots only (-EPERM on a restricted store). */
+int store_vsm_list_digests(chsm_store *s, struct store_vsm **ret_vsms, char (**ret_digests)[65],
+			   size_t *ret_count);
 
 /* ---- per-VSM sealing and the VSM process's restricted view ----
  * A VSM's token and keys are sealed under its own subkey,

@@ -29,6 +29,17 @@
  * than the distinct SQL texts of the module, so every one stays cached. */
 #define STORE_STMT_CACHE_SLOTS 128
 
+/* A VSM's state digest as last computed, and the fingerprint (SM3 over
+ * the sealed forms of its token and keys, with their ids, types and
+ * indexes) of what it was computed from: a sealed value opens to one
+ * plaintext only, and every seal draws a fresh nonce, so an equal
+ * fingerprint means an equal digest. */
+struct store_digest_entry {
+	char id[CHSM_VSM_ID_MAX_LEN + 1];
+	uint8_t fingerprint[CRYPTO_SM3_LEN];
+	char digest[CRYPTO_SM3_HEX_LEN + 1];
+};
+
 /* One cached statement: its SQL text (a copy: the key), the text's hash,
  * and whether a caller holds it now (between store_prepare and
  * store_release). */
@@ -66,6 +77,12 @@ struct chsm_store {
 	struct store_stmt_slot stmts[STORE_STMT_CACHE_SLOTS];
 	uint64_t stmt_prepared;        /* statements compiled (cache misses) */
 	uint64_t stmt_reused;          /* statements taken from the cache */
+	int read_depth;                /* store_read_begin nesting */
+	bool read_began;               /* the outermost one ran BEGIN */
+	/* State digests by VSM id, sorted by id (under lock). */
+	struct store_digest_entry *digests;
+	size_t digests_count, digests_cap;
+	uint64_t digests_computed;     /* digests computed (cache misses) */
 };
 
 /* -EPERM when s is a VSM's restricted store, else 0: the first check of

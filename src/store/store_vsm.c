@@ -677,18 +677,13 @@ out:
 	return r;
 }
 
-int store_vsm_state_digest(chsm_store *s, const char *id, char out[65])
+/* Computes VSM id's state digest from its unsealed token and keys into
+ * out. The caller holds the mutex. */
+static int digest_compute(chsm_store *s, const char *id, char out[65])
 {
 	crypto_sm3_ctx *ctx = NULL;
 	uint8_t md[CRYPTO_SM3_LEN];
-	int r;
-	if (!s || !id_valid(id) || !out)
-		return -EINVAL;
-	r = store_may_reach(s, id);
-	if (r < 0)
-		return r;
-	store_lock(s);
-	r = vsm_exists(s, id);
+	int r = vsm_exists(s, id);
 	if (r >= 0)
 		r = crypto_sm3_new(&ctx);
 	if (r >= 0)
@@ -697,11 +692,250 @@ int store_vsm_state_digest(chsm_store *s, const char *id, char out[65])
 		r = digest_token(s, id, ctx);
 	if (r >= 0)
 		r = crypto_sm3_final(ctx, md);
-	if (r >= 0)
+	if (r >= 0) {
 		chsm_hex_encode(md, sizeof(md), out);
+		s->digests_computed++;
+	}
 	crypto_sm3_free(ctx);
-	store_unlock(s);
 	return r < 0 ? r : 0;
+}
+
+/* The digest inputs of every VSM (or of VSM ?1), one row per key (or one
+ * with NULL key columns), in VSM id, then key order. */
+#define FINGERPRINT_SELECT                                                          \
+	"SELECT v.id, t.token_id, t.sealed, k.type, k.idx, k.sealed FROM vsms v"    \
+	" LEFT JOIN vsm_tokens t ON t.vsm_id = v.id"                                 \
+	" LEFT JOIN vsm_keys k ON k.vsm_id = v.id"
+#define FINGERPRINT_ORDER " ORDER BY v.id, k.type, k.idx"
+
+/* Adds text column col and its NUL, then blob column blob with its length
+ * (big-endian 4 bytes) before it, to ctx. */
+static int fingerprint_part(crypto_sm3_ctx *ctx, sqlite3_stmt *st, int col, int blob)
+{
+	const unsigned char *text = sqlite3_column_text(st, col);
+	if (!text)
+		return -ENOMEM;
+	int r = crypto_sm3_update(ctx, text, (size_t)sqlite3_column_bytes(st, col) + 1);
+	size_t len = (size_t)sqlite3_column_bytes(st, blob);
+	if (r >= 0)
+		r = sm3_be32(ctx, (uint32_t)len);
+	if (r >= 0 && len > 0)
+		r = crypto_sm3_update(ctx, sqlite3_column_blob(st, blob), len);
+	return r;
+}
+
+/* Calls fn(arg, vsm id, fingerprint) for every VSM in id order (id NULL)
+ * or for VSM id only (-ENOENT when it does not exist). The caller holds
+ * the mutex. */
+static int each_fingerprint(chsm_store *s, const char *id,
+			    int (*fn)(void *arg, const char *id, const uint8_t *fp), void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	crypto_sm3_ctx *ctx = NULL;
+	char cur[CHSM_VSM_ID_MAX_LEN + 1] = "";
+	uint8_t fp[CRYPTO_SM3_LEN];
+	bool any = false;
+	int r = crypto_sm3_new(&ctx);
+	if (r < 0)
+		return r;
+	if (id)
+		r = store_prepare(s, &st, FINGERPRINT_SELECT " WHERE v.id = ?" FINGERPRINT_ORDER,
+				  "t", id);
+	else
+		r = store_prepare(s, &st, FINGERPRINT_SELECT FINGERPRINT_ORDER, "");
+	while (r >= 0 && (r = store_step(st)) == 1) {
+		char row_id[CHSM_VSM_ID_MAX_LEN + 1];
+		r = store_col_copy(st, 0, row_id, sizeof(row_id));
+		if (r < 0)
+			break;
+		if (!any || strcmp(row_id, cur) != 0) {
+			if (any) {
+				r = crypto_sm3_final(ctx, fp);
+				if (r >= 0)
+					r = fn(arg, cur, fp);
+				if (r >= 0)
+					r = crypto_sm3_reset(ctx);
+				if (r < 0)
+					break;
+			}
+			any = true;
+			memcpy(cur, row_id, sizeof(cur));
+			if (sqlite3_column_type(st, 1) == SQLITE_NULL)
+				r = crypto_sm3_update(ctx, "notoken", sizeof("notoken"));
+			else
+				r = fingerprint_part(ctx, st, 1, 2);
+			if (r < 0)
+				break;
+		}
+		if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
+			r = sm3_be32(ctx, (uint32_t)sqlite3_column_int64(st, 4));
+			if (r >= 0)
+				r = fingerprint_part(ctx, st, 3, 5);
+			if (r < 0)
+				break;
+		}
+	}
+	if (r == 0 && any) {
+		r = crypto_sm3_final(ctx, fp);
+		if (r >= 0)
+			r = fn(arg, cur, fp);
+	}
+	if (r == 0 && id && !any)
+		r = -ENOENT;
+	store_release(s, st);
+	crypto_sm3_free(ctx);
+	return r < 0 ? r : 0;
+}
+
+/* The cache entry of VSM id, or NULL. */
+static struct store_digest_entry *digest_find(chsm_store *s, const char *id)
+{
+	size_t lo = 0, hi = s->digests_count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(id, s->digests[mid].id);
+		if (c == 0)
+			return &s->digests[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+/* Into out, VSM id's digest: the cached one when fp matches, else a new
+ * one, which the cache then keeps (inserted in id order when insert; a
+ * full pass builds its cache itself). The caller holds the mutex. */
+static int digest_by_fingerprint(chsm_store *s, const char *id, const uint8_t *fp, bool insert,
+				 char out[65])
+{
+	struct store_digest_entry *e = digest_find(s, id);
+	if (e && memcmp(e->fingerprint, fp, CRYPTO_SM3_LEN) == 0) {
+		memcpy(out, e->digest, sizeof(e->digest));
+		return 0;
+	}
+	int r = digest_compute(s, id, out);
+	if (r < 0)
+		return r;
+	if (!e && insert) {
+		void *grown = s->digests;
+		if (store_grow(&grown, &s->digests_cap, s->digests_count, sizeof(*e)) < 0)
+			return 0;           /* not cached: computed again next time */
+		s->digests = grown;
+		size_t at = 0;
+		while (at < s->digests_count && strcmp(s->digests[at].id, id) < 0)
+			at++;
+		memmove(&s->digests[at + 1], &s->digests[at],
+			(s->digests_count - at) * sizeof(*e));
+		s->digests_count++;
+		e = &s->digests[at];
+		memcpy(e->id, id, strlen(id) + 1);
+	}
+	if (e) {
+		memcpy(e->fingerprint, fp, CRYPTO_SM3_LEN);
+		memcpy(e->digest, out, sizeof(e->digest));
+	}
+	return 0;
+}
+
+/* each_fingerprint callback of store_vsm_state_digest: keeps the one
+ * fingerprint in arg. */
+static int one_digest_fn(void *arg, const char *id, const uint8_t *fp)
+{
+	(void)id;
+	memcpy(arg, fp, CRYPTO_SM3_LEN);
+	return 0;
+}
+
+int store_vsm_state_digest(chsm_store *s, const char *id, char out[65])
+{
+	uint8_t fp[CRYPTO_SM3_LEN];
+	if (!s || !id_valid(id) || !out)
+		return -EINVAL;
+	int r = store_may_reach(s, id);
+	if (r < 0)
+		return r;
+	r = store_read_begin(s);
+	if (r < 0)
+		return r;
+	r = each_fingerprint(s, id, one_digest_fn, fp);
+	if (r >= 0)
+		r = digest_by_fingerprint(s, id, fp, true, out);
+	store_read_end(s);
+	return r < 0 ? r : 0;
+}
+
+/* The full pass of store_vsm_list_digests: the VSMs in id order, their
+ * digests, the cache being rebuilt for exactly these VSMs. */
+struct list_digests {
+	chsm_store *s;
+	const struct store_vsm *vsms;
+	char (*digests)[65];
+	struct store_digest_entry *cache;
+	size_t count, next;
+};
+
+static int list_digest_fn(void *arg, const char *id, const uint8_t *fp)
+{
+	struct list_digests *l = arg;
+	/* Both passes read the same transaction's VSMs in the same order. */
+	if (l->next >= l->count || strcmp(l->vsms[l->next].id, id) != 0)
+		return -EIO;
+	size_t i = l->next++;
+	int r = digest_by_fingerprint(l->s, id, fp, false, l->digests[i]);
+	if (r < 0)
+		return r;
+	struct store_digest_entry *e = &l->cache[i];
+	memcpy(e->id, id, strlen(id) + 1);
+	memcpy(e->fingerprint, fp, CRYPTO_SM3_LEN);
+	memcpy(e->digest, l->digests[i], sizeof(e->digest));
+	return 0;
+}
+
+int store_vsm_list_digests(chsm_store *s, struct store_vsm **ret_vsms, char (**ret_digests)[65],
+			   size_t *ret_count)
+{
+	if (s && s->restricted)
+		return -EPERM;
+	if (!s || !ret_vsms || !ret_digests || !ret_count)
+		return -EINVAL;
+	struct list_digests l = {.s = s};
+	struct store_vsm *vsms = NULL;
+	int r = store_read_begin(s);
+	if (r < 0)
+		return r;
+	r = store_vsm_list(s, &vsms, &l.count);
+	if (r < 0)
+		goto out;
+	l.vsms = vsms;
+	l.digests = calloc(l.count ? l.count : 1, sizeof(*l.digests));
+	l.cache = calloc(l.count ? l.count : 1, sizeof(*l.cache));
+	if (!l.digests || !l.cache) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = each_fingerprint(s, NULL, list_digest_fn, &l);
+	if (r >= 0 && l.next != l.count)
+		r = -EIO;
+	if (r < 0)
+		goto out;
+	free(s->digests);
+	s->digests = l.cache;
+	s->digests_cap = l.count ? l.count : 1;
+	s->digests_count = l.count;
+	l.cache = NULL;
+	*ret_vsms = vsms;
+	*ret_digests = l.digests;
+	*ret_count = l.count;
+	vsms = NULL;
+	l.digests = NULL;
+out:
+	store_read_end(s);
+	free(l.cache);
+	free(l.digests);
+	free(vsms);
+	return r;
 }
 
 /* ---- walking a VSM's secrets (images) ---- */

@@ -5,7 +5,9 @@
  * gets a statement of its own; a schema change is seen by a cached
  * statement; statements beyond the cache's slots are finalized; the master,
  * snapshot and restricted (VSM) connections each have their own cache, and
- * closing finalizes every cached statement.
+ * closing finalizes every cached statement. Also the state digest cache
+ * (store_vsm_list_digests, store_vsm_state_digest: computed again only when
+ * a sealed token or key changed) and read transactions.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -13,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -199,6 +202,122 @@ static void test_caches_per_connection(void **state)
 	assert_int_equal((int)n, 2);
 }
 
+/* Asserts that store_vsm_list_digests lists ids[0..n) with the digests
+ * store_vsm_state_digest gives; returns how many digests the store
+ * computed meanwhile (the single digests being cache hits after the list). */
+static uint64_t check_list(chsm_store *s, const char *const *ids, size_t n)
+{
+	struct store_vsm *v = NULL;
+	char (*d)[65] = NULL;
+	size_t count = 0;
+	uint64_t before = s->digests_computed;
+	assert_int_equal(store_vsm_list_digests(s, &v, &d, &count), 0);
+	uint64_t computed = s->digests_computed - before;
+	assert_int_equal((int)count, (int)n);
+	for (size_t i = 0; i < n; i++) {
+		char one[65];
+		assert_string_equal(v[i].id, ids[i]);
+		assert_int_equal(store_vsm_state_digest(s, ids[i], one), 0);
+		assert_string_equal(d[i], one);
+		assert_int_equal((int)strlen(d[i]), 64);
+	}
+	assert_true(s->digests_computed - before == computed);
+	free(v);
+	free(d);
+	return computed;
+}
+
+static void test_digest_cache(void **state)
+{
+	struct test_store *t = *state;
+	chsm_store *s = t->s;
+	static const char *const ids[] = {"a1", "b2", "c3"};
+	char empty[65], before[65], after[65];
+	for (size_t i = 0; i < 3; i++)
+		add_vsm(s, ids[i]);
+	assert_int_equal(store_vsm_state_digest(s, "b2", empty), 0);
+	assert_int_equal(store_vsm_key_put(s, "a1", "sign", 1, (const uint8_t *)"k1", 2), 0);
+	assert_int_equal(store_vsm_token_set(s, "c3", "tok", (const uint8_t *)"secret", 6, 1), 0);
+	assert_true(check_list(s, ids, 3) >= 2);       /* a1 and c3 changed */
+	assert_true(check_list(s, ids, 3) == 0);       /* nothing changed */
+	/* A changed key: that VSM's digest only is computed again. */
+	assert_int_equal(store_vsm_state_digest(s, "a1", before), 0);
+	assert_int_equal(store_vsm_key_put(s, "a1", "sign", 1, (const uint8_t *)"k2", 2), 0);
+	assert_true(check_list(s, ids, 3) == 1);
+	assert_int_equal(store_vsm_state_digest(s, "a1", after), 0);
+	assert_string_not_equal(before, after);
+	/* The same material sealed again (a fresh nonce): computed again, equal. */
+	assert_int_equal(store_vsm_key_put(s, "a1", "sign", 1, (const uint8_t *)"k1", 2), 0);
+	uint64_t n = s->digests_computed;
+	assert_int_equal(store_vsm_state_digest(s, "a1", after), 0);
+	assert_true(s->digests_computed == n + 1);
+	/* A token replaced, then cleared: back to the digest of no token. */
+	assert_int_equal(store_vsm_token_set(s, "c3", "tok", (const uint8_t *)"other", 5, 2), 0);
+	assert_true(check_list(s, ids, 3) == 1);
+	assert_int_equal(store_vsm_token_clear(s, "c3"), 0);
+	assert_true(check_list(s, ids, 3) == 1);
+	assert_int_equal(store_vsm_state_digest(s, "c3", after), 0);
+	assert_string_equal(after, empty);
+	/* A VSM deleted and made again under its id, without a key. */
+	assert_int_equal(store_vsm_delete(s, "a1"), 0);
+	assert_int_equal(store_vsm_state_digest(s, "a1", after), -ENOENT);
+	assert_true(check_list(s, ids + 1, 2) == 0);
+	add_vsm(s, "a1");
+	check_list(s, ids, 3);
+	assert_int_equal(store_vsm_state_digest(s, "a1", after), 0);
+	assert_string_equal(after, empty);
+	/* A key written behind the store's back, by another connection (a VSM
+	 * process), is seen. */
+	uint8_t sub[STORE_VSM_KEY_LEN];
+	chsm_store *vs = NULL;
+	assert_int_equal(store_vsm_subkey(s, "b2", sub), 0);
+	assert_int_equal(store_open_vsm(t->path, "b2", sub, &vs), 0);
+	assert_int_equal(store_vsm_key_put(vs, "b2", "enc", 3, (const uint8_t *)"kk", 2), 0);
+	assert_true(check_list(s, ids, 3) == 1);
+	char from_vsm[65];
+	assert_int_equal(store_vsm_state_digest(vs, "b2", from_vsm), 0);
+	assert_int_equal(store_vsm_state_digest(s, "b2", after), 0);
+	assert_string_equal(from_vsm, after);
+	struct store_vsm *v = NULL;
+	char (*d)[65] = NULL;
+	size_t count = 0;
+	assert_int_equal(store_vsm_list_digests(vs, &v, &d, &count), -EPERM);
+	assert_int_equal(store_vsm_list_digests(s, NULL, &d, &count), -EINVAL);
+	store_close(vs);
+	/* A snapshot lists what it sees. */
+	chsm_store *snap = NULL;
+	assert_int_equal(store_snapshot_begin(s, &snap), 0);
+	check_list(snap, ids, 3);
+	store_snapshot_end(snap);
+}
+
+static void test_read_transaction(void **state)
+{
+	struct test_store *t = *state;
+	chsm_store *s = t->s;
+	size_t n = 0;
+	add_vsm(s, "v1");
+	assert_int_equal(store_read_begin(s), 0);
+	assert_int_equal(store_read_begin(s), 0);         /* nested */
+	assert_int_equal(store_vsm_count(s, &n), 0);
+	store_read_end(s);
+	assert_false(sqlite3_get_autocommit(s->db));       /* still open */
+	assert_int_equal(store_vsm_count(s, &n), 0);
+	assert_int_equal((int)n, 1);
+	store_read_end(s);
+	assert_true(sqlite3_get_autocommit(s->db));
+	/* Inside store_begin it only holds the mutex. */
+	assert_int_equal(store_begin(s), 0);
+	assert_int_equal(store_read_begin(s), 0);
+	store_read_end(s);
+	add_vsm(s, "v2");
+	assert_int_equal(store_commit(s), 0);
+	assert_int_equal(store_vsm_count(s, &n), 0);
+	assert_int_equal((int)n, 2);
+	assert_int_equal(store_read_begin(NULL), -EINVAL);
+	store_read_end(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -207,6 +326,8 @@ int main(void)
 		TEST_STORE_CASE(test_schema_change),
 		TEST_STORE_CASE(test_more_texts_than_slots),
 		TEST_STORE_CASE(test_caches_per_connection),
+		TEST_STORE_CASE(test_digest_cache),
+		TEST_STORE_CASE(test_read_transaction),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
