@@ -562,9 +562,7 @@ static int end_transaction(chsm_store *s, const char *sql)
 	if (!sqlite3_get_autocommit(s->db))
 		(void)store_run(s, NULL, "ROLLBACK", "");
 	s->in_tx = false;
-	int c = store_checkpoint_pending(s);
-	if (r >= 0)
-		r = c;
+	(void)store_checkpoint_pending(s);   /* pending on failure, as in store_write_end */
 	store_unlock(s);
 	store_unlock(s);
 	return r;

@@ -27,10 +27,11 @@
  * is first overwritten with zeros of the same length, then deleted
  * (secure_delete zeroes the freed space), and the WAL is checkpointed and
  * truncated after the commit, so neither the value nor its sealed form stays
- * readable in the database, -wal or -shm file. Should that checkpoint fail,
- * the call returns its error although the change is committed, and later
- * writes and store_close try again. docs/storage.md has the design and the
- * schema.
+ * readable in the database, -wal or -shm file. Should that checkpoint not
+ * complete (another connection reads or checkpoints the WAL for longer than
+ * STORE_CHECKPOINT_WAIT_MS), the call still succeeds, since its change is
+ * committed, and the checkpoint stays pending: every later write and
+ * store_close try again. docs/storage.md has the design and the schema.
  */
 #ifndef CHSM_STORE_H
 #define CHSM_STORE_H
@@ -53,6 +54,8 @@ typedef struct chsm_store chsm_store;
 #define STORE_VALUE_MAX_LEN    (64 * 1024)
 /* Milliseconds a call waits for another process holding the database. */
 #define STORE_BUSY_TIMEOUT_MS  5000
+/* How long a zeroisation's checkpoint waits for other connections. */
+#define STORE_CHECKPOINT_WAIT_MS 200
 
 /* Opens (creating if needed, mode 0600) the database at path and runs the
  * migrations the database lacks. Derives the sealing key from master_key

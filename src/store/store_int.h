@@ -110,7 +110,8 @@ void store_unlock(chsm_store *s);
 int store_write_begin(chsm_store *s);
 /* Ends what store_write_begin opened: commits when r == 0, rolls back when
  * r < 0; after a commit outside store_begin, checkpoints the WAL if a row was
- * zeroised. Releases the mutex. Returns r, or the commit's error. */
+ * zeroised (a checkpoint that cannot run stays pending and is not an error).
+ * Releases the mutex. Returns r, or the commit's error. */
 int store_write_end(chsm_store *s, int r);
 
 /* Checkpoints the WAL into the database and truncates it, if a zeroising

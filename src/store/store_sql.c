@@ -57,7 +57,12 @@ int store_checkpoint_pending(chsm_store *s)
 {
 	if (!s->need_checkpoint || s->in_tx || s->snapshots > 0)
 		return 0;
+	/* Another connection (a VSM process, a snapshot of another process)
+	 * may be reading or checkpointing: wait for it briefly, not for the
+	 * whole busy timeout with the mutex held; the next write tries again. */
+	(void)sqlite3_busy_timeout(s->db, STORE_CHECKPOINT_WAIT_MS);
 	int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	(void)sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
 	if (rc != SQLITE_OK)
 		return store_sqlite_err(rc);
 	s->need_checkpoint = false;
@@ -109,7 +114,9 @@ int store_write_end(chsm_store *s, int r)
 			(void)exec_fixed(s, "ROLLBACK");
 		goto out;
 	}
-	r = store_checkpoint_pending(s);
+	/* The change is committed: a checkpoint that cannot run now stays
+	 * pending (store.h, zeroisation) and must not turn it into a failure. */
+	(void)store_checkpoint_pending(s);
 out:
 	store_unlock(s);
 	return r;

@@ -214,10 +214,46 @@ static void test_snapshot_writer_not_blocked(void **state)
 	store_snapshot_end(NULL);
 }
 
+/* A zeroisation's checkpoint that another connection blocks (here a
+ * snapshot of a second store on the same file, which the first cannot
+ * know of) does not fail the committed change: the call succeeds, and the
+ * checkpoint runs at the next write once the reader has gone. */
+static void test_blocked_checkpoint_stays_pending(void **state)
+{
+	struct test_store *t = *state;
+	add_vsm(t->s, "v1");
+	add_vsm(t->s, "v2");
+	const uint8_t tok[16] = "TOKEN-0123456789";
+	assert_int_equal(store_vsm_token_set(t->s, "v1", "tok-1", tok, sizeof(tok), 1), 0);
+	assert_int_equal(store_vsm_key_put(t->s, "v1", "sign", 1, (const uint8_t *)"key-one", 7), 0);
+
+	chsm_store *other = NULL, *snap = NULL;
+	assert_int_equal(store_open(t->path, test_master_key, &other), 0);
+	assert_int_equal(store_snapshot_begin(other, &snap), 0);
+	assert_int_equal(store_vsm_delete(t->s, "v1"), 0);
+	struct store_vsm v;
+	assert_int_equal(store_vsm_get(t->s, "v1", &v), -ENOENT);
+	char wal[160];
+	snprintf(wal, sizeof(wal), "%s-wal", t->path);
+	size_t wal_len = 0;
+	free(test_read_all(wal, &wal_len));
+	assert_true(wal_len > 0);       /* the checkpoint could not run */
+
+	store_snapshot_end(snap);
+	store_close(other);
+	/* The next write, of anything, runs the pending checkpoint. */
+	assert_int_equal(store_setting_set(t->s, "config.ntp", "{\"a\":3}"), 0);
+	free(test_read_all(wal, &wal_len));
+	assert_int_equal((int)wal_len, 0);
+	assert_false(test_dir_contains(t->dir, tok, sizeof(tok)));
+	assert_false(test_dir_contains(t->dir, "key-one", 7));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		TEST_STORE_CASE(test_snapshot_isolated_from_writers),
+		TEST_STORE_CASE(test_blocked_checkpoint_stays_pending),
 		TEST_STORE_CASE(test_walk_stops_and_errors),
 		TEST_STORE_CASE(test_snapshot_writer_not_blocked),
 	};
