@@ -343,11 +343,21 @@ void api_vsm_died(void *vctx, const char *vsm_id, const char *reason)
 	set_state(ctx, vsm_id, "fault", msg, 0, false);
 }
 
-/* Whether id has a pending or running task (which settles it). */
-static bool has_active_task(struct api_ctx *ctx, const char *id)
+/* Whether id has a pending or running task that settles whether its
+ * process runs. An export does not (it reads the store and leaves the VSM
+ * as it was), so a VSM whose only work queued is an export is resumed here
+ * like any other. */
+static bool has_settling_task(struct api_ctx *ctx, const char *id)
 {
 	char task_id[32];
-	return store_task_active_for_target(ctx->store, id, task_id) == 0;
+	struct store_task t;
+	if (store_task_active_for_target(ctx->store, id, task_id) < 0)
+		return false;
+	if (store_task_get(ctx->store, task_id, &t) < 0)
+		return true;   /* there is one: leave the VSM to it */
+	bool settles = strcmp(t.operation, "vsm.image.export") != 0;
+	store_task_clear(&t);
+	return settles;
 }
 
 void api_resume_vsms(struct api_ctx *ctx)
@@ -360,7 +370,7 @@ void api_resume_vsms(struct api_ctx *ctx)
 	}
 	for (size_t i = 0; i < n; i++) {
 		const char *s = v[i].state;
-		if (has_active_task(ctx, v[i].id))
+		if (has_settling_task(ctx, v[i].id))
 			continue; /* its task settles it */
 		if (strcmp(s, "fault") == 0)
 			continue;

@@ -106,7 +106,11 @@ check "7.3.5 result: sizeBytes is the file's size" [ "$(jq -r .data.result.sizeB
 check "7.3.5 result: sm3 is the file's SM3 (openssl)" [ "$IMG_SM3" = "$(sm3_hex "$IMG")" ]
 check "chsm-image inspect accepts the image" "$CHSM_BIN/chsm-image" inspect "$IMG"
 "$CHSM_BIN/chsm-image" inspect "$IMG" > "$IT_DIR/inspect.txt" 2>&1
-check "the image does not hold the token secret in clear" eval '! grep -qF "$(base64 -d < "$IT_DIR/src.b64" | head -c 16)" "$IMG"'
+# (compared in hex: the secret's raw bytes may hold a newline, which would
+# make grep -F search for its pieces)
+hex_of() { od -An -tx1 -v | tr -d ' \n'; }
+check "the image does not hold the token secret in clear" \
+  eval '! hex_of < "$IMG" | grep -q "$(base64 -d < "$IT_DIR/src.b64" | head -c 16 | hex_of)"'
 check "no temporary image is left in A's state dir" eval '[ -z "$(ls -A "$IT_DIR/A/tmp")" ]'
 
 # ---- 7.3.6 into an empty stopped VSM on B ----
@@ -279,6 +283,51 @@ check "no temporary image is left in B's state dir" eval '[ -z "$(ls -A "$IT_DIR
 task_ok "the same import, without a crash" POST $F/vsms/cr/image/import "$DL"
 check "cr then holds src's keys" [ "$(digest_of cr)" = "$SRC_DIGEST" ]
 
+# ---- crash with an export still queued: the VSM it exports runs again.
+# Two exports to an upload address that never answers (a socket that
+# listens and never accepts) hold both task workers for up to 30 s (the
+# transfer's low-speed limit), so the export of the running dst, queued
+# behind them, is pending when chsmd is killed. After the restart dst runs
+# and serves while that export is still queued: an export does not decide
+# whether a VSM runs (it was left "running" without a process). ----
+task_ok "start dst" POST $F/vsms/dst/start
+create_vsm q1 "$(free_port)"
+create_vsm q2 "$(free_port)"
+BH_PORT=$(free_port)
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16); time.sleep(900)' "$BH_PORT" &
+BH_PID=$!; IT_BG_PIDS="${IT_BG_PIDS:-} $BH_PID"
+bh_up() { (exec 3<>"/dev/tcp/127.0.0.1/$BH_PORT") 2>/dev/null; }
+eventually 10 bh_up || fail_now "the silent upload server did not start"
+gmt_request PUT $F/chsm/image-upload-address "{\"url\":\"http://127.0.0.1:$BH_PORT/img/\"}"
+expect "7.2.6 an upload address that never answers" 0 200
+gmt_request POST $F/vsms/q1/image/export '{}'
+expect "export q1 (its upload hangs)" 0 202
+gmt_request POST $F/vsms/q2/image/export '{}'
+expect "export q2 (its upload hangs)" 0 202
+gmt_request POST $F/vsms/dst/image/export '{}'
+expect "export dst, queued behind them" 0 202
+EX_TASK=$(resp_data .taskId)
+[ -n "$EX_TASK" ] || fail_now "the export of dst was not accepted"
+gmt_request GET "/gmt0088/v1/tasks/$EX_TASK"
+check "the export of dst is pending at the kill" [ "$(resp_data .state)" = pending ]
+chsm_kill
+chsm_start
+chsm_save B
+check "dst is running after the restart" eventually 15 vsm_state_is dst running
+check "dst serves after the restart (vsmtool, src's token)" \
+  vsm_tool "$PD" src-app "$IT_DIR/src.b64" pubkey --index 1
+gmt_request GET "/gmt0088/v1/tasks/$EX_TASK"
+check "while its export is still queued or running ($(resp_data .state))" \
+  eval '[ "$(resp_data .state)" = pending ] || [ "$(resp_data .state)" = running ]'
+kill "$BH_PID"; wait "$BH_PID" 2>/dev/null
+wait_task "$EX_TASK"
+check "dst's export ends once the upload server is gone (${TASK_STATE:-?})" [ "$TASK_STATE" = failed ]
+check "dst still runs after its failed export" vsm_state_is dst running
+task_ok "delete q1" DELETE $F/vsms/q1
+task_ok "delete q2" DELETE $F/vsms/q2
+
 # ---- 7.2.12 / 7.2.13 on A: backup, changes, restore ----
 chsm_use A
 gmt_request PUT $F/chsm/ntp '{"servers":["127.0.0.1"],"enabled":false}'
@@ -308,9 +357,10 @@ task_fails "7.2.9 of a backup (not a CHSM image)" 4003 POST $F/chsm/image/import
 task_fails "7.2.13 of a CHSM image (not a backup)" 4003 POST $F/chsm/restore "{\"url\":\"$CI_URL\",\"sm3\":\"$CI_SM3\"}"
 task_fails "7.2.13 with a wrong sm3" 4008 POST $F/chsm/restore "{\"url\":\"$BK_URL\",\"sm3\":\"$IMG_SM3\"}"
 check "a failed restore leaves src running" vsm_state_is src running
-# the restore, with a chsmd that pauses in it, to see other requests refused
+# the restore, with a chsmd that pauses 8 s in it (room for two signed
+# requests on a loaded machine), to see other requests refused
 chsm_stop
-CHSM_TEST_IMPORT_DELAY_MS=2000 chsm_start
+CHSM_TEST_IMPORT_DELAY_MS=8000 chsm_start
 chsm_save A
 eventually 15 vsm_state_is src running
 MARK=$(wc -l < "$CHSMD_LOG")
