@@ -344,12 +344,15 @@ kill -CONT "$V1_PID"
 wait_task "$STOP_TASK"
 check "the stop task then succeeds" [ "$TASK_STATE" = succeeded ]
 FINISHED=$(resp_data .finishedAt)
+LATE=0
 for p in "${PROBES[@]}"; do
   IFS='|' read -r t got desc <<<"$p"
   if [ "$t" -lt "$FINISHED" ]; then check "$desc (want 3005/409, got $got)" [ "$got" = 3005/409 ]
-  else echo "ok - # SKIP $desc: answered after the stop ended"; fi
+  else echo "ok - # SKIP $desc: answered after the stop ended"; LATE=1; fi
 done
-check "v1 is stopped" vsm_state_is v1 stopped
+# A probe answered late may have started or deleted v1 by right.
+if [ "$LATE" = 0 ]; then check "v1 is stopped" vsm_state_is v1 stopped
+else echo "ok - # SKIP v1 is stopped: a probe was answered after the stop ended"; fi
 
 # ---- 3003: an import never overwrites a VSM that holds keys ----
 printf '%s\n' "$V2_SECRET" > "$IT_DIR/v2.token"
