@@ -9,6 +9,7 @@
 #ifndef CHSM_CRYPTO_INTERNAL_H
 #define CHSM_CRYPTO_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,12 +30,21 @@ EVP_KDF *crypto_alg_pbkdf2(void);
  * public point; has_private says whether it also holds d. fast holds the
  * same key in raw form (validated public point, d and (1 + d)^-1 when
  * private) for the module's own SM2 code; it is wiped when the key is
- * freed. Immutable once made, so one key may be used from several threads
- * at once. */
+ * freed. z_default is Z for CRYPTO_SM2_DEFAULT_ID, computed when the key
+ * is made. Immutable once made, so one key may be used from several
+ * threads at once, except for two caches of public data that verification
+ * fills through atomics (sm2.c): verifies counts verifications with the
+ * key, and pub_table, set once from NULL, holds the precomputed multiples
+ * of the public point from the second verification on; it is freed with
+ * the key. */
 struct crypto_sm2_key {
 	EVP_PKEY *pkey;
 	bool has_private;
+	bool has_z_default;
+	uint8_t z_default[CRYPTO_SM3_LEN];
 	struct sm2_fast_key fast;
+	atomic_uint verifies;
+	_Atomic(struct sm2_pub_table *) pub_table;
 };
 
 /* True when OPENCHSM_SM2_IMPL=openssl was set at the first SM2 operation:

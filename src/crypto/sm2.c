@@ -60,7 +60,13 @@ int crypto_sm2_z(const crypto_sm2_key *key, const char *id, uint8_t out[CRYPTO_S
 	int r;
 	if (key == NULL || out == NULL)
 		return -EINVAL;
-	if ((r = sm2_id(id, &idlen, &id)) < 0 || (r = crypto_sm2_public_point(key, point)) < 0)
+	if ((r = sm2_id(id, &idlen, &id)) < 0)
+		return r;
+	if (key->has_z_default && strcmp(id, CRYPTO_SM2_DEFAULT_ID) == 0) {
+		memcpy(out, key->z_default, CRYPTO_SM3_LEN);
+		return 0;
+	}
+	if ((r = crypto_sm2_public_point(key, point)) < 0)
 		return r;
 	const uint8_t entl[2] = {(uint8_t)((idlen * 8) >> 8), (uint8_t)(idlen * 8)};
 	crypto_sm3_ctx *ctx = NULL;
@@ -305,13 +311,41 @@ static int sm2_fast_sign_der(const crypto_sm2_key *key, const uint8_t e[CRYPTO_S
 	return crypto_sm2_sig_rs_to_der(rb, sb, sig, ret_siglen);
 }
 
+/* The key's verification table (public data): NULL at the key's first
+ * verification, so that a key verified once pays nothing for it; built at
+ * the second and kept until the key is freed. Two threads may build it at
+ * once: the first to publish wins, the other frees its copy. NULL also
+ * when memory is short (verification then runs without it). */
+static const struct sm2_pub_table *sm2_verify_table(const crypto_sm2_key *ckey)
+{
+	/* Keys are only made by sm2_key_adopt (calloc), never const objects:
+	 * the caches are written through atomics. */
+	crypto_sm2_key *key = (crypto_sm2_key *)ckey;
+	struct sm2_pub_table *tab = atomic_load_explicit(&key->pub_table, memory_order_acquire);
+	if (tab != NULL)
+		return tab;
+	if (atomic_fetch_add_explicit(&key->verifies, 1, memory_order_relaxed) == 0)
+		return NULL;
+	tab = malloc(sizeof(*tab));
+	if (tab == NULL)
+		return NULL;
+	sm2_ec_pub_table_fill(tab, &key->fast.pub);
+	struct sm2_pub_table *expected = NULL;
+	if (!atomic_compare_exchange_strong_explicit(&key->pub_table, &expected, tab,
+						     memory_order_acq_rel, memory_order_acquire)) {
+		free(tab);
+		return expected;
+	}
+	return tab;
+}
+
 static int sm2_fast_verify_der(const crypto_sm2_key *key, const uint8_t e[CRYPTO_SM3_LEN],
 			       const uint8_t *sig, size_t siglen)
 {
 	uint8_t rb[32], sb[32];
 	if (crypto_sm2_sig_der_to_rs(sig, siglen, rb, sb) < 0)
 		return -EBADMSG;
-	return sm2_fast_verify(&key->fast, e, rb, sb);
+	return sm2_fast_verify(&key->fast, sm2_verify_table(key), e, rb, sb);
 }
 
 int crypto_sm2_sign(const crypto_sm2_key *key, const char *id, const void *msg, size_t len,

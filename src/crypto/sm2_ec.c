@@ -14,6 +14,11 @@
  * - s * G + t * P (verification, public data): one doubling chain, s by
  *   width-8 wNAF over the affine odd multiples of G (built with the comb),
  *   t by width-5 wNAF over the odd multiples of P; variable time.
+ *   With a per-key table (struct sm2_pub_table: the affine odd multiples
+ *   of P and of 2^128 P) both scalars are split into 128-bit halves, so
+ *   the chain has 128 doublings instead of 256, with s's halves over the
+ *   odd multiples of G and of 2^128 G (static) and t's over the table;
+ *   every addition is a mixed one. Variable time.
  * The constant-time additions are incomplete formulas: the scalar ranges
  * used (0 < k < n, n prime, cofactor 1) keep their operands distinct, not
  * opposite and finite, except the last addition of the signed windows for a
@@ -46,6 +51,8 @@ static sm2_aff comb[COMB_ROWS][COMB_ENTRIES];
 #define WNAF_G 8 /* s * G in verification: wNAF digits up to +-127 */
 #define G_ODD  (1 << (WNAF_G - 2))
 static sm2_aff g_odd[G_ODD];
+/* g_hi_odd[j] = (2j + 1) * 2^128 * G, for the split form. */
+static sm2_aff g_hi_odd[G_ODD];
 static pthread_once_t comb_once = PTHREAD_ONCE_INIT;
 
 /* ---- point formulas (Jacobian, a = -3) ---- */
@@ -215,7 +222,7 @@ static void jac_to_affine(sm2_aff *r, const sm2_jac *a)
 /* Affine forms of n finite points with one inversion (variable time). */
 static void jac_to_affine_batch_vt(sm2_aff *r, const sm2_jac *a, size_t n)
 {
-	sm2_u256 prod[G_ODD], inv, t;
+	sm2_u256 prod[G_ODD > 2 * SM2_PUB_TABLE ? G_ODD : 2 * SM2_PUB_TABLE], inv, t;
 	prod[0] = a[0].z;
 	for (size_t i = 1; i < n; i++)
 		sm2_fp_mul(&prod[i], &prod[i - 1], &a[i].z);
@@ -253,6 +260,12 @@ static void comb_init(void)
 	for (int j = 1; j < G_ODD; j++)
 		jac_add_vt(&row[j], &row[j - 1], &g2);
 	jac_to_affine_batch_vt(g_odd, row, G_ODD);
+	/* comb[32][0] = 2^128 G */
+	row[0] = (sm2_jac){comb[32][0].x, comb[32][0].y, SM2_P_ONE};
+	jac_double(&g2, &row[0]);
+	for (int j = 1; j < G_ODD; j++)
+		jac_add_vt(&row[j], &row[j - 1], &g2);
+	jac_to_affine_batch_vt(g_hi_odd, row, G_ODD);
 }
 
 void sm2_ec_init(void)
@@ -457,6 +470,73 @@ void sm2_ec_mul_double_vt(sm2_jac *r, const sm2_u256 *s, const sm2_u256 *t, cons
 			sm2_fp_neg(&neg.y, &neg.y);
 			jac_add_vt(&acc, &acc, &neg);
 		}
+	}
+	*r = acc;
+}
+
+/* acc += d * tbl (d odd or 0, |d| < 2 * the table's size) with tbl[j] =
+ * (2j + 1) * B affine. Variable time. */
+static void add_digit_vt(sm2_jac *acc, const sm2_aff *tbl, int d)
+{
+	if (d > 0) {
+		jac_add_affine_vt(acc, acc, &tbl[d / 2]);
+	} else if (d < 0) {
+		sm2_aff neg = tbl[-d / 2];
+		sm2_fp_neg(&neg.y, &neg.y);
+		jac_add_affine_vt(acc, acc, &neg);
+	}
+}
+
+void sm2_ec_pub_table_fill(struct sm2_pub_table *tab, const sm2_aff *p)
+{
+	sm2_jac row[2 * SM2_PUB_TABLE], base, b2;
+	base.x = p->x;
+	base.y = p->y;
+	base.z = SM2_P_ONE;
+	for (int half = 0; half < 2; half++) {
+		sm2_jac *r = row + half * SM2_PUB_TABLE;
+		if (half == 1) /* 2^128 P */
+			for (int i = 0; i < 128; i++)
+				jac_double(&base, &base);
+		r[0] = base;
+		jac_double(&b2, &base);
+		for (int j = 1; j < SM2_PUB_TABLE; j++)
+			jac_add_vt(&r[j], &r[j - 1], &b2);
+	}
+	/* P has order n (> 2^128 * 63), so none of these is infinity */
+	sm2_aff aff[2 * SM2_PUB_TABLE];
+	jac_to_affine_batch_vt(aff, row, 2 * SM2_PUB_TABLE);
+	memcpy(tab->lo, aff, sizeof(tab->lo));
+	memcpy(tab->hi, aff + SM2_PUB_TABLE, sizeof(tab->hi));
+}
+
+void sm2_ec_mul_double_table_vt(sm2_jac *r, const sm2_u256 *s, const sm2_u256 *t,
+				const struct sm2_pub_table *tab)
+{
+	sm2_ec_init();
+	/* s = s_lo + 2^128 s_hi, t likewise */
+	const sm2_u256 half[4] = {
+		{{s->w[0], s->w[1], 0, 0}},
+		{{s->w[2], s->w[3], 0, 0}},
+		{{t->w[0], t->w[1], 0, 0}},
+		{{t->w[2], t->w[3], 0, 0}},
+	};
+	const sm2_aff *tbl[4] = {g_odd, g_hi_odd, tab->lo, tab->hi};
+	static const int width[4] = {WNAF_G, WNAF_G, SM2_PUB_WNAF, SM2_PUB_WNAF};
+	int8_t d[4][257];
+	int top = 0;
+	for (int k = 0; k < 4; k++) {
+		int len = wnaf(d[k], &half[k], width[k]);
+		if (len > top)
+			top = len;
+	}
+	sm2_jac acc;
+	memset(&acc, 0, sizeof(acc));
+	for (int i = top - 1; i >= 0; i--) {
+		if (!jac_is_inf_vt(&acc))
+			jac_double(&acc, &acc);
+		for (int k = 0; k < 4; k++)
+			add_digit_vt(&acc, tbl[k], d[k][i]);
 	}
 	*r = acc;
 }

@@ -203,8 +203,10 @@ int sm2_fast_sign(const struct sm2_fast_key *fk, const uint8_t eb[32], const uin
 	return ret;
 }
 
-int sm2_fast_verify(const struct sm2_fast_key *fk, const uint8_t eb[32], const uint8_t rb[32],
-		    const uint8_t sb[32])
+/* Verification handles only public values (the key, the digest, the
+ * signature), so it runs in variable time. */
+int sm2_fast_verify(const struct sm2_fast_key *fk, const struct sm2_pub_table *tab,
+		    const uint8_t eb[32], const uint8_t rb[32], const uint8_t sb[32])
 {
 	sm2_u256 e, r, s, t, v;
 	sm2_u256_from_be(&r, rb);
@@ -218,7 +220,10 @@ int sm2_fast_verify(const struct sm2_fast_key *fk, const uint8_t eb[32], const u
 	if (sm2_u256_is_zero(&t))
 		return -EBADMSG;
 	sm2_jac q;
-	sm2_ec_mul_double_vt(&q, &s, &t, &fk->pub);
+	if (tab != NULL)
+		sm2_ec_mul_double_table_vt(&q, &s, &t, tab);
+	else
+		sm2_ec_mul_double_vt(&q, &s, &t, &fk->pub);
 	/* R = (e + x1) mod n == r  <=>  x1 = (r - e) mod n or that + n (< p) */
 	sm2_u256_from_be(&e, eb);
 	sm2_mod_reduce_once(&e, &e, &SM2_N);

@@ -6,11 +6,13 @@
  * cases: extreme private scalars, empty and 1 MiB messages, out-of-range
  * and malformed signatures, invalid public points, tampered ciphertexts,
  * the standard's nonce rejections, and compressed-point keys from the
- * openssl command-line tool. On x86-64 with BMI2 and ADX the field
+ * openssl command-line tool; verification with and without the per-key
+ * table (also from several threads at once) and the cached Z. On x86-64 with BMI2 and ADX the field
  * arithmetic has two paths (assembly and portable C): they are compared
  * with each other directly, and the differential tests alternate them.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -315,6 +317,102 @@ static void test_message_sizes(void **state)
 		free(der);
 	}
 	free(msg);
+	crypto_sm2_key_free(key);
+}
+
+/* ---- the per-key verification table and the cached Z ---- */
+
+struct verify_job {
+	const crypto_sm2_key *pub;
+	const uint8_t *msg;
+	size_t len;
+	const uint8_t *sig;
+	size_t siglen;
+	int fails;
+};
+
+static void *verify_loop(void *arg)
+{
+	struct verify_job *job = arg;
+	for (int i = 0; i < 20; i++) {
+		if (crypto_sm2_verify(job->pub, NULL, job->msg, job->len, job->sig, job->siglen) != 0)
+			job->fails++;
+		if (crypto_sm2_verify(job->pub, NULL, job->msg, job->len - 1, job->sig,
+				      job->siglen) != -EBADMSG)
+			job->fails++;
+	}
+	return NULL;
+}
+
+static void test_verify_table(void **state)
+{
+	uint8_t msg[64], sig[CRYPTO_SM2_SIG_DER_MAX], osig[CRYPTO_SM2_SIG_DER_MAX];
+	size_t siglen = 0, osiglen = 0;
+	for (int i = 0; i < 100; i++) {
+		crypto_sm2_key *key = NULL;
+		field_path_for_round(i);
+		assert_int_equal(crypto_sm2_generate(&key), 0);
+		crypto_sm2_key *pub = public_of(key);
+		assert_int_equal(crypto_random(msg, sizeof(msg)), 0);
+		assert_int_equal(crypto_sm2_sign(key, NULL, msg, sizeof(msg), sig, &siglen), 0);
+		assert_int_equal(crypto_sm2_ossl_sign(key, NULL, msg, sizeof(msg), osig, &osiglen), 0);
+		/* the first verification runs without the table */
+		assert_int_equal(crypto_sm2_verify(pub, NULL, msg, sizeof(msg), sig, siglen), 0);
+		assert_null(atomic_load(&pub->pub_table));
+		/* the second builds it; from then on it is used */
+		assert_int_equal(crypto_sm2_verify(pub, NULL, msg, sizeof(msg), osig, osiglen), 0);
+		assert_non_null(atomic_load(&pub->pub_table));
+		assert_int_equal(crypto_sm2_verify(pub, NULL, msg, sizeof(msg), sig, siglen), 0);
+		assert_int_equal(crypto_sm2_verify(pub, NULL, msg, sizeof(msg) - 1, sig, siglen),
+				 -EBADMSG);
+		assert_int_equal(crypto_sm2_verify(pub, "bob", msg, sizeof(msg), osig, osiglen),
+				 -EBADMSG);
+		assert_int_equal(crypto_sm2_ossl_sign(key, "bob", msg, sizeof(msg), osig, &osiglen), 0);
+		assert_int_equal(crypto_sm2_verify(pub, "bob", msg, sizeof(msg), osig, osiglen), 0);
+		crypto_sm2_key_free(pub);
+		crypto_sm2_key_free(key);
+	}
+	field_path_for_round(0);
+
+	/* Z for the default ID, cached in the key, is the one computed from
+	 * its definition: SM3(ENTL || ID || a || b || xG || yG || xA || yA) */
+	crypto_sm2_key *key = NULL;
+	assert_int_equal(crypto_sm2_generate(&key), 0);
+	uint8_t buf[2 + 16 + 4 * 32 + 64], z[32], want[32];
+	buf[0] = 0;
+	buf[1] = 128;
+	memcpy(buf + 2, CRYPTO_SM2_DEFAULT_ID, 16);
+	unhex("fffffffeffffffffffffffffffffffffffffffff00000000fffffffffffffffc"
+	      "28e9fa9e9d9f5e344d5a9e4bcf6509a7f39789f515ab8f92ddbcbd414d940e93"
+	      "32c4ae2c1f1981195f9904466a39c9948fe30bbff2660be1715a4589334c74c7"
+	      "bc3736a2f4f6779c59bdcee36b692153d0a9877cc62a474002df32e52139f0a0",
+	      buf + 18, 128);
+	uint8_t point[CRYPTO_SM2_POINT_LEN];
+	assert_int_equal(crypto_sm2_public_point(key, point), 0);
+	memcpy(buf + 146, point + 1, 64);
+	assert_int_equal(crypto_sm3(buf, sizeof(buf), want), 0);
+	assert_int_equal(crypto_sm2_z(key, NULL, z), 0);
+	assert_memory_equal(z, want, 32);
+	assert_int_equal(crypto_sm2_z(key, CRYPTO_SM2_DEFAULT_ID, z), 0);
+	assert_memory_equal(z, want, 32);
+
+	/* four threads verifying with one fresh key build and publish the
+	 * table at once: every result stays right */
+	crypto_sm2_key *pub = public_of(key);
+	assert_int_equal(crypto_random(msg, sizeof(msg)), 0);
+	assert_int_equal(crypto_sm2_sign(key, NULL, msg, sizeof(msg), sig, &siglen), 0);
+	pthread_t t[4];
+	struct verify_job jobs[4];
+	for (int i = 0; i < 4; i++) {
+		jobs[i] = (struct verify_job){pub, msg, sizeof(msg), sig, siglen, 0};
+		assert_int_equal(pthread_create(&t[i], NULL, verify_loop, &jobs[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_int_equal(jobs[i].fails, 0);
+	}
+	assert_non_null(atomic_load(&pub->pub_table));
+	crypto_sm2_key_free(pub);
 	crypto_sm2_key_free(key);
 }
 
@@ -695,6 +793,36 @@ static void base_x(const sm2_u256 *k, sm2_u256 *ret_x)
 	sm2_u256_from_be(ret_x, x);
 }
 
+/* s G + t P two ways, without and with P's verification table (built
+ * here): asserts that both give infinity or neither, and that both agree
+ * on whether x is the affine x of the sum, which is returned. */
+static bool double_mul_x_is(const sm2_u256 *s, const sm2_u256 *t, const sm2_aff *p,
+			    const sm2_u256 *x)
+{
+	struct sm2_pub_table tab;
+	sm2_jac q, qt;
+	sm2_ec_pub_table_fill(&tab, p);
+	sm2_ec_mul_double_vt(&q, s, t, p);
+	sm2_ec_mul_double_table_vt(&qt, s, t, &tab);
+	bool inf = sm2_u256_is_zero(&q.z) != 0;
+	assert_int_equal(inf, sm2_u256_is_zero(&qt.z) != 0);
+	bool eq = sm2_ec_jac_x_equals_vt(&q, x);
+	assert_int_equal(eq, sm2_ec_jac_x_equals_vt(&qt, x));
+	return eq;
+}
+
+/* Both forms of s G + t P give infinity. */
+static void double_mul_assert_inf(const sm2_u256 *s, const sm2_u256 *t, const sm2_aff *p)
+{
+	struct sm2_pub_table tab;
+	sm2_jac q;
+	sm2_ec_pub_table_fill(&tab, p);
+	sm2_ec_mul_double_vt(&q, s, t, p);
+	assert_true(sm2_u256_is_zero(&q.z));
+	sm2_ec_mul_double_table_vt(&q, s, t, &tab);
+	assert_true(sm2_u256_is_zero(&q.z));
+}
+
 /* The checks below with each field arithmetic path. */
 static void test_scalar_mult(void **state)
 {
@@ -746,11 +874,9 @@ static void scalar_mult_checks(void)
 		sb[0] &= 0x7f;
 		sm2_u256_from_be(&s, sb);
 		sm2_fn_sub(&t, &k, &s);
-		sm2_jac q;
-		sm2_ec_mul_double_vt(&q, &s, &t, &g);
 		sm2_u256 xa;
 		sm2_u256_from_be(&xa, ax);
-		assert_true(sm2_ec_jac_x_equals_vt(&q, &xa));
+		assert_true(double_mul_x_is(&s, &t, &g, &xa));
 	}
 	/* (n - 1) G = -G */
 	uint8_t kb[32], x[32], y[32];
@@ -769,16 +895,13 @@ static void scalar_mult_checks(void)
 	/* s G + t G with s + t = n is infinity: no x matches */
 	sm2_u256 s = {{12345, 0, 0, 0}}, t, gx;
 	sm2_u256_sub(&t, &SM2_N, &s);
-	sm2_jac q;
-	sm2_ec_mul_double_vt(&q, &s, &t, &g);
 	sm2_u256_from_be(&gx, gb);
-	assert_true(sm2_u256_is_zero(&q.z));
-	assert_false(sm2_ec_jac_x_equals_vt(&q, &gx));
+	double_mul_assert_inf(&s, &t, &g);
+	assert_false(double_mul_x_is(&s, &t, &g, &gx));
 	/* s G + t G with s = t: the doubling case of the addition */
 	sm2_u256 two = {{2, 0, 0, 0}}, one = {{1, 0, 0, 0}}, x2v;
 	base_x(&two, &x2v);
-	sm2_ec_mul_double_vt(&q, &one, &one, &g);
-	assert_true(sm2_ec_jac_x_equals_vt(&q, &x2v));
+	assert_true(double_mul_x_is(&one, &one, &g, &x2v));
 }
 
 /* ---- scalars at the edges of the window recodings ---- */
@@ -797,16 +920,28 @@ static void check_scalar_three_ways(const sm2_u256 *k, const sm2_aff *g)
 	assert_memory_equal(ay, by, 32);
 	sm2_u256 xa;
 	sm2_u256_from_be(&xa, ax);
-	static const uint64_t ts[] = {0, 1, 2, 3, 127, 128, 129};
+	/* small t, and t around 2^128, where the table form splits the
+	 * scalars into halves (a low half of all ones, or zero) */
+	static const sm2_u256 ts[] = {
+		{{0, 0, 0, 0}},
+		{{1, 0, 0, 0}},
+		{{2, 0, 0, 0}},
+		{{3, 0, 0, 0}},
+		{{127, 0, 0, 0}},
+		{{128, 0, 0, 0}},
+		{{129, 0, 0, 0}},
+		{{~(uint64_t)0, ~(uint64_t)0, 0, 0}},
+		{{0, 0, 1, 0}},
+		{{1, 0, 1, 0}},
+		{{~(uint64_t)0, ~(uint64_t)0, 1, 0}},
+		{{0, 0, ~(uint64_t)0, 0x7fffffffffffffffULL}},
+	};
 	for (size_t i = 0; i < ARRAY_SIZE(ts); i++) {
-		sm2_u256 t = {{ts[i], 0, 0, 0}}, s;
-		sm2_fn_sub(&s, k, &t);
-		sm2_jac q;
-		sm2_ec_mul_double_vt(&q, &s, &t, g);
-		assert_true(sm2_ec_jac_x_equals_vt(&q, &xa));
+		sm2_u256 s;
+		sm2_fn_sub(&s, k, &ts[i]);
+		assert_true(double_mul_x_is(&s, &ts[i], g, &xa));
 		/* and with the roles swapped */
-		sm2_ec_mul_double_vt(&q, &t, &s, g);
-		assert_true(sm2_ec_jac_x_equals_vt(&q, &xa));
+		assert_true(double_mul_x_is(&ts[i], &s, g, &xa));
 	}
 }
 
@@ -872,15 +1007,13 @@ static void shamir_small_multiple_checks(const sm2_aff *g)
 					sm2_u256_sub(&t, &SM2_N, &t);
 				sm2_fn_mul(&tj, &t, &jm); /* t j mod n */
 				sm2_fn_add(&k, &s, &tj);
-				sm2_jac q;
-				sm2_ec_mul_double_vt(&q, &s, &t, &p);
 				if (sm2_u256_is_zero(&k)) {
-					assert_true(sm2_u256_is_zero(&q.z));
+					double_mul_assert_inf(&s, &t, &p);
 					continue;
 				}
 				sm2_u256 xv;
 				base_x(&k, &xv);
-				assert_true(sm2_ec_jac_x_equals_vt(&q, &xv));
+				assert_true(double_mul_x_is(&s, &t, &p, &xv));
 			}
 		}
 	}
@@ -950,6 +1083,7 @@ int main(void)
 		cmocka_unit_test(test_scalar_mult),
 		cmocka_unit_test(test_scalar_edges),
 		cmocka_unit_test(test_diff_sign_verify),
+		cmocka_unit_test(test_verify_table),
 		cmocka_unit_test(test_diff_encrypt_decrypt),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
