@@ -15,10 +15,11 @@
  *   width-8 wNAF over the affine odd multiples of G (built with the comb),
  *   t by width-5 wNAF over the odd multiples of P; variable time.
  *   With a per-key table (struct sm2_pub_table: the affine odd multiples
- *   of P and of 2^128 P) both scalars are split into 128-bit halves, so
- *   the chain has 128 doublings instead of 256, with s's halves over the
- *   odd multiples of G and of 2^128 G (static) and t's over the table;
- *   every addition is a mixed one. Variable time.
+ *   of P, 2^64 P, 2^128 P and 2^192 P) both scalars are split into their
+ *   four 64-bit limbs, so the chain has 64 doublings instead of 256, with
+ *   s's limbs over the odd multiples of G, 2^64 G, 2^128 G and 2^192 G
+ *   (static) and t's over the table; every addition is a mixed one.
+ *   Variable time.
  * The constant-time additions are incomplete formulas: the scalar ranges
  * used (0 < k < n, n prime, cofactor 1) keep their operands distinct, not
  * opposite and finite, except the last addition of the signed windows for a
@@ -47,12 +48,11 @@ static const sm2_aff SM2_G_M = {
 
 /* comb[i][j - 1] = j * 2^(4i) * G. */
 static sm2_aff comb[COMB_ROWS][COMB_ENTRIES];
-/* g_odd[j] = (2j + 1) * G, for verification's wNAF (public scalars). */
+/* g_odd[i][j] = (2j + 1) * 2^(64i) * G, for verification's wNAF (public
+ * scalars); g_odd[0] alone without a per-key table. */
 #define WNAF_G 8 /* s * G in verification: wNAF digits up to +-127 */
 #define G_ODD  (1 << (WNAF_G - 2))
-static sm2_aff g_odd[G_ODD];
-/* g_hi_odd[j] = (2j + 1) * 2^128 * G, for the split form. */
-static sm2_aff g_hi_odd[G_ODD];
+static sm2_aff g_odd[SM2_PUB_SPLIT][G_ODD];
 static pthread_once_t comb_once = PTHREAD_ONCE_INIT;
 
 /* ---- point formulas (Jacobian, a = -3) ---- */
@@ -222,7 +222,8 @@ static void jac_to_affine(sm2_aff *r, const sm2_jac *a)
 /* Affine forms of n finite points with one inversion (variable time). */
 static void jac_to_affine_batch_vt(sm2_aff *r, const sm2_jac *a, size_t n)
 {
-	sm2_u256 prod[G_ODD > 2 * SM2_PUB_TABLE ? G_ODD : 2 * SM2_PUB_TABLE], inv, t;
+	sm2_u256 prod[SM2_PUB_SPLIT * SM2_PUB_TABLE > G_ODD ? SM2_PUB_SPLIT * SM2_PUB_TABLE : G_ODD];
+	sm2_u256 inv, t;
 	prod[0] = a[0].z;
 	for (size_t i = 1; i < n; i++)
 		sm2_fp_mul(&prod[i], &prod[i - 1], &a[i].z);
@@ -255,17 +256,14 @@ static void comb_init(void)
 		jac_double(&base, &row[7]); /* 16 * base */
 	}
 	sm2_jac g2;
-	row[0] = (sm2_jac){SM2_G_M.x, SM2_G_M.y, SM2_P_ONE};
-	jac_double(&g2, &row[0]);
-	for (int j = 1; j < G_ODD; j++)
-		jac_add_vt(&row[j], &row[j - 1], &g2);
-	jac_to_affine_batch_vt(g_odd, row, G_ODD);
-	/* comb[32][0] = 2^128 G */
-	row[0] = (sm2_jac){comb[32][0].x, comb[32][0].y, SM2_P_ONE};
-	jac_double(&g2, &row[0]);
-	for (int j = 1; j < G_ODD; j++)
-		jac_add_vt(&row[j], &row[j - 1], &g2);
-	jac_to_affine_batch_vt(g_hi_odd, row, G_ODD);
+	for (int i = 0; i < SM2_PUB_SPLIT; i++) {
+		/* comb[16 i][0] = 2^(64 i) G */
+		row[0] = (sm2_jac){comb[16 * i][0].x, comb[16 * i][0].y, SM2_P_ONE};
+		jac_double(&g2, &row[0]);
+		for (int j = 1; j < G_ODD; j++)
+			jac_add_vt(&row[j], &row[j - 1], &g2);
+		jac_to_affine_batch_vt(g_odd[i], row, G_ODD);
+	}
 }
 
 void sm2_ec_init(void)
@@ -414,14 +412,15 @@ static int bits_at(const sm2_u256 *t, int i, int n)
 	return (int)(v & (((uint64_t)1 << n) - 1));
 }
 
-/* Width-w NAF of t < 2^256: digits odd or 0, |digit| < 2^(w-1), at most
- * one nonzero in any w consecutive, least significant first; returns the
- * number of digits (at most 257). Skips runs of equal bits at once. */
-static int wnaf(int8_t out[257], const sm2_u256 *t, int w)
+/* Width-w NAF of t < 2^nbits (nbits <= 256): digits odd or 0, |digit| <
+ * 2^(w-1), at most one nonzero in any w consecutive, least significant
+ * first; returns the number of digits (at most nbits + 1). Skips the w - 1
+ * positions after a nonzero digit at once. */
+static int wnaf(int8_t out[257], const sm2_u256 *t, int w, int nbits)
 {
 	int carry = 0, len = 0;
 	memset(out, 0, 257);
-	for (int i = 0; i < 257;) {
+	for (int i = 0; i <= nbits;) {
 		if (bits_at(t, i, 1) == carry) {
 			i++;
 			continue;
@@ -449,16 +448,16 @@ void sm2_ec_mul_double_vt(sm2_jac *r, const sm2_u256 *s, const sm2_u256 *t, cons
 		jac_add_vt(&odd[i], &odd[i - 1], &p2);
 	/* s G + t P, one doubling chain (Shamir's trick) */
 	int8_t ds[257], dt[257];
-	int ls = wnaf(ds, s, WNAF_G), lt = wnaf(dt, t, WNAF_P);
+	int ls = wnaf(ds, s, WNAF_G, 256), lt = wnaf(dt, t, WNAF_P, 256);
 	memset(&acc, 0, sizeof(acc));
 	for (int i = (ls > lt ? ls : lt) - 1; i >= 0; i--) {
 		if (!jac_is_inf_vt(&acc))
 			jac_double(&acc, &acc);
 		int d = i < ls ? ds[i] : 0;
 		if (d > 0) {
-			jac_add_affine_vt(&acc, &acc, &g_odd[d / 2]);
+			jac_add_affine_vt(&acc, &acc, &g_odd[0][d / 2]);
 		} else if (d < 0) {
-			sm2_aff neg = g_odd[-d / 2];
+			sm2_aff neg = g_odd[0][-d / 2];
 			sm2_fp_neg(&neg.y, &neg.y);
 			jac_add_affine_vt(&acc, &acc, &neg);
 		}
@@ -489,44 +488,39 @@ static void add_digit_vt(sm2_jac *acc, const sm2_aff *tbl, int d)
 
 void sm2_ec_pub_table_fill(struct sm2_pub_table *tab, const sm2_aff *p)
 {
-	sm2_jac row[2 * SM2_PUB_TABLE], base, b2;
+	sm2_jac row[SM2_PUB_SPLIT * SM2_PUB_TABLE], base, b2;
 	base.x = p->x;
 	base.y = p->y;
 	base.z = SM2_P_ONE;
-	for (int half = 0; half < 2; half++) {
-		sm2_jac *r = row + half * SM2_PUB_TABLE;
-		if (half == 1) /* 2^128 P */
-			for (int i = 0; i < 128; i++)
+	for (int i = 0; i < SM2_PUB_SPLIT; i++) {
+		sm2_jac *r = row + i * SM2_PUB_TABLE;
+		if (i > 0) /* 2^(64 i) P */
+			for (int k = 0; k < 64; k++)
 				jac_double(&base, &base);
 		r[0] = base;
 		jac_double(&b2, &base);
 		for (int j = 1; j < SM2_PUB_TABLE; j++)
 			jac_add_vt(&r[j], &r[j - 1], &b2);
 	}
-	/* P has order n (> 2^128 * 63), so none of these is infinity */
-	sm2_aff aff[2 * SM2_PUB_TABLE];
-	jac_to_affine_batch_vt(aff, row, 2 * SM2_PUB_TABLE);
-	memcpy(tab->lo, aff, sizeof(tab->lo));
-	memcpy(tab->hi, aff + SM2_PUB_TABLE, sizeof(tab->hi));
+	/* P has order n (> 2^192 * 31), so none of these is infinity */
+	jac_to_affine_batch_vt(&tab->part[0][0], row, SM2_PUB_SPLIT * SM2_PUB_TABLE);
 }
 
 void sm2_ec_mul_double_table_vt(sm2_jac *r, const sm2_u256 *s, const sm2_u256 *t,
 				const struct sm2_pub_table *tab)
 {
 	sm2_ec_init();
-	/* s = s_lo + 2^128 s_hi, t likewise */
-	const sm2_u256 half[4] = {
-		{{s->w[0], s->w[1], 0, 0}},
-		{{s->w[2], s->w[3], 0, 0}},
-		{{t->w[0], t->w[1], 0, 0}},
-		{{t->w[2], t->w[3], 0, 0}},
-	};
-	const sm2_aff *tbl[4] = {g_odd, g_hi_odd, tab->lo, tab->hi};
-	static const int width[4] = {WNAF_G, WNAF_G, SM2_PUB_WNAF, SM2_PUB_WNAF};
-	int8_t d[4][257];
+	/* s = sum of s->w[i] 2^(64 i), t likewise: 2 * SM2_PUB_SPLIT
+	 * scalars of 64 bits, each with its own table */
+	const sm2_aff *tbl[2 * SM2_PUB_SPLIT];
+	int8_t d[2 * SM2_PUB_SPLIT][257];
 	int top = 0;
-	for (int k = 0; k < 4; k++) {
-		int len = wnaf(d[k], &half[k], width[k]);
+	for (int k = 0; k < 2 * SM2_PUB_SPLIT; k++) {
+		int i = k % SM2_PUB_SPLIT;
+		bool is_s = k < SM2_PUB_SPLIT;
+		const sm2_u256 part = {{(is_s ? s : t)->w[i], 0, 0, 0}};
+		tbl[k] = is_s ? g_odd[i] : tab->part[i];
+		int len = wnaf(d[k], &part, is_s ? WNAF_G : SM2_PUB_WNAF, 64);
 		if (len > top)
 			top = len;
 	}
@@ -535,7 +529,7 @@ void sm2_ec_mul_double_table_vt(sm2_jac *r, const sm2_u256 *s, const sm2_u256 *t
 	for (int i = top - 1; i >= 0; i--) {
 		if (!jac_is_inf_vt(&acc))
 			jac_double(&acc, &acc);
-		for (int k = 0; k < 4; k++)
+		for (int k = 0; k < 2 * SM2_PUB_SPLIT; k++)
 			add_digit_vt(&acc, tbl[k], d[k][i]);
 	}
 	*r = acc;

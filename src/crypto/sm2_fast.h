@@ -38,18 +38,20 @@ void sm2_ec_mul(sm2_aff *r, const sm2_u256 *k, const sm2_aff *p);
 /* s * G + t * P in Jacobian form (variable time: public inputs only). */
 void sm2_ec_mul_double_vt(sm2_jac *r, const sm2_u256 *s, const sm2_u256 *t, const sm2_aff *p);
 /* Per-key precomputation for repeated verification with one public key
- * P (public data): lo[j] = (2j + 1) P, hi[j] = (2j + 1) 2^128 P, affine.
- * Width-6 wNAF digits (odd, |d| <= 31) index it. */
+ * P (public data): part[i][j] = (2j + 1) 2^(64 i) P, affine. Width-6 wNAF
+ * digits (odd, |d| <= 31) of each 64-bit limb of t index it. */
+#define SM2_PUB_SPLIT 4
 #define SM2_PUB_WNAF  6
 #define SM2_PUB_TABLE (1 << (SM2_PUB_WNAF - 2))
 struct sm2_pub_table {
-	sm2_aff lo[SM2_PUB_TABLE], hi[SM2_PUB_TABLE];
+	sm2_aff part[SM2_PUB_SPLIT][SM2_PUB_TABLE];
 };
-/* Fills tab for the valid public point p (about half a verification's
- * work: 130 doublings, 30 additions, one inversion). Variable time. */
+/* Fills tab for the valid public point p (a little more work than one
+ * verification: 196 doublings, 60 additions, one inversion). Variable
+ * time. */
 void sm2_ec_pub_table_fill(struct sm2_pub_table *tab, const sm2_aff *p);
 /* s * G + t * P in Jacobian form with P's table: the same result as
- * sm2_ec_mul_double_vt with 128 doublings instead of 256. Variable time. */
+ * sm2_ec_mul_double_vt with 64 doublings instead of 256. Variable time. */
 void sm2_ec_mul_double_table_vt(sm2_jac *r, const sm2_u256 *s, const sm2_u256 *t,
 				const struct sm2_pub_table *tab);
 /* True when the affine x of the finite point q equals x (normal form,

@@ -920,8 +920,8 @@ static void check_scalar_three_ways(const sm2_u256 *k, const sm2_aff *g)
 	assert_memory_equal(ay, by, 32);
 	sm2_u256 xa;
 	sm2_u256_from_be(&xa, ax);
-	/* small t, and t around 2^128, where the table form splits the
-	 * scalars into halves (a low half of all ones, or zero) */
+	/* small t, and t around 2^64, 2^128 and 2^192, where the table form
+	 * splits the scalars into limbs (limbs of all ones, or zero) */
 	static const sm2_u256 ts[] = {
 		{{0, 0, 0, 0}},
 		{{1, 0, 0, 0}},
@@ -935,6 +935,12 @@ static void check_scalar_three_ways(const sm2_u256 *k, const sm2_aff *g)
 		{{1, 0, 1, 0}},
 		{{~(uint64_t)0, ~(uint64_t)0, 1, 0}},
 		{{0, 0, ~(uint64_t)0, 0x7fffffffffffffffULL}},
+		{{~(uint64_t)0, 0, 0, 0}},
+		{{0, 1, 0, 0}},
+		{{~(uint64_t)0, ~(uint64_t)0, ~(uint64_t)0, 0}},
+		{{0, 0, 0, 1}},
+		{{1, 1, 1, 1}},
+		{{~(uint64_t)0, 0, ~(uint64_t)0, 0}},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(ts); i++) {
 		sm2_u256 s;
