@@ -26,8 +26,11 @@ const EVP_CIPHER *crypto_alg_sm4_ctr(void);
 EVP_MAC *crypto_alg_hmac(void);
 EVP_KDF *crypto_alg_pbkdf2(void);
 
-/* An SM2 key: pkey is always an "SM2" EVP_PKEY on the SM2 curve holding the
- * public point; has_private says whether it also holds d. fast holds the
+/* An SM2 key: pkey is an "SM2" EVP_PKEY on the SM2 curve holding the
+ * public point, read through crypto_sm2_key_pkey: a public key made from a
+ * raw point gets it at first need (set once from NULL, like pub_table),
+ * every other key when it is made. has_private says whether the key holds
+ * d. fast holds the
  * same key in raw form (validated public point, d and (1 + d)^-1 when
  * private) for the module's own SM2 code; it is wiped when the key is
  * freed. z_default is Z for CRYPTO_SM2_DEFAULT_ID, computed when the key
@@ -38,7 +41,7 @@ EVP_KDF *crypto_alg_pbkdf2(void);
  * of the public point from the second verification on; it is freed with
  * the key. */
 struct crypto_sm2_key {
-	EVP_PKEY *pkey;
+	_Atomic(EVP_PKEY *) pkey;
 	bool has_private;
 	bool has_z_default;
 	uint8_t z_default[CRYPTO_SM3_LEN];
@@ -46,6 +49,10 @@ struct crypto_sm2_key {
 	atomic_uint verifies;
 	_Atomic(struct sm2_pub_table *) pub_table;
 };
+
+/* The key's OpenSSL key in *ret_pkey (owned by the key): 0, or -ENOMEM /
+ * -EIO when it had to be made and could not. */
+int crypto_sm2_key_pkey(const crypto_sm2_key *key, EVP_PKEY **ret_pkey);
 
 /* True when OPENCHSM_SM2_IMPL=openssl was set at the first SM2 operation:
  * SM2 then runs on OpenSSL (the reference) instead of sm2_fast.c. Read once

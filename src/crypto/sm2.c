@@ -89,12 +89,15 @@ static int sm2_md_init(const crypto_sm2_key *key, const char *id, bool sign,
 	int r = sm2_id(id, &idlen, &id);
 	if (r < 0)
 		return r;
+	EVP_PKEY *pkey = NULL;
+	if ((r = crypto_sm2_key_pkey(key, &pkey)) < 0)
+		return r;
 	EVP_MD_CTX *mctx = EVP_MD_CTX_new();
 	if (mctx == NULL)
 		return crypto_fail(-ENOMEM);
 	EVP_PKEY_CTX *pctx = NULL; /* owned by mctx */
-	int ok = sign ? EVP_DigestSignInit_ex(mctx, &pctx, "SM3", NULL, NULL, key->pkey, NULL)
-		      : EVP_DigestVerifyInit_ex(mctx, &pctx, "SM3", NULL, NULL, key->pkey, NULL);
+	int ok = sign ? EVP_DigestSignInit_ex(mctx, &pctx, "SM3", NULL, NULL, pkey, NULL)
+		      : EVP_DigestVerifyInit_ex(mctx, &pctx, "SM3", NULL, NULL, pkey, NULL);
 	if (ok != 1 || EVP_PKEY_CTX_set1_id(pctx, id, (int)idlen) != 1) {
 		EVP_MD_CTX_free(mctx);
 		return crypto_fail(-EIO);
@@ -145,10 +148,14 @@ int crypto_sm2_ossl_verify(const crypto_sm2_key *key, const char *id, const void
 	return r;
 }
 
-/* A pkey context for the raw (digest-free) SM2 operations. */
+/* A pkey context for the raw (digest-free) SM2 operations; NULL when
+ * memory is short. */
 static EVP_PKEY_CTX *sm2_pkey_ctx(const crypto_sm2_key *key)
 {
-	return EVP_PKEY_CTX_new_from_pkey(NULL, key->pkey, NULL);
+	EVP_PKEY *pkey = NULL;
+	if (crypto_sm2_key_pkey(key, &pkey) < 0)
+		return NULL;
+	return EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
 }
 
 int crypto_sm2_ossl_sign_digest(const crypto_sm2_key *key, const uint8_t e[CRYPTO_SM3_LEN],
@@ -318,7 +325,7 @@ static int sm2_fast_sign_der(const crypto_sm2_key *key, const uint8_t e[CRYPTO_S
  * when memory is short (verification then runs without it). */
 static const struct sm2_pub_table *sm2_verify_table(const crypto_sm2_key *ckey)
 {
-	/* Keys are only made by sm2_key_adopt (calloc), never const objects:
+	/* Keys are only made by sm2_key_new (calloc), never const objects:
 	 * the caches are written through atomics. */
 	crypto_sm2_key *key = (crypto_sm2_key *)ckey;
 	struct sm2_pub_table *tab = atomic_load_explicit(&key->pub_table, memory_order_acquire);

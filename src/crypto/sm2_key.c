@@ -3,9 +3,11 @@
  * and private scalars, fingerprints.
  *
  * Every key this file hands out is an OpenSSL "SM2" key on the SM2 curve
- * with its public point present. Keys from outside (PEM, points, scalars)
- * are validated before use: a public point must lie on the curve, a private
- * key must match its public point and have d in [1, n-2]. Keys of any other
+ * with its public point present (a public key from a raw point gets its
+ * OpenSSL key at first need: crypto_sm2_key_pkey). Keys from outside (PEM,
+ * points, scalars) are validated before use: a public point must lie on
+ * the curve, a private key must match its public point and have d in
+ * [1, n-2]. Keys of any other
  * type or curve are refused with -EINVAL. Encrypted PEM is refused (there is
  * no passphrase prompt).
  *
@@ -103,8 +105,9 @@ static int sm2_key_cache(crypto_sm2_key *key)
 	BIGNUM *x = NULL, *y = NULL, *d = NULL;
 	uint8_t point[CRYPTO_SM2_POINT_LEN], db[CRYPTO_SM2_SCALAR_LEN];
 	int r = -EIO;
-	if (EVP_PKEY_get_bn_param(key->pkey, OSSL_PKEY_PARAM_EC_PUB_X, &x) != 1 ||
-	    EVP_PKEY_get_bn_param(key->pkey, OSSL_PKEY_PARAM_EC_PUB_Y, &y) != 1 ||
+	EVP_PKEY *pkey = atomic_load(&key->pkey);
+	if (EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_EC_PUB_X, &x) != 1 ||
+	    EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_EC_PUB_Y, &y) != 1 ||
 	    BN_bn2binpad(x, point + 1, 32) != 32 || BN_bn2binpad(y, point + 33, 32) != 32)
 		goto out;
 	point[0] = 0x04;
@@ -112,7 +115,7 @@ static int sm2_key_cache(crypto_sm2_key *key)
 		r = sm2_fast_key_set_public(&key->fast, point);
 		goto out;
 	}
-	if (EVP_PKEY_get_bn_param(key->pkey, OSSL_PKEY_PARAM_PRIV_KEY, &d) != 1 ||
+	if (EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_PRIV_KEY, &d) != 1 ||
 	    BN_bn2binpad(d, db, sizeof(db)) != (int)sizeof(db))
 		goto out;
 	r = sm2_fast_key_set_private(&key->fast, db);
@@ -124,6 +127,60 @@ out:
 	BN_free(x);
 	BN_free(y);
 	return r < 0 ? crypto_fail(r) : 0;
+}
+
+/* Makes a key of pkey (owned from here on, freed on failure; NULL for a
+ * public key of fast, made at first need) with the raw form fast, or
+ * with the raw form read from pkey when fast is NULL. */
+static int sm2_key_new(EVP_PKEY *pkey, bool priv, const struct sm2_fast_key *fast,
+		       crypto_sm2_key **ret_key)
+{
+	int r;
+	crypto_sm2_key *key = calloc(1, sizeof(*key));
+	if (key == NULL) {
+		EVP_PKEY_free(pkey);
+		return -ENOMEM;
+	}
+	atomic_init(&key->pkey, pkey);
+	key->has_private = priv;
+	atomic_init(&key->verifies, 0);
+	atomic_init(&key->pub_table, NULL);
+	if (fast != NULL) {
+		key->fast = *fast;
+	} else if ((r = sm2_key_cache(key)) < 0) {
+		crypto_sm2_key_free(key);
+		return r;
+	}
+	if ((r = crypto_sm2_z(key, NULL, key->z_default)) < 0) {
+		crypto_sm2_key_free(key);
+		return r;
+	}
+	key->has_z_default = true;
+	*ret_key = key;
+	return 0;
+}
+
+int crypto_sm2_key_pkey(const crypto_sm2_key *ckey, EVP_PKEY **ret_pkey)
+{
+	/* Keys are only made by sm2_key_new (calloc), never const objects:
+	 * the OpenSSL key is set once, through an atomic. */
+	crypto_sm2_key *key = (crypto_sm2_key *)ckey;
+	EVP_PKEY *pkey = atomic_load_explicit(&key->pkey, memory_order_acquire);
+	if (pkey == NULL) {
+		/* only public keys from a raw point, already validated */
+		EVP_PKEY *made = NULL;
+		int r = sm2_build(key->fast.point, NULL, &made);
+		if (r < 0)
+			return r;
+		if (atomic_compare_exchange_strong_explicit(&key->pkey, &pkey, made,
+							    memory_order_acq_rel,
+							    memory_order_acquire))
+			pkey = made;
+		else
+			EVP_PKEY_free(made); /* another thread's is kept */
+	}
+	*ret_pkey = pkey;
+	return 0;
 }
 
 /* Takes ownership of pkey (freeing it on failure) and makes a key of it.
@@ -152,28 +209,7 @@ static int sm2_key_adopt(EVP_PKEY *pkey, bool check, const struct sm2_fast_key *
 			goto fail;
 		}
 	}
-	crypto_sm2_key *key = calloc(1, sizeof(*key));
-	if (key == NULL) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	key->pkey = pkey;
-	key->has_private = priv;
-	atomic_init(&key->verifies, 0);
-	atomic_init(&key->pub_table, NULL);
-	if (fast != NULL) {
-		key->fast = *fast;
-	} else if ((r = sm2_key_cache(key)) < 0) {
-		crypto_sm2_key_free(key);
-		return r;
-	}
-	if ((r = crypto_sm2_z(key, NULL, key->z_default)) < 0) {
-		crypto_sm2_key_free(key);
-		return r;
-	}
-	key->has_z_default = true;
-	*ret_key = key;
-	return 0;
+	return sm2_key_new(pkey, priv, fast, ret_key);
 fail:
 	EVP_PKEY_free(pkey);
 	return crypto_fail(r);
@@ -227,7 +263,7 @@ void crypto_sm2_key_free(crypto_sm2_key *key)
 {
 	if (key == NULL)
 		return;
-	EVP_PKEY_free(key->pkey); /* OpenSSL clears the private scalar */
+	EVP_PKEY_free(atomic_load(&key->pkey)); /* OpenSSL clears the private scalar */
 	sm2_fast_key_wipe(&key->fast);
 	free(atomic_load(&key->pub_table)); /* public data */
 	free(key);
@@ -302,7 +338,7 @@ int crypto_sm2_private_pem(const crypto_sm2_key *key, char **ret_pem, size_t *re
 	if (bio == NULL)
 		return crypto_fail(-ENOMEM);
 	int r = -EIO;
-	if (PEM_write_bio_PrivateKey(bio, key->pkey, NULL, NULL, 0, NULL, NULL) == 1)
+	if (PEM_write_bio_PrivateKey(bio, atomic_load(&key->pkey), NULL, NULL, 0, NULL, NULL) == 1)
 		r = bio_to_string(bio, ret_pem, ret_len);
 	BIO_free(bio);
 	return r < 0 ? crypto_fail(r) : 0;
@@ -312,11 +348,15 @@ int crypto_sm2_public_pem(const crypto_sm2_key *key, char **ret_pem, size_t *ret
 {
 	if (key == NULL)
 		return -EINVAL;
+	EVP_PKEY *pkey = NULL;
+	int r = crypto_sm2_key_pkey(key, &pkey);
+	if (r < 0)
+		return r;
 	BIO *bio = BIO_new(BIO_s_mem());
 	if (bio == NULL)
 		return crypto_fail(-ENOMEM);
-	int r = -EIO;
-	if (PEM_write_bio_PUBKEY(bio, key->pkey) == 1)
+	r = -EIO;
+	if (PEM_write_bio_PUBKEY(bio, pkey) == 1)
 		r = bio_to_string(bio, ret_pem, ret_len);
 	BIO_free(bio);
 	return r < 0 ? crypto_fail(r) : 0;
@@ -339,16 +379,19 @@ int crypto_sm2_from_public_point(const uint8_t point[CRYPTO_SM2_POINT_LEN],
 		return -EINVAL;
 	/* The own validation (coordinates below p, on the curve; with
 	 * cofactor 1 that makes a point of order n) replaces OpenSSL's public
-	 * key check, which costs a scalar multiplication (about 250 us). */
-	bool own = !crypto_sm2_use_openssl();
-	struct sm2_fast_key fk;
-	if (own && sm2_fast_key_set_public(&fk, point) < 0)
-		return -EINVAL;
+	 * key check, which costs a scalar multiplication, and the OpenSSL key
+	 * (about 100 us more) is made only when something needs it. */
+	if (!crypto_sm2_use_openssl()) {
+		struct sm2_fast_key fk;
+		if (sm2_fast_key_set_public(&fk, point) < 0)
+			return -EINVAL;
+		return sm2_key_new(NULL, false, &fk, ret_key);
+	}
 	EVP_PKEY *pkey = NULL;
 	int r = sm2_build(point, NULL, &pkey);
 	if (r < 0)
 		return r;
-	return sm2_key_adopt(pkey, !own, own ? &fk : NULL, ret_key);
+	return sm2_key_adopt(pkey, true, NULL, ret_key);
 }
 
 int crypto_sm2_private_scalar(const crypto_sm2_key *key, uint8_t out[CRYPTO_SM2_SCALAR_LEN])

@@ -396,9 +396,24 @@ static void test_verify_table(void **state)
 	assert_int_equal(crypto_sm2_z(key, CRYPTO_SM2_DEFAULT_ID, z), 0);
 	assert_memory_equal(z, want, 32);
 
+	/* a key from a raw point makes its OpenSSL key at first need: the
+	 * public PEM is the original key's, and OpenSSL verifies with it */
+	crypto_sm2_key *pub = public_of(key);
+	char *pem = NULL, *pem2 = NULL;
+	size_t pemlen = 0, pemlen2 = 0;
+	assert_int_equal(crypto_sm2_public_pem(pub, &pem, &pemlen), 0);
+	assert_int_equal(crypto_sm2_public_pem(key, &pem2, &pemlen2), 0);
+	assert_int_equal(pemlen, pemlen2);
+	assert_memory_equal(pem, pem2, pemlen);
+	free(pem);
+	free(pem2);
+	assert_int_equal(crypto_sm2_sign(key, NULL, msg, sizeof(msg), sig, &siglen), 0);
+	assert_int_equal(crypto_sm2_ossl_verify(pub, NULL, msg, sizeof(msg), sig, siglen), 0);
+	crypto_sm2_key_free(pub);
+
 	/* four threads verifying with one fresh key build and publish the
 	 * table at once: every result stays right */
-	crypto_sm2_key *pub = public_of(key);
+	pub = public_of(key);
 	assert_int_equal(crypto_random(msg, sizeof(msg)), 0);
 	assert_int_equal(crypto_sm2_sign(key, NULL, msg, sizeof(msg), sig, &siglen), 0);
 	pthread_t t[4];
