@@ -126,13 +126,18 @@ bool vsm_supervisor_running(vsm_supervisor *s, const char *vsm_id, int *ret_pid,
 			    int64_t *ret_started_ms);
 
 struct vsm_proc_stats {
-	double cpu_percent; /* of one core, since the previous call (or start) */
+	double cpu_percent; /* of one core, since the previous reading (or start) */
 	uint64_t rss_bytes; /* resident set */
 };
 
-/* Reads the running VSM's figures from /proc and sets *ret. Each call
- * restarts the CPU measurement interval. Returns 0, -ENOENT if it does not
- * run, or -EIO/-errno when /proc could not be read. */
+/* Milliseconds the figures of vsm_supervisor_stats are reused before /proc
+ * is read again (a 7.2.3 answer asks for every VSM). */
+#define VSM_STATS_SAMPLE_MS 1000
+
+/* The running VSM's figures into *ret: read from /proc, or the last ones
+ * when they are younger than VSM_STATS_SAMPLE_MS. A reading restarts the
+ * CPU measurement interval. Returns 0, -ENOENT if it does not run, or
+ * -EIO/-errno when /proc could not be read. */
 int vsm_supervisor_stats(vsm_supervisor *s, const char *vsm_id, struct vsm_proc_stats *ret);
 
 /* Whether s watches its processes through pidfds (false: the fallback

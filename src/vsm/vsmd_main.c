@@ -11,7 +11,10 @@
  * read from --key-fd (docs/vsm.md). Guarantees:
  *  - it never outlives the process that started it: PR_SET_PDEATHSIG sends
  *    it SIGTERM when that parent dies, and it exits at once if the parent
- *    was already gone before the request took effect;
+ *    was already gone before the request took effect (when the environment
+ *    holds CHSM_VSMD_PARENT_PID, as the supervisor's spawn sets it: when
+ *    its parent is not that process, so a parent that died before this
+ *    process ran is noticed too);
  *  - the ready fd receives exactly one line, "READY" once the socket
  *    listens, or "ERROR <ERRNO-NAME> <text>" if it could not (see ready.h),
  *    and is then closed;
@@ -36,6 +39,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -233,6 +237,28 @@ static void send_ready(int *fd, const char *line)
 	*fd = -1;
 }
 
+/* Name of the variable through which the supervisor names the parent it
+ * spawned this process from (supervisor.c). */
+#define PARENT_PID_ENV "CHSM_VSMD_PARENT_PID"
+
+/* After PR_SET_PDEATHSIG: true when the parent is still the process that
+ * started this one: before, the parent seen before the request; and the
+ * one PARENT_PID_ENV names, if set (it is then removed from the
+ * environment). */
+static bool parent_alive(pid_t before)
+{
+	const char *text = getenv(PARENT_PID_ENV);
+	uint64_t want = 0;
+	if (getppid() != before)
+		return false;
+	if (!text)
+		return true;
+	bool ok = chsm_parse_u64(text, INT_MAX, &want) == 0 && want > 1 &&
+		  getppid() == (pid_t)want;
+	unsetenv(PARENT_PID_ENV);
+	return ok;
+}
+
 int main(int argc, char **argv)
 {
 	struct options opts;
@@ -245,7 +271,7 @@ int main(int argc, char **argv)
 	int status = EXIT_SERVICE, sig = 0;
 
 	pid_t parent = getppid();
-	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || !parent_alive(parent))
 		return EXIT_USAGE;
 
 	memset(&cfg, 0, sizeof(cfg));

@@ -220,6 +220,42 @@ static void test_serves_until_sigterm(void **state)
 	assert_int_equal(test_connect(ep.ip, ep.port), -ECONNREFUSED);
 }
 
+/* CHSM_VSMD_PARENT_PID (the supervisor's spawn sets it): a process whose
+ * parent is not the one named, or with a malformed value, exits 1 without
+ * listening; the right one serves. */
+static void test_parent_pid_env(void **state)
+{
+	(void)state;
+	static const char *const wrong[] = { "1", "0", "abc", "", "99999999999" };
+	struct test_endpoint ep;
+	char buf[256], self[24];
+	int ready;
+	test_pick_endpoint(&ep);
+	const char *args[] = { "--vsm-id", "v", "--listen", ep.text, "--ready-fd", "3", NULL };
+	for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+		assert_int_equal(setenv("CHSM_VSMD_PARENT_PID", wrong[i], 1), 0);
+		pid_t pid = run_vsmd(args, &ready);
+		unsetenv("CHSM_VSMD_PARENT_PID");
+		read_ready(ready, buf, sizeof(buf));
+		close(ready);
+		assert_null(strstr(buf, "READY"));
+		int status = wait_exit(pid);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 1);
+	}
+	snprintf(self, sizeof(self), "%ld", (long)getpid());
+	assert_int_equal(setenv("CHSM_VSMD_PARENT_PID", self, 1), 0);
+	pid_t pid = run_vsmd(args, &ready);
+	unsetenv("CHSM_VSMD_PARENT_PID");
+	read_ready(ready, buf, sizeof(buf));
+	close(ready);
+	assert_string_equal(buf, "READY\n");
+	assert_int_equal(kill(pid, SIGTERM), 0);
+	int status = wait_exit(pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static void test_sigint_and_no_ready_fd(void **state)
 {
 	struct test_endpoint ep;
@@ -360,6 +396,7 @@ int main(void)
 		cmocka_unit_test(test_key_fd),
 		cmocka_unit_test(test_serves_until_sigterm),
 		cmocka_unit_test(test_sigint_and_no_ready_fd),
+		cmocka_unit_test(test_parent_pid_env),
 		cmocka_unit_test(test_ipv6),
 		cmocka_unit_test(test_address_in_use),
 		cmocka_unit_test(test_address_not_available),
