@@ -6,6 +6,10 @@
 #include <errno.h>
 #include <string.h>
 
+#ifdef CHSM_HAVE_VALGRIND
+#include <valgrind/valgrind.h>
+#endif
+
 /* The errors a bind, listen or exec can plausibly report. */
 static const struct {
 	int err;
@@ -76,4 +80,13 @@ int vsm_ready_parse(const char *line, int *ret_err, const char **ret_text)
 	*ret_err = -errno_from_name(name, len);
 	*ret_text = end ? end + 1 : "";
 	return 0;
+}
+
+int vsm_wait_scale(void)
+{
+#ifdef CHSM_HAVE_VALGRIND
+	return RUNNING_ON_VALGRIND ? VSM_VALGRIND_WAIT_SCALE : 1;
+#else
+	return 1;
+#endif
 }

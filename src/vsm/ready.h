@@ -19,6 +19,16 @@
 
 #define VSM_READY_LINE_MAX 256
 
+/* Under Valgrind (the daemon's memcheck tests, docs/testing.md) chsm-vsmd
+ * runs under it too, tens of times slower than its timeouts assume. */
+#define VSM_VALGRIND_WAIT_SCALE 10
+
+/* How many times longer than the nominal timeouts the daemon waits for a
+ * chsm-vsmd (its readiness, answers, exit, --version):
+ * VSM_VALGRIND_WAIT_SCALE under Valgrind (a client request, where the build
+ * has <valgrind/valgrind.h>), else 1. */
+int vsm_wait_scale(void);
+
 /* The symbolic name of a positive errno value, or "EIO" for values this
  * module does not know. Never NULL. */
 const char *vsm_errno_name(int err);

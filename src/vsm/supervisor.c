@@ -130,6 +130,9 @@ struct vsm_supervisor {
 	uint64_t poll_gen;
 	int wake_fd;
 	bool use_pidfd;            /* false: the fallback described at the top */
+	int64_t ready_ms;          /* CHSM_VSM_READY_TIMEOUT_SECONDS, scaled */
+	int64_t grace_ms;          /* CHSM_VSM_STOP_GRACE_SECONDS, scaled */
+	int64_t failed_grace_ms;   /* FAILED_EXIT_GRACE_MS, scaled */
 	bool quit;
 	bool monitor_started;
 	pthread_t monitor;
@@ -619,12 +622,12 @@ fail:
 /* Reads the readiness line of a STARTING process (no lock held). On
  * anything but READY the process is killed and reaped. Returns 0 or the
  * error documented for vsm_supervisor_start. */
-static int await_ready(struct vsm_proc *p, char *err, size_t errlen)
+static int await_ready(vsm_supervisor *s, struct vsm_proc *p, char *err, size_t errlen)
 {
 	char buf[VSM_READY_LINE_MAX];
 	size_t len = 0;
 	bool eof = false, timed_out = false;
-	int64_t deadline = chsm_monotonic_ms() + CHSM_VSM_READY_TIMEOUT_SECONDS * 1000LL;
+	int64_t deadline = chsm_monotonic_ms() + s->ready_ms;
 	char *nl = NULL;
 	while (!nl && !eof && len < sizeof(buf) - 1) {
 		int64_t left = deadline - chsm_monotonic_ms();
@@ -661,8 +664,8 @@ static int await_ready(struct vsm_proc *p, char *err, size_t errlen)
 	}
 	if (timed_out) {
 		r = terminate_and_reap(p, SIGKILL, 0, &info);
-		set_err(err, errlen, "VSM process not ready within %d s; killed",
-			CHSM_VSM_READY_TIMEOUT_SECONDS);
+		set_err(err, errlen, "VSM process not ready within %lld s; killed",
+			(long long)(s->ready_ms / 1000));
 		return r < 0 ? r : -ETIMEDOUT;
 	}
 	if (malformed) {
@@ -670,7 +673,7 @@ static int await_ready(struct vsm_proc *p, char *err, size_t errlen)
 		set_err(err, errlen, "VSM process sent a malformed readiness line; killed");
 		return r < 0 ? r : -EPROTO;
 	}
-	r = terminate_and_reap(p, 0, FAILED_EXIT_GRACE_MS, &info);
+	r = terminate_and_reap(p, 0, s->failed_grace_ms, &info);
 	if (r < 0) {
 		set_err(err, errlen, "cannot reap VSM process: %s", strerror(-r));
 		return r;
@@ -809,6 +812,9 @@ int vsm_supervisor_new(const char *vsmd_path, vsm_exit_fn on_unexpected_exit, vo
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)s->max_fd)
 		s->max_fd = (int)rl.rlim_cur;
 	s->use_pidfd = pidfd_usable();
+	s->ready_ms = CHSM_VSM_READY_TIMEOUT_SECONDS * 1000LL * vsm_wait_scale();
+	s->grace_ms = CHSM_VSM_STOP_GRACE_SECONDS * 1000LL * vsm_wait_scale();
+	s->failed_grace_ms = FAILED_EXIT_GRACE_MS * vsm_wait_scale();
 	s->vsmd_path = strdup(vsmd_path);
 	s->pfds = calloc(CHSM_MAX_VSMS_CEILING + 1, sizeof(*s->pfds));
 	s->pfd_pids = calloc(CHSM_MAX_VSMS_CEILING + 1, sizeof(*s->pfd_pids));
@@ -940,7 +946,7 @@ int vsm_supervisor_start(vsm_supervisor *s, const struct vsm_start_options *o)
 	else if (r < 0)
 		set_err(err, errlen, "cannot start VSM process: %s", strerror(-r));
 	else
-		r = await_ready(p, err, errlen);
+		r = await_ready(s, p, err, errlen);
 
 	pthread_mutex_lock(&s->lock);
 	if (r == 0) {
@@ -956,16 +962,17 @@ int vsm_supervisor_start(vsm_supervisor *s, const struct vsm_start_options *o)
 	return r;
 }
 
-/* Reads the answer to move request seq from fd until deadline: 0, the
+/* Reads the answer to move request seq from fd for timeout_ms: 0, the
  * reported error, -ETIMEDOUT or -EIO. */
-static int await_move_answer(int fd, uint32_t seq, int64_t deadline, char *err, size_t errlen)
+static int await_move_answer(int fd, uint32_t seq, int64_t timeout_ms, char *err, size_t errlen)
 {
 	char buf[CONTROL_MSG_MAX + 1];
+	int64_t deadline = chsm_monotonic_ms() + timeout_ms;
 	for (;;) {
 		int64_t left = deadline - chsm_monotonic_ms();
 		if (left <= 0 || !wait_readable(fd, left)) {
-			set_err(err, errlen, "VSM process did not answer the move within %d s",
-				CHSM_VSM_READY_TIMEOUT_SECONDS);
+			set_err(err, errlen, "VSM process did not answer the move within %lld s",
+				(long long)(timeout_ms / 1000));
 			return -ETIMEDOUT;
 		}
 		ssize_t n = recv(fd, buf, CONTROL_MSG_MAX, MSG_DONTWAIT);
@@ -1027,9 +1034,7 @@ int vsm_supervisor_move(vsm_supervisor *s, const char *vsm_id, const char *ip, i
 		set_err(err, errlen, "cannot reach VSM process: %s", strerror(errno));
 		r = -EIO;
 	} else {
-		r = await_move_answer(fd, seq,
-				      chsm_monotonic_ms() + CHSM_VSM_READY_TIMEOUT_SECONDS * 1000LL,
-				      err, errlen);
+		r = await_move_answer(fd, seq, s->ready_ms, err, errlen);
 	}
 	close(fd);
 	if (r == 0) {
@@ -1067,7 +1072,7 @@ int vsm_supervisor_stop(vsm_supervisor *s, const char *vsm_id)
 	pthread_mutex_unlock(&s->lock);
 
 	siginfo_t info;
-	r = terminate_and_reap(p, SIGTERM, CHSM_VSM_STOP_GRACE_SECONDS * 1000LL, &info);
+	r = terminate_and_reap(p, SIGTERM, s->grace_ms, &info);
 
 	pthread_mutex_lock(&s->lock);
 	/* The monitor must stop polling the pidfd before it is closed. */

@@ -38,6 +38,11 @@
  *    its listener (docs/vsm.md, "Moving a running VSM").
  *  - With netns_path, the child joins that network namespace before exec;
  *    if it cannot, the start fails with the setns error.
+ *  - Under Valgrind (RUNNING_ON_VALGRIND, where the build has
+ *    <valgrind/valgrind.h>), the waits for a process's readiness, for its
+ *    answer to a move and for its exit after SIGTERM or a start error are
+ *    10 times longer: chsm-vsmd then runs under Valgrind too, tens of times
+ *    slower. Elsewhere they are the constants of common/limits.h.
  *  - All functions are thread-safe, except vsm_supervisor_free, which must
  *    not race with other calls on the same supervisor.
  *

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "vsm/ready.h"
 
 extern char **environ;
 
@@ -130,7 +131,8 @@ int vsm_binary_version(const char *path, char *out, size_t cap)
 		close(p[0]);
 		return r;
 	}
-	int64_t deadline = chsm_monotonic_ms() + VSM_VERSION_PROBE_TIMEOUT_MS;
+	int64_t deadline =
+		chsm_monotonic_ms() + VSM_VERSION_PROBE_TIMEOUT_MS * vsm_wait_scale();
 	for (;;) {
 		int64_t left = deadline - chsm_monotonic_ms();
 		struct pollfd pfd = {p[0], POLLIN, 0};

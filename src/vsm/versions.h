@@ -15,7 +15,8 @@
  * the supervisor does), stdin and stderr on /dev/null and default signal
  * handling, and never leaves a
  * process behind: one that does not answer within
- * VSM_VERSION_PROBE_TIMEOUT_MS is killed and reaped. Never logs.
+ * VSM_VERSION_PROBE_TIMEOUT_MS (times vsm_wait_scale(), ready.h) is killed
+ * and reaped. Never logs.
  */
 #ifndef CHSM_VSM_VERSIONS_H
 #define CHSM_VSM_VERSIONS_H
