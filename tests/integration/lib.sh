@@ -312,9 +312,11 @@ wait_task() {
   return 1
 }
 
-# eventually SECONDS COMMAND...: retries until the command succeeds.
+# eventually SECONDS COMMAND...: retries until the command succeeds (for 6
+# times as long under Valgrind, as chsm_stop_all waits).
 eventually() {
   local limit=$1; shift
+  [ "${CHSM_VALGRIND:-0}" = 1 ] && limit=$((limit * 6))
   local end=$(( $(date +%s) + limit ))
   while [ "$(date +%s)" -le "$end" ]; do "$@" && return 0; sleep 0.1; done
   return 1
