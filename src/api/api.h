@@ -53,7 +53,9 @@ struct api_ctx {
 	struct api_metrics *metrics;
 	atomic_int chsm_state;          /* enum api_chsm_state */
 
-	/* The platform key, cached from the store; guarded by auth_lock. */
+	/* The platform key, cached from the store; guarded by auth_lock. A
+	 * request verifies with its own hold on the key (crypto_sm2_key_ref),
+	 * outside the lock, so a rotation may replace it meanwhile. */
 	pthread_mutex_t auth_lock;
 	crypto_sm2_key *platform_key;
 	char platform_fp[CRYPTO_SM3_HEX_LEN + 1];

@@ -245,15 +245,19 @@ static int find_route(const char *method, const char *path, char *param, size_t 
 struct nonce_ctx {
 	struct api_ctx *api;
 	int64_t now;
+	bool holds_auth_lock;   /* the enrollment path verifies under auth_lock */
 };
 
-/* Called by gmt_verify_request with auth_lock held, as its last step (the
- * platform key is not used after it): the lock is let go while the nonce
- * waits for its batch's commit (nonce.h), so that other requests verify
- * and join that batch meanwhile. */
+/* Called by gmt_verify_request as its last step (the key and the
+ * enrollment code are not used after it). When the request holds
+ * auth_lock (enrollment), the lock is let go while the nonce waits for its
+ * batch's commit (nonce.h), so that other requests verify and join that
+ * batch meanwhile. */
 static int nonce_use(void *vctx, const char *nonce, int64_t ts)
 {
 	struct nonce_ctx *n = vctx;
+	if (!n->holds_auth_lock)
+		return api_nonces_use(n->api->nonces, nonce, ts, n->now);
 	pthread_mutex_unlock(&n->api->auth_lock);
 	int r = api_nonces_use(n->api->nonces, nonce, ts, n->now);
 	pthread_mutex_lock(&n->api->auth_lock);
@@ -317,29 +321,39 @@ static int authenticate(struct api_call *c)
 	};
 	uint8_t *code = NULL;
 	size_t code_len = 0;
-	/* A copy: nonce_use lets auth_lock go, and a key rotation may then
-	 * rewrite ctx->platform_fp before key_id is set from it. */
+	/* Copies of the key (a hold on it) and its fingerprint: a platform
+	 * request verifies without auth_lock, so that verifies run in
+	 * parallel, and a key rotation may meanwhile replace ctx->platform_key.
+	 * Such a request is checked against the key it found, as if it had
+	 * been verified before the rotation. */
 	char fp[sizeof(ctx->platform_fp)];
 	pthread_mutex_lock(&ctx->auth_lock);
-	v.platform_key = ctx->platform_key;
+	crypto_sm2_key *key = crypto_sm2_key_ref(ctx->platform_key);
 	snprintf(fp, sizeof(fp), "%s", ctx->platform_fp);
-	v.platform_fingerprint = ctx->platform_key ? fp : NULL;
-	if (!ctx->platform_key && v.route_allows_enrollment &&
-	    enrollment_state(ctx, &code, &code_len)) {
+	v.platform_key = key;
+	v.platform_fingerprint = key ? fp : NULL;
+	/* The enrollment (no platform key yet, 7.4.2) is checked and its
+	 * failures counted under the lock, so parallel guesses cannot pass the
+	 * limit. */
+	nctx.holds_auth_lock = !key && v.route_allows_enrollment;
+	if (!nctx.holds_auth_lock)
+		pthread_mutex_unlock(&ctx->auth_lock);
+	else if (enrollment_state(ctx, &code, &code_len)) {
 		v.enrollment_open = true;
 		v.enrollment_code = (const char *)code;
 	}
 	struct gmt_auth_result res;
 	int rc = gmt_verify_request(&h, req->method, req->target, req->body, req->body_len, &v, &res);
-	/* Counted under the lock, so parallel guesses cannot pass the limit. */
-	if (res.enrollment_mac_bad)
+	if (res.enrollment_mac_bad)    /* only on the enrollment path */
 		count_enrollment_failure(ctx);
-	pthread_mutex_unlock(&ctx->auth_lock);
+	if (nctx.holds_auth_lock)
+		pthread_mutex_unlock(&ctx->auth_lock);
 	crypto_free_secret(code, code_len);
+	crypto_sm2_key_free(key);
 	if (rc == GMT_OK) {
 		c->enrollment = res.enrollment;
 		snprintf(c->key_id, sizeof(c->key_id), "%s",
-			 res.enrollment ? GMT_KEY_ID_ENROLLMENT : v.platform_fingerprint);
+			 res.enrollment ? GMT_KEY_ID_ENROLLMENT : fp);
 	}
 	return rc;
 }

@@ -157,7 +157,15 @@ int crypto_unseal(const uint8_t key[CRYPTO_SEAL_KEY_LEN], const void *aad, size_
 typedef struct crypto_sm2_key crypto_sm2_key;
 
 int crypto_sm2_generate(crypto_sm2_key **ret_key);
+/* Releases one hold on key (NULL: nothing); the last one frees it and wipes
+ * its private part. */
 void crypto_sm2_key_free(crypto_sm2_key *key);
+/* Another hold on key, for a thread that keeps using it while its owner
+ * may let go of it (e.g. a request verifying with the platform key while
+ * the key is rotated); each hold ends with crypto_sm2_key_free. Returns
+ * key (NULL for NULL). Thread-safe; a key is immutable, so its holders may
+ * use it at the same time. */
+crypto_sm2_key *crypto_sm2_key_ref(crypto_sm2_key *key);
 bool crypto_sm2_key_has_private(const crypto_sm2_key *key);
 
 /* Loads an unencrypted PEM private key: PKCS#8 ("PRIVATE KEY"), or SEC1

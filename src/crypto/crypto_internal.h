@@ -39,7 +39,8 @@ EVP_KDF *crypto_alg_pbkdf2(void);
  * fills through atomics (sm2.c): verifies counts verifications with the
  * key, and pub_table, set once from NULL, holds the precomputed multiples
  * of the public point from the second verification on; it is freed with
- * the key. */
+ * the key. extra_refs counts the crypto_sm2_key_ref calls not yet matched
+ * by a crypto_sm2_key_free (0: one holder). */
 struct crypto_sm2_key {
 	_Atomic(EVP_PKEY *) pkey;
 	bool has_private;
@@ -48,6 +49,7 @@ struct crypto_sm2_key {
 	struct sm2_fast_key fast;
 	atomic_uint verifies;
 	_Atomic(struct sm2_pub_table *) pub_table;
+	atomic_int extra_refs;
 };
 
 /* The key's OpenSSL key in *ret_pkey (owned by the key): 0, or -ENOMEM /

@@ -145,6 +145,7 @@ static int sm2_key_new(EVP_PKEY *pkey, bool priv, const struct sm2_fast_key *fas
 	key->has_private = priv;
 	atomic_init(&key->verifies, 0);
 	atomic_init(&key->pub_table, NULL);
+	atomic_init(&key->extra_refs, 0);
 	if (fast != NULL) {
 		key->fast = *fast;
 	} else if ((r = sm2_key_cache(key)) < 0) {
@@ -259,9 +260,16 @@ int crypto_sm2_generate(crypto_sm2_key **ret_key)
 	return r;
 }
 
+crypto_sm2_key *crypto_sm2_key_ref(crypto_sm2_key *key)
+{
+	if (key != NULL)
+		atomic_fetch_add(&key->extra_refs, 1);
+	return key;
+}
+
 void crypto_sm2_key_free(crypto_sm2_key *key)
 {
-	if (key == NULL)
+	if (key == NULL || atomic_fetch_sub(&key->extra_refs, 1) > 0)
 		return;
 	EVP_PKEY_free(atomic_load(&key->pkey)); /* OpenSSL clears the private scalar */
 	sm2_fast_key_wipe(&key->fast);

@@ -247,6 +247,28 @@ gmt_request PUT $F/auth/platform-key "$(pubkey_body "$IT_DIR/other.pem")"
 expect_signed "rotation to an SM2 private key PEM" 1003 400
 check "the key is unchanged after the refused rotations" fingerprint_is "$NEW_FP"
 
+# ---- a rotation while requests signed by the old key are being verified ----
+# Requests verify outside auth_lock, each with its own hold on the key it
+# found: every one answers 0 (checked before the rotation) or 2006 (after),
+# nothing else, and the service goes on.
+NEW3_FP=$(sm2_keygen platform3)
+ROT_PIDS=
+for i in 1 2 3 4; do
+  ( for j in $(seq 15); do
+      if ctl chsm info >/dev/null 2>"$IT_DIR/rot.$i.err"; then echo 0
+      else cut -d' ' -f1 "$IT_DIR/rot.$i.err"; fi
+    done > "$IT_DIR/rot.$i" ) &
+  ROT_PIDS="$ROT_PIDS $!"
+done
+gmt_request PUT $F/auth/platform-key "$(pubkey_body "$IT_DIR/platform3.pub.pem")"
+expect_signed "rotation while old-key requests are verified" 0 200
+wait $ROT_PIDS
+check "every request around the rotation answered 0 or 2006" \
+  eval '[ "$(cat "$IT_DIR"/rot.[1-4] | wc -l)" = 60 ] && ! grep -qv -e "^0$" -e "^2006$" "$IT_DIR"/rot.[1-4]'
+SIGN_KEY=$IT_DIR/platform3.pem SIGN_KEY_ID=$NEW3_FP
+gmt_request GET $F/chsm
+expect_signed "the newest key after the rotation under load" 0 200
+
 # ---- chsmctl pins the device key ----
 check "chsmctl with the right device fingerprint" ctl chsm info >/dev/null
 check "chsmctl refuses a device that is not the pinned one" eval '! "$CHSM_BIN/chsmctl" --url "$BASE" \
