@@ -63,6 +63,11 @@
 
 /* Worker loops at most, whatever cfg->threads or the CPU count say. */
 #define HTTP_MAX_THREADS 64
+/* Worker loops by default at least: a handler may hold its loop while it
+ * waits for the disk (chsmd's request nonces are committed in groups, one
+ * fdatasync for every request waiting then), so loops beyond the cores let
+ * those waits overlap and the groups grow. */
+#define HTTP_DEFAULT_MIN_THREADS 16
 /* Pending connections the kernel queues per listening socket. */
 #define HTTP_LISTEN_BACKLOG 511
 /* Largest accepted max_body / max_headers settings (sanity bounds). */
@@ -813,8 +818,8 @@ static int check_config(const struct http_server_config *cfg)
 static int default_threads(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	if (n < 1)
-		return 1;
+	if (n < HTTP_DEFAULT_MIN_THREADS)
+		return HTTP_DEFAULT_MIN_THREADS;
 	return n > HTTP_MAX_THREADS ? HTTP_MAX_THREADS : (int)n;
 }
 

@@ -76,7 +76,9 @@ struct http_server_config {
 	const char *key_file;        /* PEM private key */
 	bool plain_http;             /* development only: refused unless host
 					is a loopback address */
-	int threads;                 /* worker loops; 0 = number of cores */
+	int threads;                 /* worker loops; 0 = number of cores,
+					but at least 16 (handlers may wait
+					for the disk) */
 	size_t max_body;             /* 0 = CHSM_MAX_BODY_BYTES */
 	size_t max_headers;          /* 0 = CHSM_MAX_HEADER_BYTES */
 	int max_connections;         /* 0 = CHSM_MAX_CONNECTIONS; one client

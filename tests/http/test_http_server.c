@@ -4,6 +4,7 @@
  * of crypto_tls_make_self_signed, and raw loopback sockets for what curl
  * cannot do (pipelining, dribbling, huge Content-Length, idle sockets).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -626,6 +627,33 @@ static void test_start_stop_repeatedly(void **state)
 	http_server_stop(NULL);
 }
 
+/* Threads of this process, from /proc/self/task. */
+static int thread_count(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	assert_non_null(d);
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d)) != NULL;)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* threads = 0 starts one loop per core, but at least 16 (handlers may wait
+ * for the disk), at most 64. */
+static void test_default_threads(void **state)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	int expect = cores < 16 ? 16 : cores > 64 ? 64 : (int)cores;
+	int before = thread_count();
+	http_server *srv = NULL;
+	struct http_server_config cfg = {.plain_http = true};
+	assert_int_equal(test_server_start(&tls, cfg, &srv), 0);
+	assert_int_equal(thread_count() - before, expect);
+	http_server_stop(srv);
+	assert_int_equal(thread_count(), before);
+}
+
 static void test_self_signed_certificate(void **state)
 {
 	struct stat st;
@@ -709,6 +737,7 @@ int main(void)
 		cmocka_unit_test(test_connection_cap),
 		cmocka_unit_test(test_concurrent_requests),
 		cmocka_unit_test(test_start_stop_repeatedly),
+		cmocka_unit_test(test_default_threads),
 	};
 	int r = cmocka_run_group_tests(tests, setup, teardown);
 	curl_global_cleanup();
