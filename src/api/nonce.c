@@ -5,11 +5,14 @@
  * the mutex. When no batch is being committed it becomes the leader: it
  * takes up to API_NONCE_BATCH_MAX waiters from the front of the list,
  * releases the mutex, commits them with one store_nonces_use, and, with the
- * mutex again, publishes every waiter's result and wakes them all. Callers
- * that arrived during the commit are still pending; the first of them to
- * wake (or the leader itself, if it had to leave its own waiter behind)
- * leads the next batch. A waiter is answered only after the commit that
- * holds its nonce returned, so an answered nonce is durable.
+ * mutex again, publishes every waiter's result and wakes each of them.
+ * Callers that arrived during the commit are still pending; the leader
+ * wakes only the first of them, which leads the next batch (or it leads it
+ * itself, if it had to leave its own waiter behind). A waiter is answered
+ * only after the commit that holds its nonce returned, so an answered nonce
+ * is durable. Each waiter sleeps on its own condition variable, so the end
+ * of a batch wakes the threads it answered and one more, not every waiting
+ * thread.
  */
 #include "api/nonce.h"
 
@@ -22,15 +25,17 @@ struct nonce_waiter {
 	struct store_nonce item;
 	int result;
 	bool done;
+	pthread_cond_t wake;        /* answered, or its turn to lead */
 	struct nonce_waiter *next;
 };
 
 struct api_nonces {
 	chsm_store *store;
 	pthread_mutex_t lock;
-	pthread_cond_t changed;     /* a batch ended or room was made */
+	pthread_cond_t room;        /* the pending list got shorter */
 	struct nonce_waiter *head, **tail;
 	size_t pending;
+	size_t waiting_for_room;
 	bool committing;
 };
 
@@ -42,7 +47,7 @@ int api_nonces_new(chsm_store *store, struct api_nonces **ret)
 	b->store = store;
 	b->tail = &b->head;
 	pthread_mutex_init(&b->lock, NULL);
-	pthread_cond_init(&b->changed, NULL);
+	pthread_cond_init(&b->room, NULL);
 	*ret = b;
 	return 0;
 }
@@ -51,7 +56,7 @@ void api_nonces_free(struct api_nonces *b)
 {
 	if (!b)
 		return;
-	pthread_cond_destroy(&b->changed);
+	pthread_cond_destroy(&b->room);
 	pthread_mutex_destroy(&b->lock);
 	free(b);
 }
@@ -79,9 +84,13 @@ static void lead_batch(struct api_nonces *b, int64_t now_ms)
 	for (size_t i = 0; i < n; i++) {
 		w[i]->result = r < 0 ? r : results[i];
 		w[i]->done = true;
+		pthread_cond_signal(&w[i]->wake);
 	}
 	b->committing = false;
-	pthread_cond_broadcast(&b->changed);
+	if (b->head)
+		pthread_cond_signal(&b->head->wake);
+	if (b->waiting_for_room)
+		pthread_cond_broadcast(&b->room);
 }
 
 int api_nonces_use(struct api_nonces *b, const char *nonce, int64_t timestamp_ms, int64_t now_ms)
@@ -89,9 +98,13 @@ int api_nonces_use(struct api_nonces *b, const char *nonce, int64_t timestamp_ms
 	if (!b)
 		return -EINVAL;
 	struct nonce_waiter me = {.item = {.nonce = nonce, .timestamp_ms = timestamp_ms}};
+	pthread_cond_init(&me.wake, NULL);
 	pthread_mutex_lock(&b->lock);
-	while (b->pending >= API_NONCE_PENDING_MAX)
-		pthread_cond_wait(&b->changed, &b->lock);
+	while (b->pending >= API_NONCE_PENDING_MAX) {
+		b->waiting_for_room++;
+		pthread_cond_wait(&b->room, &b->lock);
+		b->waiting_for_room--;
+	}
 	*b->tail = &me;
 	b->tail = &me.next;
 	b->pending++;
@@ -99,8 +112,9 @@ int api_nonces_use(struct api_nonces *b, const char *nonce, int64_t timestamp_ms
 		if (!b->committing)
 			lead_batch(b, now_ms);
 		else
-			pthread_cond_wait(&b->changed, &b->lock);
+			pthread_cond_wait(&me.wake, &b->lock);
 	}
 	pthread_mutex_unlock(&b->lock);
+	pthread_cond_destroy(&me.wake);
 	return me.result;
 }
