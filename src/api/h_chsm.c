@@ -67,10 +67,10 @@ void h_chsm_info(struct api_call *c)
 
 /* ---- 7.2.2 / 7.2.3 ---- */
 
-/* System-wide CPU use since the previous call, in percent. */
+/* System-wide CPU use since the previous call, in percent. Called only
+ * under host_lock (host_figures). */
 static double cpu_percent(void)
 {
-	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 	static unsigned long long prev_total, prev_idle;
 	unsigned long long v[8] = {0};
 	FILE *f = fopen("/proc/stat", "re");
@@ -84,14 +84,12 @@ static double cpu_percent(void)
 	unsigned long long total = 0, idle = v[3] + v[4];
 	for (int i = 0; i < 8; i++)
 		total += v[i];
-	pthread_mutex_lock(&lock);
 	double pct = 0;
 	if (prev_total && total > prev_total)
 		pct = 100.0 * (double)((total - prev_total) - (idle - prev_idle)) /
 		      (double)(total - prev_total);
 	prev_total = total;
 	prev_idle = idle;
-	pthread_mutex_unlock(&lock);
 	return pct < 0 ? 0 : pct;
 }
 
@@ -112,6 +110,42 @@ static void meminfo(uint64_t *total_mib, uint64_t *used_mib)
 	fclose(f);
 	*total_mib = total / 1024;
 	*used_mib = (total > avail ? total - avail : 0) / 1024;
+}
+
+/* The host's figures of a status answer are read again only when the last
+ * reading is this old: reading /proc and statvfs took a few percent of the
+ * CPU of each signed status request, and the figures mean nothing finer. */
+#define HOST_FIGURES_MAX_AGE_MS 1000
+
+struct host_figures {
+	double cpu_percent;
+	uint64_t mem_total_mib, mem_used_mib, disk_total_mib, disk_used_mib;
+};
+
+/* The host's CPU, memory and disk (of ctx->state_dir) figures, at most
+ * HOST_FIGURES_MAX_AGE_MS old. Kept per process: chsmd serves one CHSM. */
+static void host_figures(struct api_ctx *ctx, struct host_figures *ret)
+{
+	static pthread_mutex_t host_lock = PTHREAD_MUTEX_INITIALIZER;
+	static struct host_figures last;
+	static int64_t read_at;
+	static bool have;
+	int64_t now = chsm_monotonic_ms();
+	pthread_mutex_lock(&host_lock);
+	if (!have || now - read_at >= HOST_FIGURES_MAX_AGE_MS || now < read_at) {
+		struct statvfs sv;
+		last.cpu_percent = cpu_percent();
+		meminfo(&last.mem_total_mib, &last.mem_used_mib);
+		last.disk_total_mib = last.disk_used_mib = 0;
+		if (statvfs(ctx->state_dir, &sv) == 0) {
+			last.disk_total_mib = (uint64_t)sv.f_blocks * sv.f_frsize / (1024 * 1024);
+			last.disk_used_mib = (uint64_t)(sv.f_blocks - sv.f_bfree) * sv.f_frsize / (1024 * 1024);
+		}
+		read_at = now;
+		have = true;
+	}
+	*ret = last;
+	pthread_mutex_unlock(&host_lock);
 }
 
 static json_t *setting_json(struct api_ctx *ctx, const char *name);
@@ -168,23 +202,17 @@ static json_t *chsm_status_of(struct api_ctx *ctx, const struct store_vsm *v, si
 		running += strcmp(v[i].state, "running") == 0;
 		fault += strcmp(v[i].state, "fault") == 0;
 	}
-	uint64_t mt, mu;
-	meminfo(&mt, &mu);
-	struct statvfs sv;
-	uint64_t dt = 0, du = 0;
-	if (statvfs(ctx->state_dir, &sv) == 0) {
-		dt = (uint64_t)sv.f_blocks * sv.f_frsize / (1024 * 1024);
-		du = (uint64_t)(sv.f_blocks - sv.f_bfree) * sv.f_frsize / (1024 * 1024);
-	}
+	struct host_figures host;
+	host_figures(ctx, &host);
 	json_t *o = json_object();
 	json_object_set_new(o, "state", json_string(api_chsm_state_name(atomic_load(&ctx->chsm_state))));
 	json_object_set_new(o, "uptimeSeconds", json_integer((chsm_monotonic_ms() - ctx->boot_mono_ms) / 1000));
 	json_object_set_new(o, "time", json_integer(chsm_now_ms()));
-	json_object_set_new(o, "cpuPercent", json_real((double)(int)(cpu_percent() * 10) / 10));
-	json_object_set_new(o, "memoryUsedMiB", json_integer((json_int_t)mu));
-	json_object_set_new(o, "memoryTotalMiB", json_integer((json_int_t)mt));
-	json_object_set_new(o, "diskUsedMiB", json_integer((json_int_t)du));
-	json_object_set_new(o, "diskTotalMiB", json_integer((json_int_t)dt));
+	json_object_set_new(o, "cpuPercent", json_real((double)(int)(host.cpu_percent * 10) / 10));
+	json_object_set_new(o, "memoryUsedMiB", json_integer((json_int_t)host.mem_used_mib));
+	json_object_set_new(o, "memoryTotalMiB", json_integer((json_int_t)host.mem_total_mib));
+	json_object_set_new(o, "diskUsedMiB", json_integer((json_int_t)host.disk_used_mib));
+	json_object_set_new(o, "diskTotalMiB", json_integer((json_int_t)host.disk_total_mib));
 	json_object_set_new(o, "vsms", json_pack("{s:I,s:I,s:I}", "total", (json_int_t)n, "running",
 						 (json_int_t)running, "fault", (json_int_t)fault));
 	json_object_set_new(o, "tasksRunning", json_integer(task_engine_running(ctx->tasks)));
