@@ -20,22 +20,6 @@
 #include "store/store.h"
 #include "test_store_util.h"
 
-static void add_vsm(chsm_store *s, const char *id)
-{
-	struct store_vsm v;
-	memset(&v, 0, sizeof(v));
-	snprintf(v.id, sizeof(v.id), "%s", id);
-	snprintf(v.name, sizeof(v.name), "name-%s", id);
-	snprintf(v.state, sizeof(v.state), "running");
-	snprintf(v.version, sizeof(v.version), "1.0.0");
-	v.created_at = v.updated_at = 1700000000000LL;
-	v.state_version = 1;
-	v.max_keys = 64;
-	v.max_sessions = 8;
-	v.memory_mib = 64;
-	assert_int_equal(store_vsm_insert(s, &v), 0);
-}
-
 struct seen {
 	int tokens, keys;
 	char token_id[64];
@@ -79,7 +63,7 @@ static void walk(chsm_store *s, const char *id, struct seen *seen, int expect)
 static void test_snapshot_isolated_from_writers(void **state)
 {
 	struct test_store *t = *state;
-	add_vsm(t->s, "v1");
+	test_store_add_vsm(t->s, "v1", "running");
 	const uint8_t tok[16] = "0123456789abcdef";
 	assert_int_equal(store_vsm_token_set(t->s, "v1", "tok-1", tok, sizeof(tok), 1), 0);
 	assert_int_equal(store_vsm_key_put(t->s, "v1", "sign", 1, (const uint8_t *)"key-one", 7), 0);
@@ -107,7 +91,7 @@ static void test_snapshot_isolated_from_writers(void **state)
 	assert_int_equal(store_vsm_key_put(t->s, "v1", "sign", 1, (const uint8_t *)"key-ONE", 7), 0);
 	assert_int_equal(store_vsm_token_clear(t->s, "v1"), 0);
 	assert_int_equal(store_setting_set(t->s, "config.ntp", "{\"a\":2}"), 0);
-	add_vsm(t->s, "v2");
+	test_store_add_vsm(t->s, "v2", "running");
 
 	/* The snapshot still sees the state at its start. */
 	struct store_vsm v;
@@ -165,7 +149,7 @@ static void test_snapshot_isolated_from_writers(void **state)
 static void test_walk_stops_and_errors(void **state)
 {
 	struct test_store *t = *state;
-	add_vsm(t->s, "v1");
+	test_store_add_vsm(t->s, "v1", "running");
 	for (int i = 0; i < 5; i++)
 		assert_int_equal(store_vsm_key_put(t->s, "v1", "sign", i, (const uint8_t *)"m", 1), 0);
 	struct seen seen;
@@ -179,7 +163,7 @@ static void test_walk_stops_and_errors(void **state)
 	struct store_vsm_visitor bad = {NULL, on_key, &seen};
 	assert_int_equal(store_vsm_walk(t->s, "v1", &bad), -EINVAL);
 	/* A VSM's restricted store walks its own VSM only. */
-	add_vsm(t->s, "v2");
+	test_store_add_vsm(t->s, "v2", "running");
 	uint8_t sub[STORE_VSM_KEY_LEN];
 	chsm_store *vs = NULL;
 	assert_int_equal(store_vsm_subkey(t->s, "v2", sub), 0);
@@ -194,13 +178,13 @@ static void test_walk_stops_and_errors(void **state)
 static void test_snapshot_writer_not_blocked(void **state)
 {
 	struct test_store *t = *state;
-	add_vsm(t->s, "v1");
+	test_store_add_vsm(t->s, "v1", "running");
 	chsm_store *snap = NULL;
 	assert_int_equal(store_snapshot_begin(t->s, &snap), 0);
 	/* A whole write transaction commits while the snapshot is open. */
 	assert_int_equal(store_begin(t->s), 0);
 	assert_int_equal(store_vsm_key_put(t->s, "v1", "sign", 1, (const uint8_t *)"m", 1), 0);
-	add_vsm(t->s, "v2");
+	test_store_add_vsm(t->s, "v2", "running");
 	assert_int_equal(store_commit(t->s), 0);
 	size_t n = 0;
 	assert_int_equal(store_vsm_count(snap, &n), 0);
@@ -221,8 +205,8 @@ static void test_snapshot_writer_not_blocked(void **state)
 static void test_blocked_checkpoint_stays_pending(void **state)
 {
 	struct test_store *t = *state;
-	add_vsm(t->s, "v1");
-	add_vsm(t->s, "v2");
+	test_store_add_vsm(t->s, "v1", "running");
+	test_store_add_vsm(t->s, "v2", "running");
 	const uint8_t tok[16] = "TOKEN-0123456789";
 	assert_int_equal(store_vsm_token_set(t->s, "v1", "tok-1", tok, sizeof(tok), 1), 0);
 	assert_int_equal(store_vsm_key_put(t->s, "v1", "sign", 1, (const uint8_t *)"key-one", 7), 0);

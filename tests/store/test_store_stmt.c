@@ -22,22 +22,6 @@
 #include "store/store_int.h"
 #include "test_store_util.h"
 
-static void add_vsm(chsm_store *s, const char *id)
-{
-	struct store_vsm v;
-	memset(&v, 0, sizeof(v));
-	snprintf(v.id, sizeof(v.id), "%s", id);
-	snprintf(v.name, sizeof(v.name), "name-%s", id);
-	snprintf(v.state, sizeof(v.state), "stopped");
-	snprintf(v.version, sizeof(v.version), "1.0.0");
-	v.created_at = v.updated_at = 1700000000000LL;
-	v.state_version = 1;
-	v.max_keys = 64;
-	v.max_sessions = 8;
-	v.memory_mib = 64;
-	assert_int_equal(store_vsm_insert(s, &v), 0);
-}
-
 /* Prepares "SELECT ?1" bound to text (or unbound when text is NULL), steps
  * it and returns its statement, on its row; the column is in *ret. */
 static sqlite3_stmt *select_text(chsm_store *s, const char *text, char ret[32])
@@ -166,7 +150,7 @@ static void test_more_texts_than_slots(void **state)
 static void test_caches_per_connection(void **state)
 {
 	struct test_store *t = *state;
-	add_vsm(t->s, "v1");
+	test_store_add_vsm(t->s, "v1", "stopped");
 	size_t n = 0;
 	chsm_store *snap = NULL;
 	assert_int_equal(store_snapshot_begin(t->s, &snap), 0);
@@ -179,7 +163,7 @@ static void test_caches_per_connection(void **state)
 	assert_true(t->s->stmt_reused == parent_reused);
 	/* A write on the master connection while the snapshot's cached
 	 * statements sit reset: the snapshot still sees its instant. */
-	add_vsm(t->s, "v2");
+	test_store_add_vsm(t->s, "v2", "stopped");
 	assert_int_equal(store_vsm_count(snap, &n), 0);
 	assert_int_equal((int)n, 1);
 	store_snapshot_end(snap);
@@ -234,7 +218,7 @@ static void test_digest_cache(void **state)
 	static const char *const ids[] = {"a1", "b2", "c3"};
 	char empty[65], before[65], after[65];
 	for (size_t i = 0; i < 3; i++)
-		add_vsm(s, ids[i]);
+		test_store_add_vsm(s, ids[i], "stopped");
 	assert_int_equal(store_vsm_state_digest(s, "b2", empty), 0);
 	assert_int_equal(store_vsm_key_put(s, "a1", "sign", 1, (const uint8_t *)"k1", 2), 0);
 	assert_int_equal(store_vsm_token_set(s, "c3", "tok", (const uint8_t *)"secret", 6, 1), 0);
@@ -262,7 +246,7 @@ static void test_digest_cache(void **state)
 	assert_int_equal(store_vsm_delete(s, "a1"), 0);
 	assert_int_equal(store_vsm_state_digest(s, "a1", after), -ENOENT);
 	assert_true(check_list(s, ids + 1, 2) == 0);
-	add_vsm(s, "a1");
+	test_store_add_vsm(s, "a1", "stopped");
 	check_list(s, ids, 3);
 	assert_int_equal(store_vsm_state_digest(s, "a1", after), 0);
 	assert_string_equal(after, empty);
@@ -296,7 +280,7 @@ static void test_read_transaction(void **state)
 	struct test_store *t = *state;
 	chsm_store *s = t->s;
 	size_t n = 0;
-	add_vsm(s, "v1");
+	test_store_add_vsm(s, "v1", "stopped");
 	assert_int_equal(store_read_begin(s), 0);
 	assert_int_equal(store_read_begin(s), 0);         /* nested */
 	assert_int_equal(store_vsm_count(s, &n), 0);
@@ -310,7 +294,7 @@ static void test_read_transaction(void **state)
 	assert_int_equal(store_begin(s), 0);
 	assert_int_equal(store_read_begin(s), 0);
 	store_read_end(s);
-	add_vsm(s, "v2");
+	test_store_add_vsm(s, "v2", "stopped");
 	assert_int_equal(store_commit(s), 0);
 	assert_int_equal(store_vsm_count(s, &n), 0);
 	assert_int_equal((int)n, 2);

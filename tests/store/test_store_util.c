@@ -108,3 +108,19 @@ bool test_dir_contains(const char *dir, const void *needle, size_t len)
 	closedir(d);
 	return found;
 }
+
+void test_store_add_vsm(chsm_store *s, const char *id, const char *state)
+{
+	struct store_vsm v;
+	memset(&v, 0, sizeof(v));
+	snprintf(v.id, sizeof(v.id), "%s", id);
+	snprintf(v.name, sizeof(v.name), "name-%s", id);
+	snprintf(v.state, sizeof(v.state), "%s", state);
+	snprintf(v.version, sizeof(v.version), "1.0.0");
+	v.created_at = v.updated_at = 1700000000000LL;
+	v.state_version = 1;
+	v.max_keys = 64;
+	v.max_sessions = 8;
+	v.memory_mib = 64;
+	assert_int_equal(store_vsm_insert(s, &v), 0);
+}

@@ -37,6 +37,10 @@ int test_store_cmocka_teardown(void **state);
 #define TEST_STORE_CASE(f) \
 	cmocka_unit_test_setup_teardown(f, test_store_cmocka_setup, test_store_cmocka_teardown)
 
+/* Inserts VSM id (name "name-<id>", the given state, version 1.0.0, 64 keys,
+ * 8 sessions, 64 MiB) into s (cmocka-asserts on failure). */
+void test_store_add_vsm(chsm_store *s, const char *id, const char *state);
+
 /* True when any regular file in dir contains needle. */
 bool test_dir_contains(const char *dir, const void *needle, size_t len);
 /* Reads the whole file at path into a malloc'ed buffer (asserts). */

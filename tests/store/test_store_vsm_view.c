@@ -25,21 +25,6 @@
 #include "store/store.h"
 #include "test_store_util.h"
 
-static void insert_vsm(chsm_store *s, const char *id)
-{
-	struct store_vsm v;
-	memset(&v, 0, sizeof(v));
-	snprintf(v.id, sizeof(v.id), "%s", id);
-	snprintf(v.name, sizeof(v.name), "name-%s", id);
-	snprintf(v.state, sizeof(v.state), "running");
-	snprintf(v.version, sizeof(v.version), "1.0.0");
-	v.state_version = 1;
-	v.max_keys = 64;
-	v.max_sessions = 8;
-	v.memory_mib = 128;
-	assert_int_equal(store_vsm_insert(s, &v), 0);
-}
-
 /* Opens the restricted store of id on t's database with the subkey the
  * master store gives. */
 static chsm_store *open_view(struct test_store *t, const char *id)
@@ -98,7 +83,7 @@ static void test_subkey_derivation(void **state)
 static void test_shared_rows(void **state)
 {
 	struct test_store *t = *state;
-	insert_vsm(t->s, "vsm-1");
+	test_store_add_vsm(t->s, "vsm-1", "running");
 	assert_int_equal(store_vsm_token_set(t->s, "vsm-1", "tok", (const uint8_t *)"tsecret", 7,
 					     5),
 			 0);
@@ -161,7 +146,7 @@ static void test_key_list(void **state)
 	size_t count = 7;
 	assert_int_equal(store_vsm_key_list(t->s, "nope", &keys, &count), -ENOENT);
 	assert_ptr_equal(keys, (struct store_key_ref *)1);
-	insert_vsm(t->s, "vsm-1");
+	test_store_add_vsm(t->s, "vsm-1", "running");
 	assert_int_equal(store_vsm_key_list(t->s, "vsm-1", &keys, &count), 0);
 	assert_int_equal(count, 0);
 	free(keys);
@@ -188,8 +173,8 @@ static void test_key_list(void **state)
 static void test_restricted_refuses(void **state)
 {
 	struct test_store *t = *state;
-	insert_vsm(t->s, "vsm-1");
-	insert_vsm(t->s, "vsm-2");
+	test_store_add_vsm(t->s, "vsm-1", "running");
+	test_store_add_vsm(t->s, "vsm-2", "running");
 	assert_int_equal(store_vsm_key_put(t->s, "vsm-2", "sign", 0, (const uint8_t *)"two", 3),
 			 0);
 	assert_int_equal(store_vsm_token_set(t->s, "vsm-2", "tok", (const uint8_t *)"x", 1, 1), 0);
@@ -262,7 +247,7 @@ static void test_restricted_refuses(void **state)
 static void test_sealed_per_vsm(void **state)
 {
 	struct test_store *t = *state;
-	insert_vsm(t->s, "vsm-1");
+	test_store_add_vsm(t->s, "vsm-1", "running");
 	assert_int_equal(store_vsm_key_put(t->s, "vsm-1", "sign", 0, (const uint8_t *)"k", 1), 0);
 	assert_int_equal(store_vsm_token_set(t->s, "vsm-1", "tok", (const uint8_t *)"s", 1, 1), 0);
 
@@ -342,8 +327,8 @@ static void test_two_processes(void **state)
 {
 	struct test_store *t = *state;
 	uint8_t key[STORE_VSM_KEY_LEN];
-	insert_vsm(t->s, "vsm-1");
-	insert_vsm(t->s, "vsm-2");
+	test_store_add_vsm(t->s, "vsm-1", "running");
+	test_store_add_vsm(t->s, "vsm-2", "running");
 	assert_int_equal(store_vsm_subkey(t->s, "vsm-1", key), 0);
 	int64_t sv0 = state_version(t->s, "vsm-1");
 
