@@ -473,6 +473,7 @@ static int sym_crypt(void *hSessionHandle, uint16_t type, void *hKeyHandle, unsi
 	uint8_t iv_out[CRYPTO_SM4_BLOCK_LEN];
 	size_t ivlen = cbc ? CRYPTO_SM4_BLOCK_LEN : 0;
 	vsmp_writer_begin(&w, type, 0, 0);
+	vsmp_writer_reserve(&w, 4 + 4 + 4 + ivlen + 4 + len);
 	vsmp_put_u32(&w, id);
 	vsmp_put_u32(&w, alg);
 	vsmp_put_bytes(&w, iv, ivlen);
@@ -625,7 +626,7 @@ int SDFX_ListKeys(void *hSessionHandle, SDFX_KEYINFO *pKeys, unsigned int *puiCo
 	if (rc != SDR_OK)
 		return rc;
 	uint32_t count = vsmp_get_u32(&rp.r);
-	bool ok = rp.len >= 4 && count == (rp.len - 4) / KEY_INFO_WIRE;
+	bool ok = rp.h.length >= 4 && count == (rp.h.length - 4) / KEY_INFO_WIRE;
 	unsigned int cap = *puiCount;
 	for (uint32_t i = 0; ok && i < count; i++) {
 		SDFX_KEYINFO k;

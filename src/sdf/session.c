@@ -6,7 +6,9 @@
  * Guarantees: a session is returned only after the server proved it knows
  * the token secret (compared in constant time); the secret, the nonces'
  * proofs and every payload are wiped after use; connect, reads and writes
- * are bounded by timeouts; SIGPIPE is never raised. A device is immutable
+ * are bounded by timeouts; SIGPIPE is never raised. A request goes out in
+ * one send and its answer usually comes in one recv, into the session's
+ * input buffer (vsmp_in), whose bytes are wiped once consumed. A device is immutable
  * after SDF_OpenDevice, so threads may share it; a session's mutex
  * serialises calls on it. Nothing here logs.
  */
@@ -157,47 +159,39 @@ static int send_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
-static int recv_all(int fd, uint8_t *p, size_t n)
+/* Receives one frame with a payload of at most max bytes into in: its
+ * header into *ret_h and a pointer to its payload (in in) into
+ * *ret_payload; the caller consumes it (vsmp_in_consume). */
+static int recv_frame(int fd, struct vsmp_in *in, uint32_t max, struct vsmp_header *ret_h,
+		      uint8_t **ret_payload)
 {
-	while (n > 0) {
+	struct vsmp_header h;
+	for (;;) {
+		int r = vsmp_in_header(in, max, &h);
+		if (r > 0)
+			r = vsmp_in_payload(in, &h, ret_payload);
+		if (r > 0) {
+			*ret_h = h;
+			return 0;
+		}
+		uint8_t *p;
+		size_t n;
+		if (r < 0 || (r = vsmp_in_space(in, &p, &n)) < 0)
+			return r;
 		ssize_t k = recv(fd, p, n, 0);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0)
 			return k < 0 ? -errno : -ECONNRESET;
-		p += k;
-		n -= (size_t)k;
+		vsmp_in_commit(in, (size_t)k);
 	}
-	return 0;
-}
-
-/* Receives one frame with a payload of at most max bytes. *ret_buf is
- * malloc'ed (never NULL). */
-static int recv_frame(int fd, uint32_t max, struct vsmp_header *ret_h, uint8_t **ret_buf)
-{
-	uint8_t head[VSMP_HEADER_LEN];
-	struct vsmp_header h;
-	int r = recv_all(fd, head, sizeof(head));
-	if (r < 0)
-		return r;
-	if ((r = vsmp_header_decode(head, max, &h)) < 0)
-		return r;
-	uint8_t *buf = malloc(h.length ? h.length : 1);
-	if (!buf)
-		return -ENOMEM;
-	if ((r = recv_all(fd, buf, h.length)) < 0) {
-		crypto_free_secret(buf, h.length);
-		return r;
-	}
-	*ret_h = h;
-	*ret_buf = buf;
-	return 0;
 }
 
 /* ---- sessions ---- */
 
-/* Runs HELLO and AUTH on a fresh connection. Returns an SDR code. */
-static int authenticate(int fd, const struct sdf_config *cfg)
+/* Runs HELLO and AUTH on a fresh connection, receiving into in. Returns
+ * an SDR code. */
+static int authenticate(int fd, const struct sdf_config *cfg, struct vsmp_in *in)
 {
 	struct vsmp_header h;
 	uint8_t *buf = NULL;
@@ -205,9 +199,10 @@ static int authenticate(int fd, const struct sdf_config *cfg)
 	uint8_t proof[VSMP_PROOF_LEN], expect[VSMP_PROOF_LEN];
 	struct vsmp_writer w = {0};
 	size_t tlen = strlen(cfg->token_id);
+	bool received = false;
 	int rc = SDR_OPENSESSION;
 
-	if (recv_frame(fd, VSMP_MAX_PAYLOAD_PREAUTH, &h, &buf) < 0)
+	if (recv_frame(fd, in, VSMP_MAX_PAYLOAD_PREAUTH, &h, &buf) < 0)
 		goto out;
 	if (h.type != VSMP_HELLO || h.status != 0 || h.request_id != 0)
 		goto out;
@@ -220,8 +215,7 @@ static int authenticate(int fd, const struct sdf_config *cfg)
 	if (vsmp_reader_finish(&r) < 0 || version != VSMP_VERSION || nlen != VSMP_NONCE_LEN)
 		goto out;
 	memcpy(server_nonce, nonce, VSMP_NONCE_LEN);
-	free(buf);
-	buf = NULL;
+	vsmp_in_consume(in, &h);
 
 	if (crypto_random(client_nonce, sizeof(client_nonce)) < 0 ||
 	    vsmp_client_proof(cfg->secret, cfg->secret_len, server_nonce, client_nonce,
@@ -236,8 +230,9 @@ static int authenticate(int fd, const struct sdf_config *cfg)
 	if (vsmp_writer_end(&w) < 0 || send_all(fd, w.buf, w.len) < 0)
 		goto out;
 
-	if (recv_frame(fd, VSMP_MAX_PAYLOAD_PREAUTH, &h, &buf) < 0)
+	if (recv_frame(fd, in, VSMP_MAX_PAYLOAD_PREAUTH, &h, &buf) < 0)
 		goto out;
+	received = true;
 	if (h.type != (VSMP_AUTH | VSMP_RESPONSE) || h.request_id != 1)
 		goto out;
 	if (h.status != SDR_OK) {
@@ -252,8 +247,9 @@ static int authenticate(int fd, const struct sdf_config *cfg)
 	if (crypto_memeq(sp, expect, VSMP_PROOF_LEN))
 		rc = SDR_OK;
 out:
+	if (received)
+		vsmp_in_consume(in, &h);
 	vsmp_writer_free(&w);
-	free(buf);
 	crypto_wipe(proof, sizeof(proof));
 	crypto_wipe(expect, sizeof(expect));
 	return rc;
@@ -265,21 +261,25 @@ int SDF_OpenSession(void *hDeviceHandle, void **phSessionHandle)
 	if (!d || d->magic != DEVICE_MAGIC || !phSessionHandle)
 		return SDR_INARGERR;
 	int fd = -1;
+	struct vsmp_in in = {0};
 	if (connect_endpoint(&d->cfg, &fd) < 0)
 		return SDR_OPENSESSION;
-	int rc = authenticate(fd, &d->cfg);
+	int rc = authenticate(fd, &d->cfg, &in);
 	if (rc != SDR_OK) {
+		vsmp_in_free(&in);
 		close(fd);
 		return rc;
 	}
 	struct sdf_session *s = calloc(1, sizeof(*s));
 	if (!s || pthread_mutex_init(&s->lock, NULL) != 0) {
 		free(s);
+		vsmp_in_free(&in);
 		close(fd);
 		return SDR_NOBUFFER;
 	}
 	s->magic = SESSION_MAGIC;
 	s->fd = fd;
+	s->in = in;
 	s->next_id = 2; /* 1 was AUTH */
 	*phSessionHandle = s;
 	return SDR_OK;
@@ -326,13 +326,14 @@ void session_break(struct sdf_session *s)
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = -1;
+	vsmp_in_free(&s->in);
 }
 
 int sdf_exchange(void *handle, struct vsmp_writer *w, struct sdf_reply *rp)
 {
 	struct sdf_session *s;
 	struct vsmp_header h;
-	uint8_t *buf = NULL;
+	uint8_t *payload = NULL;
 	memset(rp, 0, sizeof(*rp));
 	int rc = session_enter(handle, true, &s);
 	if (rc != SDR_OK) {
@@ -353,13 +354,13 @@ int sdf_exchange(void *handle, struct vsmp_writer *w, struct sdf_reply *rp)
 	w->buf[11] = (uint8_t)id;
 	r = send_all(s->fd, w->buf, w->len);
 	vsmp_writer_free(w);
-	if (r < 0 || recv_frame(s->fd, VSMP_MAX_PAYLOAD, &h, &buf) < 0)
+	if (r < 0 || recv_frame(s->fd, &s->in, VSMP_MAX_PAYLOAD, &h, &payload) < 0)
 		goto fail;
 	if (h.type != (type | VSMP_RESPONSE) || h.request_id != id ||
 	    (h.status != SDR_OK && h.length != 0))
 		goto fail;
 	if (h.status != SDR_OK) {
-		free(buf);
+		vsmp_in_consume(&s->in, &h);
 		/* A protocol error answer ends the connection on the server. */
 		if (h.status == SDR_COMMFAIL)
 			session_break(s);
@@ -367,12 +368,10 @@ int sdf_exchange(void *handle, struct vsmp_writer *w, struct sdf_reply *rp)
 		return (int)h.status;
 	}
 	rp->s = s;
-	rp->buf = buf;
-	rp->len = h.length;
-	vsmp_reader_init(&rp->r, buf, h.length);
+	rp->h = h;
+	vsmp_reader_init(&rp->r, payload, h.length);
 	return SDR_OK;
 fail:
-	crypto_free_secret(buf, buf ? h.length : 0);
 	session_break(s);
 	session_leave(s);
 	return SDR_COMMFAIL;
@@ -388,7 +387,9 @@ int reply_check(struct sdf_reply *rp, bool ok)
 
 void reply_free(struct sdf_reply *rp)
 {
-	crypto_free_secret(rp->buf, rp->len);
+	/* A broken session's buffer is already wiped and freed. */
+	if (rp->s && rp->s->fd >= 0)
+		vsmp_in_consume(&rp->s->in, &rp->h);
 	if (rp->s)
 		session_leave(rp->s);
 	memset(rp, 0, sizeof(*rp));

@@ -27,15 +27,16 @@ struct sdf_session {
 	uint32_t magic;
 	pthread_mutex_t lock;
 	int fd;                 /* -1 once the connection failed */
+	struct vsmp_in in;      /* received bytes (freed with the connection) */
 	uint32_t next_id;       /* request id of the next request */
 	struct sdf_hash hash;
 };
 
-/* A received response payload and a reader over it. */
+/* A received response payload (in the session's input buffer) and a
+ * reader over it. */
 struct sdf_reply {
 	struct sdf_session *s; /* locked while the reply lives */
-	uint8_t *buf;
-	size_t len;
+	struct vsmp_header h;
 	struct vsmp_reader r;
 };
 
@@ -44,8 +45,8 @@ struct sdf_reply {
  * SDR code. */
 int session_enter(void *handle, bool need_conn, struct sdf_session **ret);
 void session_leave(struct sdf_session *s);
-/* Closes the connection: every later call is SDR_COMMFAIL. The caller
- * holds the session's lock. */
+/* Closes the connection and wipes its input buffer: every later call is
+ * SDR_COMMFAIL. The caller holds the session's lock. */
 void session_break(struct sdf_session *s);
 
 /* One request on the session named by handle: w is a frame started with
@@ -56,7 +57,7 @@ int sdf_exchange(void *handle, struct vsmp_writer *w, struct sdf_reply *rp);
 /* SDR_OK when the payload was consumed exactly and ok holds; otherwise
  * breaks the session and returns SDR_COMMFAIL. */
 int reply_check(struct sdf_reply *rp, bool ok);
-/* Wipes and frees the payload and unlocks the session. */
+/* Wipes the payload and unlocks the session. */
 void reply_free(struct sdf_reply *rp);
 /* sdf_exchange for answers without fields. */
 int sdf_exchange_empty(void *handle, struct vsmp_writer *w);

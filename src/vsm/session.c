@@ -1,14 +1,22 @@
 /*
  * session.c: see session.h. One connection is served by one thread with
- * blocking I/O and poll() timeouts; requests are dispatched through one
- * table (type, handler, statistics counter). A handler reads its fields
- * through the codec's reader, returns PROTOCOL_ERROR when the frame is
- * malformed (the connection then closes) or an SDR_* status; a non-OK
- * status is sent with an empty payload.
+ * blocking I/O; requests are dispatched through one table (type, handler,
+ * statistics counter). A handler reads its fields through the codec's
+ * reader, returns PROTOCOL_ERROR when the frame is malformed (the
+ * connection then closes) or an SDR_* status; a non-OK status is sent
+ * with an empty payload.
+ *
+ * System calls per request are what a request costs beyond its crypto
+ * here (docs/PERFORMANCE.md, "VSM service"): an idle authenticated
+ * connection waits in one blocking read into the connection's input
+ * buffer (vsmp_in), which takes the whole frame, or several; poll()
+ * bounds the wait only while a frame is under way or before AUTH; the
+ * answer goes out with one send from the connection's reused writer.
  */
 #include "vsm/session.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -30,6 +38,9 @@
 #define FRAME_TIMEOUT_MS     30000
 /* Sending one response may take this long before the session is dropped. */
 #define SEND_TIMEOUT_MS      30000
+/* A response buffer up to this size is kept for the next request; larger
+ * ones (SM4 over up to 1 MiB) are freed after sending. */
+#define OUT_KEEP_MAX         (64 * 1024)
 /* After a protocol error: how long unread input is drained so that the
  * COMMFAIL response is not destroyed by a reset. */
 #define DRAIN_TIMEOUT_MS     500
@@ -86,8 +97,9 @@ struct session {
 	int fd;
 	uint8_t addr[16];       /* IPv4 as ::ffff:a.b.c.d */
 	bool authenticated;
-	uint8_t *buf;           /* the current payload */
-	size_t cap;
+	struct vsmp_in in;      /* received bytes; the current request first */
+	uint8_t *payload;       /* the current request's payload, in in */
+	struct vsmp_writer out; /* the response being built; reused */
 	struct right rights[MAX_RIGHTS];
 	size_t nrights;
 	struct session_key skeys[VSMP_MAX_SESSION_KEYS];
@@ -182,41 +194,38 @@ static void limit_record(vsm_engine *e, const uint8_t addr[16], bool success)
 
 /* ---- I/O ---- */
 
-/* Reads exactly n bytes: the first within first_ms (-1: no limit), the
- * rest within rest_ms of the first. 0, -ETIMEDOUT, -ECONNRESET at end of
- * stream, or -errno. */
-static int read_exact(int fd, uint8_t *buf, size_t n, int first_ms, int rest_ms)
+/* Reads what the socket has into the input buffer: a blocking read when
+ * deadline is -1, else within deadline (monotonic ms). 0, -ETIMEDOUT,
+ * -ECONNRESET at end of stream, -ENOMEM, -ENOBUFS, or -errno. */
+static int fill_input(struct session *s, int64_t deadline)
 {
-	size_t done = 0;
-	int64_t deadline = first_ms < 0 ? -1 : chsm_monotonic_ms() + first_ms;
-	while (done < n) {
-		int wait = -1;
+	uint8_t *p;
+	size_t n;
+	int r = vsmp_in_space(&s->in, &p, &n);
+	if (r < 0)
+		return r;
+	for (;;) {
 		if (deadline >= 0) {
 			int64_t left = deadline - chsm_monotonic_ms();
-			if (left <= 0)
+			struct pollfd pf = { .fd = s->fd, .events = POLLIN };
+			int pr = left > 0 ? poll(&pf, 1, (int)left) : 0;
+			if (pr < 0 && errno == EINTR)
+				continue;
+			if (pr < 0)
+				return -errno;
+			if (pr == 0)
 				return -ETIMEDOUT;
-			wait = (int)left;
 		}
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int pr = poll(&p, 1, wait);
-		if (pr < 0 && errno == EINTR)
-			continue;
-		if (pr < 0)
-			return -errno;
-		if (pr == 0)
-			return -ETIMEDOUT;
-		ssize_t got = read(fd, buf + done, n - done);
+		ssize_t got = read(s->fd, p, n);
 		if (got < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (got < 0)
 			return -errno;
 		if (got == 0)
 			return -ECONNRESET;
-		if (done == 0)
-			deadline = chsm_monotonic_ms() + rest_ms;
-		done += (size_t)got;
+		vsmp_in_commit(&s->in, (size_t)got);
+		return 0;
 	}
-	return 0;
 }
 
 static int write_all(int fd, const uint8_t *buf, size_t n)
@@ -857,7 +866,7 @@ static uint32_t symmetric(struct session *s, struct vsmp_reader *rd, struct vsmp
 	struct session_key *sk = session_key(s, handle);
 	if (!sk)
 		return VSMP_SDR_KEYNOTEXIST;
-	uint8_t *buf = s->buf + (data - s->buf);
+	uint8_t *buf = s->payload + (data - s->payload);
 	if (cbc && !encrypt)
 		memcpy(iv_out, buf + dlen - CRYPTO_SM4_BLOCK_LEN, CRYPTO_SM4_BLOCK_LEN);
 	int r = cbc ? crypto_sm4_cbc(encrypt, sk->key, iv, buf, dlen, buf) :
@@ -866,6 +875,7 @@ static uint32_t symmetric(struct session *s, struct vsmp_reader *rd, struct vsmp
 		return VSMP_SDR_SYMOPERR;
 	if (cbc && encrypt)
 		memcpy(iv_out, buf + dlen - CRYPTO_SM4_BLOCK_LEN, CRYPTO_SM4_BLOCK_LEN);
+	vsmp_writer_reserve(w, 4 + sizeof(iv_out) + 4 + (mac ? sizeof(iv_out) : dlen));
 	if (mac) {
 		vsmp_put_bytes(w, iv_out, sizeof(iv_out));
 		vsmp_put_bytes(w, iv_out, sizeof(iv_out));
@@ -1048,22 +1058,6 @@ out:
 
 /* ---- the connection ---- */
 
-static int ensure_buffer(struct session *s, size_t n)
-{
-	if (n <= s->cap)
-		return 0;
-	size_t cap = s->cap ? s->cap : 4096;
-	while (cap < n)
-		cap *= 2;
-	uint8_t *nb = malloc(cap);
-	if (!nb)
-		return -ENOMEM;
-	crypto_free_secret(s->buf, s->cap);
-	s->buf = nb;
-	s->cap = cap;
-	return 0;
-}
-
 static void session_addr(struct session *s, const struct sockaddr *peer, socklen_t len)
 {
 	if (peer->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
@@ -1074,61 +1068,104 @@ static void session_addr(struct session *s, const struct sockaddr *peer, socklen
 	}
 }
 
+/* True when h may come now: a request of the table, AUTH before
+ * authentication and only then, no status. */
+static bool request_allowed(const struct session *s, const struct vsmp_header *h)
+{
+	return h->status == 0 && vsmp_request_known(h->type) &&
+	       (h->type == VSMP_AUTH) != s->authenticated;
+}
+
+/* Waits for a whole request at the front of the input buffer: 0 with its
+ * header in *ret_h and s->payload set, or a negative errno to close (a
+ * malformed header is answered first). Before AUTH the whole frame must
+ * come within PREAUTH_TIMEOUT_MS; after it, an idle connection may wait
+ * without limit, but a frame once begun must be complete within
+ * FRAME_TIMEOUT_MS. */
+static int next_request(struct session *s, struct vsmp_header *ret_h)
+{
+	struct vsmp_header h;
+	uint32_t max = s->authenticated ? VSMP_MAX_PAYLOAD : VSMP_MAX_PAYLOAD_PREAUTH;
+	int64_t deadline = s->authenticated ? -1 : chsm_monotonic_ms() + PREAUTH_TIMEOUT_MS;
+	for (;;) {
+		if (deadline < 0 && vsmp_in_buffered(&s->in) > 0)
+			deadline = chsm_monotonic_ms() + FRAME_TIMEOUT_MS;
+		int hr = vsmp_in_header(&s->in, max, &h);
+		if (hr > 0 && !request_allowed(s, &h))
+			hr = -EPROTO;
+		if (hr < 0) {
+			const uint8_t *hb = s->in.buf + s->in.start;
+			uint16_t raw_type = (uint16_t)(hb[4] << 8 | hb[5]);
+			uint32_t raw_id = (uint32_t)hb[8] << 24 | (uint32_t)hb[9] << 16 |
+					  (uint32_t)hb[10] << 8 | hb[11];
+			fail_protocol(s, raw_type & ~VSMP_RESPONSE, raw_id);
+			return -EPROTO;
+		}
+		if (hr > 0) {
+			int r = vsmp_in_payload(&s->in, &h, &s->payload);
+			if (r < 0) {
+				send_status(s, h.type, h.request_id, VSMP_SDR_NOBUFFER);
+				return r;
+			}
+			if (r > 0) {
+				*ret_h = h;
+				return 0;
+			}
+		}
+		int r = fill_input(s, deadline);
+		if (r < 0) {
+			if (r == -ETIMEDOUT && hr > 0)
+				fail_protocol(s, h.type, h.request_id);
+			return r;
+		}
+	}
+}
+
+/* Wipes the response just sent (the bytes it used: the rest of the
+ * buffer never held any); frees the buffer when it grew large. */
+static void out_done(struct session *s)
+{
+	crypto_wipe(s->out.buf, s->out.len);
+	s->out.len = 0;
+	if (s->out.cap > OUT_KEEP_MAX) {
+		free(s->out.buf);
+		memset(&s->out, 0, sizeof(s->out));
+	}
+}
+
 /* Serves one frame. 0 to go on, a negative errno to close. */
 static int serve_frame(struct session *s, const uint8_t server_nonce[VSMP_NONCE_LEN])
 {
-	uint8_t hb[VSMP_HEADER_LEN];
 	struct vsmp_header h;
 	struct vsmp_reader rd;
-	struct vsmp_writer w = { 0 };
-	int r = read_exact(s->fd, hb, sizeof(hb), s->authenticated ? -1 : PREAUTH_TIMEOUT_MS,
-			   s->authenticated ? FRAME_TIMEOUT_MS : PREAUTH_TIMEOUT_MS);
+	struct vsmp_writer *w = &s->out;
+	int r = next_request(s, &h);
 	if (r < 0)
 		return r;
-	uint16_t raw_type = (uint16_t)(hb[4] << 8 | hb[5]);
-	uint32_t raw_id = (uint32_t)hb[8] << 24 | (uint32_t)hb[9] << 16 | (uint32_t)hb[10] << 8 |
-			  hb[11];
-	uint32_t max = s->authenticated ? VSMP_MAX_PAYLOAD : VSMP_MAX_PAYLOAD_PREAUTH;
-	if (vsmp_header_decode(hb, max, &h) < 0 || h.status != 0 ||
-	    !vsmp_request_known(h.type) || (h.type == VSMP_AUTH) == s->authenticated) {
-		fail_protocol(s, raw_type & ~VSMP_RESPONSE, raw_id);
-		return -EPROTO;
-	}
-	r = ensure_buffer(s, h.length);
-	if (r < 0) {
-		send_status(s, h.type, h.request_id, VSMP_SDR_NOBUFFER);
-		return r;
-	}
-	r = read_exact(s->fd, s->buf, h.length, s->authenticated ? FRAME_TIMEOUT_MS :
-								   PREAUTH_TIMEOUT_MS,
-		       s->authenticated ? FRAME_TIMEOUT_MS : PREAUTH_TIMEOUT_MS);
-	if (r < 0) {
-		if (r == -ETIMEDOUT)
-			fail_protocol(s, h.type, h.request_id);
-		return r;
-	}
-	vsmp_reader_init(&rd, s->buf, h.length);
-	vsmp_writer_begin(&w, (uint16_t)(h.type | VSMP_RESPONSE), h.request_id, VSMP_SDR_OK);
+	uint16_t rtype = (uint16_t)(h.type | VSMP_RESPONSE);
+	vsmp_reader_init(&rd, s->payload, h.length);
+	vsmp_writer_restart(w, rtype, h.request_id, VSMP_SDR_OK);
 	handler_fn *fn = handler_for(h.type);
-	uint32_t st = h.type == VSMP_AUTH ? check_auth(s, server_nonce, &rd, &w) :
-		      fn ? fn(s, &rd, &w) : PROTOCOL_ERROR;
-	crypto_wipe(s->buf, h.length);
+	uint32_t st = h.type == VSMP_AUTH ? check_auth(s, server_nonce, &rd, w) :
+		      fn ? fn(s, &rd, w) : PROTOCOL_ERROR;
+	vsmp_in_consume(&s->in, &h);
+	s->payload = NULL;
 	if (st == PROTOCOL_ERROR) {
-		vsmp_writer_free(&w);
+		out_done(s);
 		fail_protocol(s, h.type, h.request_id);
 		return -EPROTO;
 	}
-	r = st == VSMP_SDR_OK ? vsmp_writer_end(&w) : -EINVAL;
+	r = st == VSMP_SDR_OK ? vsmp_writer_end(w) : -EINVAL;
 	if (r < 0) {
 		/* A non-OK status, or a response too large: an empty payload. */
-		vsmp_writer_free(&w);
 		if (st == VSMP_SDR_OK)
 			st = r == -EMSGSIZE ? VSMP_SDR_NOBUFFER : VSMP_SDR_UNKNOWERR;
-		r = send_status(s, h.type, h.request_id, st);
-	} else {
-		r = write_all(s->fd, w.buf, w.len);
-		vsmp_writer_free(&w);
+		vsmp_writer_restart(w, rtype, h.request_id, st);
+		r = vsmp_writer_end(w);
 	}
+	if (r == 0)
+		r = write_all(s->fd, w->buf, w->len);
+	out_done(s);
 	if (r < 0)
 		return r;
 	if (h.type == VSMP_AUTH) {
@@ -1149,6 +1186,10 @@ void vsm_engine_serve(vsm_engine *e, int fd, const struct sockaddr *peer, sockle
 	s->e = e;
 	s->fd = fd;
 	session_addr(s, peer, peer_len);
+	/* Reads block; poll() bounds them where a limit applies. */
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || ((fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0))
+		goto out;
 	if (send_hello(s, server_nonce) < 0)
 		goto out;
 	while (serve_frame(s, server_nonce) == 0)
@@ -1158,7 +1199,8 @@ out:
 		if (s->authenticated)
 			vsm_stats_sessions(e->stats, -1);
 		crypto_sm2_key_free(s->ext_key);
-		crypto_free_secret(s->buf, s->cap);
+		vsmp_in_free(&s->in);
+		vsmp_writer_free(&s->out);
 		crypto_free_secret(s, sizeof(*s));
 	}
 }

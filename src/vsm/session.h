@@ -37,8 +37,9 @@ int vsm_engine_new(const struct vsm_engine_config *cfg, vsm_engine **ret_engine)
 void vsm_engine_free(vsm_engine *e);
 
 /* Serves the connected socket fd from peer until the connection ends (the
- * caller closes fd). Returns when the peer closes, on a protocol error or
- * timeout, or when fd is shut down (shutdown(2)) by another thread. */
+ * caller closes fd; the engine clears its O_NONBLOCK). Returns when the
+ * peer closes, on a protocol error or timeout, or when fd is shut down
+ * (shutdown(2)) by another thread. */
 void vsm_engine_serve(vsm_engine *e, int fd, const struct sockaddr *peer, socklen_t peer_len);
 
 #endif

@@ -132,12 +132,10 @@ static void reserve(struct vsmp_writer *w, size_t n)
 	w->cap = cap;
 }
 
-void vsmp_writer_begin(struct vsmp_writer *w, uint16_t type, uint32_t request_id, uint32_t status)
+/* Writes a header with length 0 at the start of w's buffer (which has room). */
+static void put_header(struct vsmp_writer *w, uint16_t type, uint32_t request_id,
+		       uint32_t status)
 {
-	memset(w, 0, sizeof(*w));
-	reserve(w, VSMP_HEADER_LEN);
-	if (w->failed)
-		return;
 	put_be32(w->buf, VSMP_MAGIC);
 	w->buf[4] = (uint8_t)(type >> 8);
 	w->buf[5] = (uint8_t)type;
@@ -146,6 +144,14 @@ void vsmp_writer_begin(struct vsmp_writer *w, uint16_t type, uint32_t request_id
 	put_be32(w->buf + 12, status);
 	put_be32(w->buf + 16, 0);
 	w->len = VSMP_HEADER_LEN;
+}
+
+void vsmp_writer_begin(struct vsmp_writer *w, uint16_t type, uint32_t request_id, uint32_t status)
+{
+	memset(w, 0, sizeof(*w));
+	reserve(w, VSMP_HEADER_LEN);
+	if (!w->failed)
+		put_header(w, type, request_id, status);
 }
 
 void vsmp_put_u32(struct vsmp_writer *w, uint32_t v)
@@ -190,6 +196,129 @@ void vsmp_writer_free(struct vsmp_writer *w)
 {
 	crypto_free_secret(w->buf, w->cap);
 	memset(w, 0, sizeof(*w));
+}
+
+void vsmp_writer_reserve(struct vsmp_writer *w, size_t n)
+{
+	reserve(w, n);
+}
+
+void vsmp_writer_restart(struct vsmp_writer *w, uint16_t type, uint32_t request_id,
+			 uint32_t status)
+{
+	if (!w->buf) {
+		vsmp_writer_begin(w, type, request_id, status);
+		return;
+	}
+	crypto_wipe(w->buf, w->len);
+	w->failed = false;
+	put_header(w, type, request_id, status);
+}
+
+/* ---- buffering received frames ---- */
+
+int vsmp_in_header(const struct vsmp_in *in, uint32_t max_payload, struct vsmp_header *ret_h)
+{
+	if (in->end - in->start < VSMP_HEADER_LEN)
+		return 0;
+	return vsmp_header_decode(in->buf + in->start, max_payload, ret_h) < 0 ? -EPROTO : 1;
+}
+
+/* Moves the front frame to the start of the buffer and wipes the bytes
+ * it leaves behind. */
+static void in_compact(struct vsmp_in *in)
+{
+	size_t have = in->end - in->start;
+	if (in->start == 0)
+		return;
+	memmove(in->buf, in->buf + in->start, have);
+	crypto_wipe(in->buf + have, in->end - have);
+	in->start = 0;
+	in->end = have;
+}
+
+/* Makes room for need bytes (at most one whole frame) from the front
+ * frame on, compacting or growing the buffer. 0 or -ENOMEM. */
+static int in_room(struct vsmp_in *in, size_t need)
+{
+	if (in->buf && in->start + need <= in->cap)
+		return 0;
+	if (in->buf && need <= in->cap) {
+		in_compact(in);
+		return 0;
+	}
+	size_t limit = VSMP_HEADER_LEN + (size_t)VSMP_MAX_PAYLOAD;
+	size_t have = in->end - in->start;
+	size_t cap = in->cap ? in->cap : VSMP_IN_INITIAL;
+	while (cap < need)
+		cap *= 2;
+	if (cap > limit)
+		cap = limit;
+	uint8_t *nb = malloc(cap);
+	if (!nb)
+		return -ENOMEM;
+	if (in->buf) {
+		memcpy(nb, in->buf + in->start, have);
+		crypto_free_secret(in->buf, in->cap);
+	}
+	in->buf = nb;
+	in->cap = cap;
+	in->start = 0;
+	in->end = have;
+	return 0;
+}
+
+int vsmp_in_payload(struct vsmp_in *in, const struct vsmp_header *h, uint8_t **ret_payload)
+{
+	if (h->length > VSMP_MAX_PAYLOAD)
+		return -EPROTO;
+	size_t need = VSMP_HEADER_LEN + (size_t)h->length;
+	if (in->end - in->start >= need) {
+		*ret_payload = in->buf + in->start + VSMP_HEADER_LEN;
+		return 1;
+	}
+	return in_room(in, need) < 0 ? -ENOMEM : 0;
+}
+
+int vsmp_in_space(struct vsmp_in *in, uint8_t **ret_p, size_t *ret_len)
+{
+	if (in_room(in, VSMP_HEADER_LEN) < 0)
+		return -ENOMEM;
+	if (in->end == in->cap)
+		in_compact(in);
+	/* Full with a whole header: vsmp_in_payload makes the room. */
+	if (in->end == in->cap)
+		return -ENOBUFS;
+	*ret_p = in->buf + in->end;
+	*ret_len = in->cap - in->end;
+	return 0;
+}
+
+void vsmp_in_commit(struct vsmp_in *in, size_t n)
+{
+	in->end += n > in->cap - in->end ? in->cap - in->end : n;
+}
+
+void vsmp_in_consume(struct vsmp_in *in, const struct vsmp_header *h)
+{
+	size_t n = VSMP_HEADER_LEN + (size_t)h->length;
+	if (n > in->end - in->start)
+		n = in->end - in->start;
+	crypto_wipe(in->buf + in->start, n);
+	in->start += n;
+	if (in->start == in->end)
+		in->start = in->end = 0;
+}
+
+size_t vsmp_in_buffered(const struct vsmp_in *in)
+{
+	return in->end - in->start;
+}
+
+void vsmp_in_free(struct vsmp_in *in)
+{
+	crypto_free_secret(in->buf, in->cap);
+	memset(in, 0, sizeof(*in));
 }
 
 static int proof(const char *label, const uint8_t *secret, size_t secret_len, const uint8_t *first,

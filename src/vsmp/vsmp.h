@@ -143,6 +143,55 @@ int vsmp_writer_end(struct vsmp_writer *w);
 /* Wipes and frees the buffer. */
 void vsmp_writer_free(struct vsmp_writer *w);
 
+/* Makes room for n more bytes at once (a hint before a large field, so
+ * that the buffer is not grown and copied step by step). */
+void vsmp_writer_reserve(struct vsmp_writer *w, size_t n);
+/* Reuses w's buffer for a new frame (the old bytes are wiped first); as
+ * vsmp_writer_begin when w holds none. w must have been begun or zeroed. */
+void vsmp_writer_restart(struct vsmp_writer *w, uint16_t type, uint32_t request_id,
+			 uint32_t status);
+
+/* ---- buffering received frames ----
+ * One input buffer per connection, so that a read takes as many bytes as
+ * the socket has (a whole small frame, or several) instead of a header
+ * and then a payload. The caller reads into vsmp_in_space() and reports
+ * the count with vsmp_in_commit(); vsmp_in_header() and vsmp_in_payload()
+ * then look at the frame at the front, which vsmp_in_consume() drops.
+ * The buffer grows only after the header passed vsmp_header_decode()
+ * against the caller's maximum, to at most one frame of VSMP_MAX_PAYLOAD;
+ * consumed and moved bytes are wiped (payloads may carry key material),
+ * and vsmp_in_free() wipes everything. A zeroed struct is an empty
+ * buffer. */
+#define VSMP_IN_INITIAL 4096
+struct vsmp_in {
+	uint8_t *buf;
+	size_t cap;
+	size_t start;   /* first byte of the front frame */
+	size_t end;     /* end of the received bytes */
+};
+/* The front frame's header: 1 with *ret_h, 0 while fewer than
+ * VSMP_HEADER_LEN bytes are buffered, -EPROTO when vsmp_header_decode
+ * refuses it (its raw bytes stay at in->buf + in->start). */
+int vsmp_in_header(const struct vsmp_in *in, uint32_t max_payload, struct vsmp_header *ret_h);
+/* The payload of the front frame, whose header is h (from vsmp_in_header):
+ * 1 with *ret_payload pointing into the buffer (writable, valid until the
+ * next call that changes in), 0 while part of it is still to come (room
+ * for the whole frame is then made), -ENOMEM, or -EPROTO when h->length
+ * is over VSMP_MAX_PAYLOAD. */
+int vsmp_in_payload(struct vsmp_in *in, const struct vsmp_header *h, uint8_t **ret_payload);
+/* Where to read the next bytes: at least one byte of room, and room for a
+ * whole header at the front. 0, -ENOMEM, or -ENOBUFS when the buffer is
+ * full with a frame whose vsmp_in_payload() was not asked for. */
+int vsmp_in_space(struct vsmp_in *in, uint8_t **ret_p, size_t *ret_len);
+/* Takes n bytes just written at vsmp_in_space()'s pointer. */
+void vsmp_in_commit(struct vsmp_in *in, size_t n);
+/* Drops the front frame (header h, whole) and wipes its bytes. */
+void vsmp_in_consume(struct vsmp_in *in, const struct vsmp_header *h);
+/* Bytes buffered that belong to frames not yet consumed. */
+size_t vsmp_in_buffered(const struct vsmp_in *in);
+/* Wipes and frees the buffer; in is then empty. */
+void vsmp_in_free(struct vsmp_in *in);
+
 /* ---- authentication proofs (HMAC-SM3, see the protocol document) ---- */
 int vsmp_client_proof(const uint8_t *secret, size_t secret_len,
 		      const uint8_t server_nonce[VSMP_NONCE_LEN],

@@ -153,7 +153,7 @@ static void make_package(void)
 /* ---- the VSM protocol ---- */
 
 struct seq {
-	uint8_t buf[4096];
+	uint8_t buf[16384];
 	size_t len;
 	uint32_t id;
 };
@@ -172,6 +172,33 @@ static struct vsmp_writer *begin(struct seq *q, uint16_t type)
 	static struct vsmp_writer w;
 	vsmp_writer_begin(&w, type, ++q->id, 0);
 	return &w;
+}
+
+/* KEY_GENERATE of KEK 3, GEN_KEY_WITH_KEK under it (session key 1). */
+static void kek_frames(struct seq *q)
+{
+	struct vsmp_writer *w = begin(q, VSMP_KEY_GENERATE);
+	vsmp_put_u32(w, VSMP_KEY_KEK);
+	vsmp_put_u32(w, 3);
+	vsmp_put_bytes(w, NULL, 0);
+	frame(q, w);
+	w = begin(q, VSMP_GEN_KEY_WITH_KEK);
+	vsmp_put_u32(w, 128);
+	vsmp_put_u32(w, VSMP_SGD_SM4_ECB);
+	vsmp_put_u32(w, 3);
+	frame(q, w);
+}
+
+/* ENCRYPT (SM4-CBC, session key 1) of len bytes of data. */
+static void encrypt_frame(struct seq *q, const uint8_t *data, size_t len)
+{
+	static const uint8_t iv[16] = {4, 5, 6};
+	struct vsmp_writer *w = begin(q, VSMP_ENCRYPT);
+	vsmp_put_u32(w, 1);
+	vsmp_put_u32(w, VSMP_SGD_SM4_CBC);
+	vsmp_put_bytes(w, iv, sizeof(iv));
+	vsmp_put_bytes(w, data, len);
+	frame(q, w);
 }
 
 static void make_vsm(void)
@@ -194,11 +221,6 @@ static void make_vsm(void)
 	vsmp_put_u32(w, 2);
 	vsmp_put_bytes(w, "pw", 2);
 	frame(&q, w);
-	w = begin(&q, VSMP_KEY_GENERATE);
-	vsmp_put_u32(w, VSMP_KEY_KEK);
-	vsmp_put_u32(w, 3);
-	vsmp_put_bytes(w, NULL, 0);
-	frame(&q, w);
 	frame(&q, begin(&q, VSMP_KEY_LIST));
 	w = begin(&q, VSMP_EXPORT_SIGN_PUBLIC);
 	vsmp_put_u32(w, 1);
@@ -211,22 +233,22 @@ static void make_vsm(void)
 	vsmp_put_u32(w, 2);
 	vsmp_put_bytes(w, "pw", 2);
 	frame(&q, w);
-	w = begin(&q, VSMP_GEN_KEY_WITH_KEK);
-	vsmp_put_u32(w, 128);
-	vsmp_put_u32(w, VSMP_SGD_SM4_ECB);
-	vsmp_put_u32(w, 3);
-	frame(&q, w);
-	w = begin(&q, VSMP_ENCRYPT);
-	vsmp_put_u32(w, 1);
-	vsmp_put_u32(w, VSMP_SGD_SM4_CBC);
-	vsmp_put_bytes(w, block, 16);
-	vsmp_put_bytes(w, block, sizeof(block));
-	frame(&q, w);
+	kek_frames(&q);
+	encrypt_frame(&q, block, sizeof(block));
 	w = begin(&q, VSMP_KEY_DESTROY);
 	vsmp_put_u32(w, VSMP_KEY_SIGN);
 	vsmp_put_u32(w, 1);
 	frame(&q, w);
 	put("vsm_session", "authenticated", q.buf, q.len);
+	/* Authenticated: a request larger than the server's first input
+	 * buffer, between small ones (the buffer grows and moves frames). */
+	static uint8_t big[6000];
+	struct seq g = {.len = 1, .buf = {1}};
+	kek_frames(&g);
+	frame(&g, begin(&g, VSMP_DEVICE_INFO));
+	encrypt_frame(&g, big, sizeof(big));
+	frame(&g, begin(&g, VSMP_DEVICE_INFO));
+	put("vsm_session", "large", g.buf, g.len);
 	/* Unauthenticated: an AUTH with a wrong proof, then a request. */
 	struct seq p = {.len = 1, .buf = {0}};
 	w = begin(&p, VSMP_AUTH);

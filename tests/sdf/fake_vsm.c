@@ -44,9 +44,25 @@ static int io_all(int fd, void *buf, size_t n, bool rd)
 	return 0;
 }
 
-static int send_writer(int fd, struct vsmp_writer *w)
+/* Sends the frame in w as f's mode says; authenticated: AUTH is done. */
+static int send_writer(const struct fake_vsm *f, int fd, struct vsmp_writer *w,
+		       bool authenticated)
 {
-	int r = vsmp_writer_end(w) == 0 ? io_all(fd, w->buf, w->len, false) : -1;
+	int r = vsmp_writer_end(w) == 0 ? 0 : -1;
+	if (r == 0 && f->mode == FAKE_SPLIT_FRAMES) {
+		/* One byte, the rest of the header and a byte, the rest. */
+		size_t cut[] = {0, 1, w->len > VSMP_HEADER_LEN ? VSMP_HEADER_LEN + 1 : w->len,
+				w->len};
+		for (int i = 0; i < 3 && r == 0; i++) {
+			r = io_all(fd, w->buf + cut[i], cut[i + 1] - cut[i], false);
+			usleep(20 * 1000);
+		}
+	} else if (r == 0 && f->mode == FAKE_CLOSE_MID_FRAME && authenticated) {
+		io_all(fd, w->buf, VSMP_HEADER_LEN + (w->len - VSMP_HEADER_LEN) / 2, false);
+		r = -1;
+	} else if (r == 0) {
+		r = io_all(fd, w->buf, w->len, false);
+	}
 	vsmp_writer_free(w);
 	return r;
 }
@@ -147,7 +163,7 @@ static bool serve_one(struct fake_vsm *f, int fd, const struct vsmp_header *h, c
 		vsmp_writer_free(&w);
 		vsmp_writer_begin(&w, h->type | VSMP_RESPONSE, h->request_id, status);
 	}
-	return send_writer(fd, &w) == 0;
+	return send_writer(f, fd, &w, true) == 0;
 }
 
 static void serve_conn(struct fake_vsm *f, int fd)
@@ -162,7 +178,7 @@ static void serve_conn(struct fake_vsm *f, int fd)
 	vsmp_put_u32(&w, f->mode == FAKE_BAD_HELLO ? VSMP_VERSION + 1 : VSMP_VERSION);
 	vsmp_put_bytes(&w, sn, sizeof(sn));
 	vsmp_put_bytes(&w, "vsm-test", 8);
-	if (send_writer(fd, &w) < 0 || recv_frame(fd, VSMP_MAX_PAYLOAD_PREAUTH, &h, &buf) < 0)
+	if (send_writer(f, fd, &w, false) < 0 || recv_frame(fd, VSMP_MAX_PAYLOAD_PREAUTH, &h, &buf) < 0)
 		return;
 	struct vsmp_reader r;
 	size_t idn, cnn, pn;
@@ -181,7 +197,7 @@ static void serve_conn(struct fake_vsm *f, int fd)
 	free(buf);
 	if (!ok) {
 		vsmp_writer_begin(&w, VSMP_AUTH | VSMP_RESPONSE, rid, VSMP_SDR_PARDENY);
-		send_writer(fd, &w);
+		send_writer(f, fd, &w, false);
 		return;
 	}
 	vsmp_server_proof(f->secret, f->secret_len, sn, cn, (const uint8_t *)f->token_id, tlen,
@@ -190,7 +206,7 @@ static void serve_conn(struct fake_vsm *f, int fd)
 		proof[0] ^= 1;
 	vsmp_writer_begin(&w, VSMP_AUTH | VSMP_RESPONSE, rid, 0);
 	vsmp_put_bytes(&w, proof, sizeof(proof));
-	if (send_writer(fd, &w) < 0)
+	if (send_writer(f, fd, &w, false) < 0)
 		return;
 	while (recv_frame(fd, VSMP_MAX_PAYLOAD, &h, &buf) == 0) {
 		bool cont = serve_one(f, fd, &h, buf);

@@ -16,6 +16,10 @@ enum fake_mode {
 	FAKE_BAD_SERVER_PROOF,/* accepts AUTH but answers a wrong server proof */
 	FAKE_TRAILING_BYTES,  /* adds a byte to every response payload */
 	FAKE_BAD_HELLO,       /* announces protocol version 2 */
+	FAKE_SPLIT_FRAMES,    /* sends every frame in three pieces, pausing
+	                       * between them (the client reads partial frames) */
+	FAKE_CLOSE_MID_FRAME, /* after AUTH, sends the first half of a response
+	                       * and closes the connection */
 };
 
 struct fake_vsm;

@@ -249,6 +249,57 @@ static void test_malformed_answer(void **state)
 	assert_int_equal(SDF_CloseDevice(dev), SDR_OK);
 }
 
+/* A session with a fake VSM in mode: the fake and the device into *ret_f
+ * and *ret_dev. */
+static void *open_with(enum fake_mode mode, struct fake_vsm **ret_f, void **ret_dev)
+{
+	struct fake_vsm *f = fake_vsm_start(mode, "app", secret, sizeof(secret));
+	assert_non_null(f);
+	void *dev = device_for(fake_vsm_port(f), secret, sizeof(secret));
+	void *s = NULL;
+	assert_int_equal(SDF_OpenSession(dev, &s), SDR_OK);
+	*ret_f = f;
+	*ret_dev = dev;
+	return s;
+}
+
+static void close_with(struct fake_vsm *f, void *dev, void *s)
+{
+	assert_int_equal(SDF_CloseSession(s), SDR_OK);
+	assert_int_equal(SDF_CloseDevice(dev), SDR_OK);
+	fake_vsm_stop(f);
+}
+
+/* Answers that arrive in pieces (a byte, the rest of the header and a
+ * byte, the rest) are put together by the session's input buffer. */
+static void test_split_frames(void **state)
+{
+	struct fake_vsm *f;
+	void *dev, *s = open_with(FAKE_SPLIT_FRAMES, &f, &dev);
+	DEVICEINFO info;
+	assert_int_equal(SDF_GetDeviceInfo(s, &info), SDR_OK);
+	assert_int_equal(info.BufferSize, 7);
+	uint8_t rnd[32] = {0}, zeros[32] = {0};
+	assert_int_equal(SDF_GenerateRandom(s, sizeof(rnd), rnd), SDR_OK);
+	assert_memory_not_equal(rnd, zeros, sizeof(rnd));
+	ECCrefPublicKey pub;
+	assert_int_equal(SDF_ExportSignPublicKey_ECC(s, 2, &pub), SDR_KEYNOTEXIST);
+	assert_int_equal(SDF_ExportSignPublicKey_ECC(s, 1, &pub), SDR_OK);
+	close_with(f, dev, s);
+}
+
+/* A server that closes in the middle of an answer: SDR_COMMFAIL, and the
+ * session stays closed. */
+static void test_close_mid_frame(void **state)
+{
+	struct fake_vsm *f;
+	void *dev, *s = open_with(FAKE_CLOSE_MID_FRAME, &f, &dev);
+	uint8_t rnd[32];
+	assert_int_equal(SDF_GenerateRandom(s, sizeof(rnd), rnd), SDR_COMMFAIL);
+	assert_int_equal(SDF_GenerateRandom(s, sizeof(rnd), rnd), SDR_COMMFAIL);
+	close_with(f, dev, s);
+}
+
 static int run(const char *cmd)
 {
 	int st = system(cmd);
@@ -341,6 +392,8 @@ int main(void)
 		cmocka_unit_test(test_shared_session),
 		cmocka_unit_test(test_wrong_secret),
 		cmocka_unit_test(test_malformed_answer),
+		cmocka_unit_test(test_split_frames),
+		cmocka_unit_test(test_close_mid_frame),
 		cmocka_unit_test(test_vsmtool),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

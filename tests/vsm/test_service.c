@@ -686,6 +686,62 @@ static void test_malformed_frames(void **state)
 	}
 }
 
+/* Several requests in one write are answered in order; a request that
+ * arrives in pieces is answered once whole. */
+static void test_pipelined_and_split(void **state)
+{
+	struct client c;
+	struct vsmp_writer w;
+	uint8_t all[3 * 64];
+	size_t n = 0;
+	login(&c);
+	static const uint16_t types[] = { VSMP_GENERATE_RANDOM, VSMP_DEVICE_INFO,
+					  VSMP_GENERATE_RANDOM };
+	static const uint32_t lens[] = { 16, 0, 32 };
+	uint32_t first_id = c.next_id;
+	for (int i = 0; i < 3; i++) {
+		begin(&c, &w, types[i]);
+		if (lens[i])
+			vsmp_put_u32(&w, lens[i]);
+		assert_int_equal(vsmp_writer_end(&w), 0);
+		memcpy(all + n, w.buf, w.len);
+		n += w.len;
+		vsmp_writer_free(&w);
+	}
+	write_full(c.fd, all, n);
+	for (uint32_t i = 0; i < 3; i++) {
+		struct vsmp_header h;
+		uint8_t *p;
+		assert_int_equal(read_frame(c.fd, &h, &p), 0);
+		assert_int_equal(h.type, types[i] | VSMP_RESPONSE);
+		assert_int_equal(h.request_id, first_id + i);
+		assert_int_equal(h.status, 0);
+		if (lens[i])
+			assert_int_equal(h.length, 4 + lens[i]);
+		free(p);
+	}
+	/* A byte, then the rest of the header and part of the payload, then
+	 * the rest. */
+	begin(&c, &w, VSMP_GENERATE_RANDOM);
+	vsmp_put_u32(&w, 8);
+	assert_int_equal(vsmp_writer_end(&w), 0);
+	write_full(c.fd, w.buf, 1);
+	usleep(50 * 1000);
+	write_full(c.fd, w.buf + 1, VSMP_HEADER_LEN + 1);
+	usleep(50 * 1000);
+	write_full(c.fd, w.buf + VSMP_HEADER_LEN + 2, w.len - VSMP_HEADER_LEN - 2);
+	vsmp_writer_free(&w);
+	struct vsmp_header h;
+	uint8_t *p;
+	assert_int_equal(read_frame(c.fd, &h, &p), 0);
+	assert_int_equal(h.type, VSMP_GENERATE_RANDOM | VSMP_RESPONSE);
+	assert_int_equal(h.request_id, c.next_id - 1);
+	assert_int_equal(h.status, 0);
+	assert_int_equal(h.length, 12);
+	free(p);
+	close_client(&c);
+}
+
 static void test_keys_sign_verify(void **state)
 {
 	struct client c;
@@ -1184,6 +1240,7 @@ int main(void)
 		cmocka_unit_test(test_no_token),
 		cmocka_unit_test(test_requests_before_auth),
 		cmocka_unit_test(test_malformed_frames),
+		cmocka_unit_test(test_pipelined_and_split),
 		cmocka_unit_test(test_keys_sign_verify),
 		cmocka_unit_test(test_password),
 		cmocka_unit_test(test_session_keys),
