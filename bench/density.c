@@ -372,6 +372,7 @@ int main(int argc, char **argv)
 	json_decref(st);
 	size_t got = 0;
 	size_t all_bytes = 0;
+	double all_cpu0 = cpu_s(svc), self_cpu0 = cpu_s(getpid());
 	for (; got < requests; got++) {
 		struct chsm_client_response resp = {0};
 		int64_t t0 = now_us();
@@ -386,6 +387,7 @@ int main(int argc, char **argv)
 			break;
 		}
 	}
+	double all_cpu = cpu_s(svc) - all_cpu0, self_cpu = cpu_s(getpid()) - self_cpu0;
 	qsort(lat, got, sizeof(double), cmp_double);
 
 	printf("Density: %u VSMs created and started one after the other (%.1f s in all)\n\n",
@@ -409,6 +411,9 @@ int main(int argc, char **argv)
 	printf("| GET /chsm/status/all p50 (ms) | %.1f | ≤ 20 |\n", quantile(lat, got, 0.5));
 	printf("| GET /chsm/status/all p99 (ms) | %.1f | |\n", quantile(lat, got, 0.99));
 	printf("| GET /chsm/status/all body (bytes) | %zu | |\n", all_bytes);
+	printf("| CPU per GET /chsm/status/all: chsmd service / this client (ms) | %.2f / %.2f | |\n",
+	       got ? all_cpu * 1000.0 / (double)got : 0.0,
+	       got ? self_cpu * 1000.0 / (double)got : 0.0);
 	printf("\n(create+start: from sending 7.3.12 with \"start\": true to the task's callback;"
 	       " status/all: %zu signed requests one after the other, each timed to the verified"
 	       " answer)\n",

@@ -310,17 +310,30 @@ void h_chsm_status_all(struct api_call *c)
 	json_object_set_new(cfg, "platformKeyFingerprint",
 			    ctx->platform_key ? json_string(ctx->platform_fp) : json_null());
 	pthread_mutex_unlock(&ctx->auth_lock);
+	/* The answer is written as text: a tree of 256 VSMs cost more than
+	 * the rest of the request (docs/PERFORMANCE.md, "Density"). */
 	json_t *chsm = chsm_status_of(ctx, v, n);
-	json_t *vsms = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(vsms, api_vsm_status_digest(ctx, &v[i], digests[i]));
+	struct gmt_jsonw w;
+	char *text = NULL;
+	size_t len = 0;
+	gmt_jsonw_init(&w, 1024 + 640 * n);
+	gmt_jsonw_lit(&w, "{\"chsm\":");
+	gmt_jsonw_json(&w, chsm);
+	gmt_jsonw_lit(&w, ",\"vsms\":");
+	r = api_vsm_status_all_write(ctx, v, (const char (*)[65])digests, n, &w);
+	gmt_jsonw_lit(&w, ",\"config\":");
+	gmt_jsonw_json(&w, cfg);
+	gmt_jsonw_lit(&w, "}");
+	json_decref(chsm);
+	json_decref(cfg);
 	free(v);
 	free(digests);
-	json_t *d = json_object();
-	json_object_set_new(d, "chsm", chsm);
-	json_object_set_new(d, "vsms", vsms);
-	json_object_set_new(d, "config", cfg);
-	api_ok(c, d);
+	if (r < 0 || gmt_jsonw_finish(&w, &text, &len) < 0) {
+		gmt_jsonw_free(&w);
+		api_fail(c, GMT_E_INTERNAL, NULL);
+		return;
+	}
+	api_ok_text(c, text, len);
 }
 
 /* ---- 7.2.4 - 7.2.7 ---- */

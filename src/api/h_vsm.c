@@ -14,11 +14,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "api/internal.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "proto/jsonw.h"
 
 #define DEFAULT_MAX_KEYS     1024
 #define DEFAULT_MAX_SESSIONS 256
@@ -93,6 +96,9 @@ json_t *api_vsm_details(struct api_ctx *ctx, const struct store_vsm *v)
 /* Bounds on what a VSM process's statistics file may hold. */
 #define VSM_STATS_MAX_BYTES (16 * 1024)
 #define VSM_STATS_MAX_OPS   64
+/* The statistics files' names: <state_dir>/run/vsm-<id>.stats.json. */
+#define STATS_NAME_PREFIX "vsm-"
+#define STATS_NAME_SUFFIX ".stats.json"
 
 /* A non-negative JSON integer. */
 static bool stat_count(json_t *j, json_int_t *ret)
@@ -111,36 +117,65 @@ struct stats_entry {
 	ino_t ino;
 	off_t size;
 	struct timespec mtime;
+	/* Nothing touched the file since it was read (the watch saw no event
+	 * for its name): used without a stat. */
+	bool clean;
+	/* An event named the file since it was read: read it again (a
+	 * rewrite in place may keep its size and modification time). */
+	bool touched;
 	json_int_t sessions, total, updated;
-	json_t *ops;
+	char *ops_text; /* the "ops" object as compact JSON (jsonw.h) */
 };
 
-/* Statistics by VSM id, sorted by id, under lock. */
+/* Statistics by VSM id, sorted by id, under lock; watch_fd is an inotify
+ * descriptor on the statistics files' directory, or -1 (then every use
+ * checks the file with stat). */
 struct api_stats_cache {
 	pthread_mutex_t lock;
 	struct stats_entry *e;
 	size_t count, cap;
+	int watch_fd;
+	/* Counts the events that made entries unclean: an entry read while
+	 * it moved is not marked clean (a concurrent sync may have taken the
+	 * event of a change that came after the read). */
+	uint64_t gen;
 };
 
 /* Entries the cache holds at most; when full it starts again empty (ids
  * of deleted VSMs would otherwise stay). */
 #define STATS_CACHE_MAX (2 * CHSM_MAX_VSMS_CEILING)
 
-int api_stats_cache_new(struct api_stats_cache **ret)
+/* What changes a file in the directory: a document renamed over it (the
+ * VSM's way), written in place, or removed; and the directory's own end. */
+#define STATS_WATCH_MASK                                                                    \
+	(IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_MODIFY | IN_CREATE | IN_DELETE |  \
+	 IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF)
+
+int api_stats_cache_new(const char *dir, struct api_stats_cache **ret)
 {
 	struct api_stats_cache *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	pthread_mutex_init(&c->lock, NULL);
+	c->watch_fd = dir ? inotify_init1(IN_NONBLOCK | IN_CLOEXEC) : -1;
+	if (c->watch_fd >= 0 && inotify_add_watch(c->watch_fd, dir, STATS_WATCH_MASK) < 0) {
+		close(c->watch_fd);
+		c->watch_fd = -1;
+	}
 	*ret = c;
 	return 0;
+}
+
+bool api_stats_cache_watching(const struct api_stats_cache *c)
+{
+	return c->watch_fd >= 0;
 }
 
 /* Drops every entry; the caller holds the lock (or is the only user). */
 static void stats_cache_empty(struct api_stats_cache *c)
 {
 	for (size_t i = 0; i < c->count; i++)
-		json_decref(c->e[i].ops);
+		free(c->e[i].ops_text);
 	c->count = 0;
 }
 
@@ -150,6 +185,8 @@ void api_stats_cache_free(struct api_stats_cache *c)
 		return;
 	stats_cache_empty(c);
 	free(c->e);
+	if (c->watch_fd >= 0)
+		close(c->watch_fd);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -181,10 +218,80 @@ static size_t stats_find(const struct api_stats_cache *c, const char *id, bool *
 	return lo;
 }
 
+/* Every entry must be checked with stat again. Under lock. */
+static void stats_cache_unsure(struct api_stats_cache *c)
+{
+	for (size_t i = 0; i < c->count; i++)
+		c->e[i].clean = false;
+	c->gen++;
+}
+
+/* The event for name: its VSM's entry (if any) is no longer clean. */
+static void stats_cache_touched(struct api_stats_cache *c, const char *name)
+{
+	size_t plen = strlen(STATS_NAME_PREFIX), slen = strlen(STATS_NAME_SUFFIX);
+	size_t len = strlen(name);
+	char id[CHSM_VSM_ID_MAX_LEN + 1];
+	bool found = false;
+	if (len <= plen + slen || len - plen - slen >= sizeof(id) ||
+	    strncmp(name, STATS_NAME_PREFIX, plen) != 0 ||
+	    strcmp(name + len - slen, STATS_NAME_SUFFIX) != 0)
+		return; /* a temporary file, or not a statistics file */
+	memcpy(id, name + plen, len - plen - slen);
+	id[len - plen - slen] = '\0';
+	c->gen++;
+	size_t at = stats_find(c, id, &found);
+	if (found) {
+		c->e[at].clean = false;
+		c->e[at].touched = true;
+	}
+}
+
+/* Reads every event queued on the watch: the entries of the files they
+ * name are no longer clean. The kernel queues an event before the
+ * rename or write that causes it returns, so after this call no clean
+ * entry is older than its file was when the call began. A lost watch or
+ * an overflowed queue makes every entry unclean (and a lost watch turns
+ * watching off: stat from then on). */
+static void stats_cache_sync(struct api_stats_cache *c)
+{
+	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+	pthread_mutex_lock(&c->lock);
+	while (c->watch_fd >= 0) {
+		ssize_t n = read(c->watch_fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0 || errno != EAGAIN) {
+				close(c->watch_fd);
+				c->watch_fd = -1;
+				stats_cache_unsure(c);
+			}
+			break;
+		}
+		for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= n;) {
+			const struct inotify_event *ev = (const void *)(buf + off);
+			if (ev->mask & (IN_Q_OVERFLOW | IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF |
+					IN_UNMOUNT))
+				stats_cache_unsure(c);
+			if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT)) {
+				close(c->watch_fd);
+				c->watch_fd = -1;
+				break;
+			}
+			if (ev->len && ev->name[ev->len - 1] == '\0')
+				stats_cache_touched(c, ev->name);
+			off += (ssize_t)(sizeof(struct inotify_event) + ev->len);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
 /* Parses and checks a statistics document (data, len) into e's figures
- * and ops (a new object holding only "<alg>.<op>" or "<op>": {count, rate}
- * entries). False when it is malformed. The file comes from the VSM
- * process, so every field is checked and only known fields are copied. */
+ * and ops_text (the "ops" object holding only "<alg>.<op>" or "<op>":
+ * {count, rate} entries, as compact JSON). False when it is malformed.
+ * The file comes from the VSM process, so every field is checked and only
+ * known fields are copied. */
 static bool parse_vsm_stats(const char *data, size_t len, struct stats_entry *e)
 {
 	json_t *doc = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL), *ops = NULL;
@@ -209,40 +316,82 @@ static bool parse_vsm_stats(const char *data, size_t len, struct stats_entry *e)
 		json_object_set_new(ops, name, json_pack("{s:I,s:f}", "count", count, "rate",
 							 json_number_value(rate)));
 	}
-	e->ops = ops;
-	ops = NULL;
-	ok = true;
+	e->ops_text = json_dumps(ops, GMT_JSON_DUMP_FLAGS);
+	ok = e->ops_text != NULL;
 out:
 	json_decref(ops);
 	json_decref(doc);
 	return ok;
 }
 
-/* Into e (ops a new reference), the statistics of the file at path whose
- * stat is st: the cached ones when that very file was read before, else
- * read and parsed, and cached. False when it cannot be read or is
- * malformed. */
+/* Puts fresh (its ops_text stolen) into c as id's entry. Under lock. */
+static void stats_cache_put(struct api_stats_cache *c, const char *id, struct stats_entry *fresh)
+{
+	bool found = false;
+	size_t at = stats_find(c, id, &found);
+	if (found) {
+		free(c->e[at].ops_text);
+		c->e[at] = *fresh;
+		fresh->ops_text = NULL;
+		return;
+	}
+	if (c->count >= STATS_CACHE_MAX) {
+		stats_cache_empty(c);
+		at = 0;
+	}
+	if (c->count == c->cap) {
+		size_t ncap = c->cap ? 2 * c->cap : 64;
+		void *grown = realloc(c->e, ncap * sizeof(*c->e));
+		if (!grown)
+			return;
+		c->e = grown;
+		c->cap = ncap;
+	}
+	memmove(&c->e[at + 1], &c->e[at], (c->count - at) * sizeof(*c->e));
+	c->e[at] = *fresh;
+	fresh->ops_text = NULL;
+	c->count++;
+}
+
+/* Into *ret (ops_text a new string), the statistics of the file at path:
+ * the cached ones when that very file was read before (known untouched
+ * since, or the same by stat), else read, parsed and cached. False when
+ * it cannot be read or is malformed. The caller ran stats_cache_sync
+ * since its request began. */
 static bool stats_of_file(struct api_ctx *ctx, const char *id, const char *path,
-			  const struct stat *st, struct stats_entry *e)
+			  struct stats_entry *ret)
 {
 	struct api_stats_cache *c = ctx->stats_cache;
+	struct stat st;
 	bool found = false;
 	pthread_mutex_lock(&c->lock);
 	size_t at = stats_find(c, id, &found);
-	if (found) {
-		struct stats_entry *x = &c->e[at];
-		if (same_file(x, st)) {
-			*e = *x;
-			e->ops = json_deep_copy(x->ops);
-			pthread_mutex_unlock(&c->lock);
-			return e->ops != NULL;
-		}
+	if (found && c->e[at].clean) {
+		*ret = c->e[at];
+		ret->ops_text = strdup(c->e[at].ops_text);
+		pthread_mutex_unlock(&c->lock);
+		return ret->ops_text != NULL;
+	}
+	/* An entry is clean only if no sync saw an event from here until it
+	 * is stored. */
+	uint64_t gen = c->gen;
+	pthread_mutex_unlock(&c->lock);
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+		return false;
+	pthread_mutex_lock(&c->lock);
+	at = stats_find(c, id, &found);
+	if (found && !c->e[at].touched && same_file(&c->e[at], &st)) {
+		c->e[at].clean = c->watch_fd >= 0 && c->gen == gen;
+		*ret = c->e[at];
+		ret->ops_text = strdup(c->e[at].ops_text);
+		pthread_mutex_unlock(&c->lock);
+		return ret->ops_text != NULL;
 	}
 	pthread_mutex_unlock(&c->lock);
 	char *data = NULL;
 	size_t len = 0;
-	struct stats_entry fresh = {.dev = st->st_dev, .ino = st->st_ino, .size = st->st_size,
-				    .mtime = st->st_mtim};
+	struct stats_entry fresh = {.dev = st.st_dev, .ino = st.st_ino, .size = st.st_size,
+				    .mtime = st.st_mtim};
 	memcpy(fresh.id, id, strlen(id) + 1);
 	struct stat after;
 	bool ok = chsm_read_file(path, VSM_STATS_MAX_BYTES, &data, &len) == 0 &&
@@ -250,69 +399,103 @@ static bool stats_of_file(struct api_ctx *ctx, const char *id, const char *path,
 	free(data);
 	if (!ok)
 		return false;
-	*e = fresh;
-	e->ops = json_deep_copy(fresh.ops);
+	*ret = fresh;
+	ret->ops_text = strdup(fresh.ops_text);
 	/* Kept only when the file read is the one stat saw (the process did
-	 * not replace it meanwhile). */
-	if (!e->ops || stat(path, &after) < 0 || !same_file(&fresh, &after)) {
-		json_decref(fresh.ops);
-		return e->ops != NULL;
+	 * not replace it meanwhile). It is clean when watched and no event
+	 * was taken since before that stat: a later change queues an event
+	 * that the next sync sees. */
+	if (ret->ops_text && stat(path, &after) == 0 && same_file(&fresh, &after)) {
+		pthread_mutex_lock(&c->lock);
+		fresh.clean = c->watch_fd >= 0 && c->gen == gen;
+		stats_cache_put(c, id, &fresh);
+		pthread_mutex_unlock(&c->lock);
 	}
-	pthread_mutex_lock(&c->lock);
-	at = stats_find(c, id, &found);
-	if (found) {
-		json_decref(c->e[at].ops);
-		c->e[at] = fresh;
-	} else {
-		if (c->count >= STATS_CACHE_MAX) {
-			stats_cache_empty(c);
-			at = 0;
-		}
-		void *grown = c->e;
-		if (c->count == c->cap) {
-			size_t ncap = c->cap ? 2 * c->cap : 64;
-			grown = realloc(c->e, ncap * sizeof(*c->e));
-			if (grown) {
-				c->e = grown;
-				c->cap = ncap;
-			}
-		}
-		if (c->count < c->cap) {
-			memmove(&c->e[at + 1], &c->e[at], (c->count - at) * sizeof(*c->e));
-			c->e[at] = fresh;
-			c->count++;
-		} else {
-			json_decref(fresh.ops);
-		}
-	}
-	pthread_mutex_unlock(&c->lock);
-	return true;
+	free(fresh.ops_text);
+	return ret->ops_text != NULL;
 }
 
-/* Reads the statistics file VSM id's process writes (docs/vsm.md) into
- * *ret_sessions, *ret_ops_total and *ret_ops (a new object). False, with
- * nothing set, when it is absent, malformed or older than
- * VSM_STATS_FRESH_MS. A file already read is not read again while it is
- * the same file (device, inode, size and modification time): a VSM
- * process replaces it to change it. */
-static bool read_vsm_stats(struct api_ctx *ctx, const char *id, json_int_t *ret_sessions,
-			   json_int_t *ret_ops_total, json_t **ret_ops)
+/* The statistics VSM id's process wrote (docs/vsm.md) into *ret
+ * (ops_text a new string): false, with nothing set, when the file is
+ * absent, malformed or older than VSM_STATS_FRESH_MS. The caller ran
+ * stats_cache_sync since its request began. */
+static bool read_vsm_stats(struct api_ctx *ctx, const char *id, struct stats_entry *ret)
 {
 	char path[sizeof(ctx->state_dir) + 96];
-	struct stat st;
 	struct stats_entry e;
-	if (api_vsm_stats_path(ctx, id, path, sizeof(path)) < 0 || stat(path, &st) < 0 ||
-	    !S_ISREG(st.st_mode) || !stats_of_file(ctx, id, path, &st, &e))
+	if (api_vsm_stats_path(ctx, id, path, sizeof(path)) < 0 ||
+	    !stats_of_file(ctx, id, path, &e))
 		return false;
 	int64_t now = chsm_now_ms();
 	if (e.updated < now - VSM_STATS_FRESH_MS || e.updated > now + VSM_STATS_FRESH_MS) {
-		json_decref(e.ops);
+		free(e.ops_text);
 		return false;
 	}
-	*ret_sessions = e.sessions;
-	*ret_ops_total = e.total;
-	*ret_ops = e.ops;
+	*ret = e;
 	return true;
+}
+
+void api_vsm_status_write(struct gmt_jsonw *w, const struct store_vsm *v, const char *digest,
+			  const struct api_vsm_figures *f)
+{
+	gmt_jsonw_lit(w, "{\"vsmId\":");
+	gmt_jsonw_string(w, v->id);
+	gmt_jsonw_lit(w, ",\"state\":");
+	gmt_jsonw_string(w, v->state);
+	gmt_jsonw_lit(w, ",\"uptimeSeconds\":");
+	gmt_jsonw_int(w, f->uptime_seconds);
+	gmt_jsonw_lit(w, ",\"sessions\":");
+	gmt_jsonw_int(w, f->sessions);
+	gmt_jsonw_lit(w, ",\"opsTotal\":");
+	gmt_jsonw_int(w, f->ops_total);
+	gmt_jsonw_lit(w, ",\"ops\":");
+	gmt_jsonw_lit(w, f->ops_text ? f->ops_text : "{}");
+	gmt_jsonw_lit(w, ",\"cpuPercent\":");
+	gmt_jsonw_tenths(w, f->cpu_tenths);
+	gmt_jsonw_lit(w, ",\"memoryMiB\":");
+	gmt_jsonw_tenths(w, f->memory_tenths);
+	gmt_jsonw_lit(w, ",\"stateVersion\":");
+	gmt_jsonw_int(w, v->state_version);
+	gmt_jsonw_lit(w, ",\"stateDigest\":");
+	gmt_jsonw_string(w, digest);
+	gmt_jsonw_lit(w, ",\"lastError\":");
+	/* A message that is not UTF-8 (no JSON string can hold it) is null. */
+	json_t *error = v->last_error[0] ? json_string(v->last_error) : NULL;
+	gmt_jsonw_json(w, error);
+	json_decref(error);
+	gmt_jsonw_lit(w, "}");
+}
+
+bool api_vsm_stats_read(struct api_ctx *ctx, const char *id, bool sync, struct api_vsm_figures *f)
+{
+	struct stats_entry e;
+	if (sync)
+		stats_cache_sync(ctx->stats_cache);
+	if (!read_vsm_stats(ctx, id, &e))
+		return false;
+	f->sessions = e.sessions;
+	f->ops_total = e.total;
+	f->ops_text = e.ops_text;
+	return true;
+}
+
+/* Writes v's 7.3.2 object, its process as pv says, into w. The caller ran
+ * stats_cache_sync since its request began. */
+static void vsm_status_write(struct api_ctx *ctx, const struct store_vsm *v, const char *digest,
+			     const struct vsm_proc_view *pv, struct gmt_jsonw *w)
+{
+	struct api_vsm_figures f = {0};
+	if (pv->running) {
+		f.uptime_seconds = (chsm_now_ms() - pv->started_ms) / 1000;
+		/* One decimal, cut as before: (int)(x * 10) tenths. */
+		if (pv->has_stats) {
+			f.cpu_tenths = (int)(pv->stats.cpu_percent * 10);
+			f.memory_tenths = (int)(pv->stats.rss_bytes * 10 / (1024 * 1024));
+		}
+		(void)api_vsm_stats_read(ctx, v->id, false, &f);
+	}
+	api_vsm_status_write(w, v, digest, &f);
+	free(f.ops_text);
 }
 
 json_t *api_vsm_status(struct api_ctx *ctx, const struct store_vsm *v)
@@ -324,32 +507,46 @@ json_t *api_vsm_status(struct api_ctx *ctx, const struct store_vsm *v)
 
 json_t *api_vsm_status_digest(struct api_ctx *ctx, const struct store_vsm *v, const char *digest)
 {
-	struct vsm_proc_stats st = {0};
-	int pid = 0;
-	int64_t started = 0;
-	bool running = vsm_supervisor_running(ctx->supervisor, v->id, &pid, &started);
-	if (running)
-		(void)vsm_supervisor_stats(ctx->supervisor, v->id, &st);
-	json_t *o = json_object();
-	json_object_set_new(o, "vsmId", json_string(v->id));
-	json_object_set_new(o, "state", json_string(v->state));
-	json_object_set_new(o, "uptimeSeconds",
-			    json_integer(running ? (chsm_now_ms() - started) / 1000 : 0));
-	json_int_t sessions = 0, ops_total = 0;
-	json_t *ops = NULL;
-	if (!running || !read_vsm_stats(ctx, v->id, &sessions, &ops_total, &ops)) {
-		sessions = ops_total = 0;
-		ops = json_object();
-	}
-	json_object_set_new(o, "sessions", json_integer(sessions));
-	json_object_set_new(o, "opsTotal", json_integer(ops_total));
-	json_object_set_new(o, "ops", ops);
-	json_object_set_new(o, "cpuPercent", json_real((double)(int)(st.cpu_percent * 10) / 10));
-	json_object_set_new(o, "memoryMiB", json_real((double)(int)(st.rss_bytes * 10 / (1024 * 1024)) / 10));
-	json_object_set_new(o, "stateVersion", json_integer(v->state_version));
-	json_object_set_new(o, "stateDigest", json_string(digest));
-	json_object_set_new(o, "lastError", v->last_error[0] ? json_string(v->last_error) : json_null());
+	struct vsm_proc_view pv;
+	struct gmt_jsonw w;
+	char *text = NULL;
+	size_t len = 0;
+	const char *id = v->id;
+	stats_cache_sync(ctx->stats_cache);
+	vsm_supervisor_view(ctx->supervisor, &id, 1, &pv);
+	gmt_jsonw_init(&w, 1024);
+	vsm_status_write(ctx, v, digest, &pv, &w);
+	if (gmt_jsonw_finish(&w, &text, &len) < 0)
+		return NULL;
+	json_t *o = json_loadb(text, len, 0, NULL);
+	free(text);
 	return o;
+}
+
+int api_vsm_status_all_write(struct api_ctx *ctx, const struct store_vsm *v,
+			     const char (*digests)[65], size_t n, struct gmt_jsonw *w)
+{
+	const char **ids = n ? malloc(n * sizeof(*ids)) : NULL;
+	struct vsm_proc_view *pv = n ? malloc(n * sizeof(*pv)) : NULL;
+	if (n && (!ids || !pv)) {
+		free(ids);
+		free(pv);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		ids[i] = v[i].id;
+	stats_cache_sync(ctx->stats_cache);
+	vsm_supervisor_view(ctx->supervisor, ids, n, pv);
+	gmt_jsonw_lit(w, "[");
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			gmt_jsonw_lit(w, ",");
+		vsm_status_write(ctx, &v[i], digests[i], &pv[i], w);
+	}
+	gmt_jsonw_lit(w, "]");
+	free(ids);
+	free(pv);
+	return 0;
 }
 
 /* Loads the VSM named in the path; sets 3001/5001 on failure. */

@@ -13,6 +13,7 @@
 #include "api/validate.h"
 #include "pkg/pkg.h"
 #include "proto/codes.h"
+#include "proto/jsonw.h"
 
 enum api_auth { API_AUTH_NONE, API_AUTH_PLATFORM, API_AUTH_ENROLL_OR_PLATFORM };
 
@@ -48,6 +49,8 @@ struct api_call {
 	int code;
 	char message[256];
 	json_t *data;
+	char *data_text;                        /* data as JSON text instead (api_ok_text) */
+	size_t data_text_len;
 	bool accepted;                          /* 202 */
 	char *raw_body;                         /* non-JSON answer (metrics) */
 	const char *raw_content_type;
@@ -59,6 +62,9 @@ void api_fail(struct api_call *c, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Sets success with data (stolen; may be NULL). */
 void api_ok(struct api_call *c, json_t *data);
+/* Sets success with data given as the text of a JSON object (stolen;
+ * written by proto/jsonw.h), for answers too large to build as a tree. */
+void api_ok_text(struct api_call *c, char *text, size_t len);
 /* Field checks for c->body; on failure sets c's error and returns false. */
 bool api_fields(struct api_call *c, const struct api_field *fields);
 /* The optional "callbackUrl" of an async request, validated (NULL if absent).
@@ -117,10 +123,41 @@ json_t *api_vsm_details(struct api_ctx *ctx, const struct store_vsm *v);
 json_t *api_vsm_status(struct api_ctx *ctx, const struct store_vsm *v);
 /* The same with VSM v's state digest already known (store_vsm_list_digests). */
 json_t *api_vsm_status_digest(struct api_ctx *ctx, const struct store_vsm *v, const char *digest);
+/* What a 7.3.2 object shows besides the stored VSM: its process's
+ * figures (0 when it does not run) and statistics (0, 0 and NULL, shown
+ * as {}, when there are none). */
+struct api_vsm_figures {
+	int64_t uptime_seconds, sessions, ops_total;
+	char *ops_text;               /* the "ops" object as compact JSON, or NULL */
+	int64_t cpu_tenths, memory_tenths;
+};
+/* Writes the 7.3.2 object of v, with digest and f, into w: the bytes
+ * json_dumps gives for the object 7.3.2 describes (GMT_JSON_DUMP_FLAGS). */
+void api_vsm_status_write(struct gmt_jsonw *w, const struct store_vsm *v, const char *digest,
+			  const struct api_vsm_figures *f);
+/* The statistics VSM id's process wrote (docs/vsm.md) into f's
+ * sessions, ops_total and ops_text (a new string the caller frees):
+ * false, with f unchanged, when the file is absent, malformed, or its
+ * updatedAt is not within 10 s of now. Never older than the file at the
+ * time of the call when sync (the cache of the files is brought up to
+ * date first); a caller that passes false synced since its request
+ * began. */
+bool api_vsm_stats_read(struct api_ctx *ctx, const char *id, bool sync, struct api_vsm_figures *f);
+/* Writes 7.2.3's "vsms" array for the n VSMs v (sorted by id, as the
+ * store lists them) with their digests into w: the process figures of
+ * all of them under one hold of the supervisor's lock, the statistics
+ * files' cache brought up to date once. Returns 0 or -ENOMEM (w's own
+ * failures stay in w). */
+int api_vsm_status_all_write(struct api_ctx *ctx, const struct store_vsm *v,
+			     const char (*digests)[65], size_t n, struct gmt_jsonw *w);
 /* The cache of the VSM processes' statistics files (read_vsm_stats in
- * h_vsm.c): api_init makes it, api_fini frees it (accepts NULL). */
-int api_stats_cache_new(struct api_stats_cache **ret);
+ * h_vsm.c): api_init makes it, watching dir (the files' directory; NULL
+ * or a failed watch: every use checks each file with stat), api_fini
+ * frees it (accepts NULL). */
+int api_stats_cache_new(const char *dir, struct api_stats_cache **ret);
 void api_stats_cache_free(struct api_stats_cache *c);
+/* Whether c watches its directory (for tests). */
+bool api_stats_cache_watching(const struct api_stats_cache *c);
 /* CHSM running status object of 7.2.2 (h_chsm.c). */
 json_t *api_chsm_status(struct api_ctx *ctx);
 /* The statistics file VSM id's process writes,

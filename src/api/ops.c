@@ -399,7 +399,9 @@ int api_init(struct api_ctx *ctx)
 	r = api_metrics_new(&ctx->metrics);
 	if (r < 0)
 		return r;
-	r = api_stats_cache_new(&ctx->stats_cache);
+	char run[sizeof(ctx->state_dir) + 8];
+	snprintf(run, sizeof(run), "%s/run", ctx->state_dir);
+	r = api_stats_cache_new(run, &ctx->stats_cache);
 	if (r < 0)
 		return r;
 	r = api_reload_platform_key(ctx);

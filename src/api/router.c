@@ -67,6 +67,8 @@ void api_fail(struct api_call *c, int code, const char *fmt, ...)
 	}
 	json_decref(c->data);
 	c->data = NULL;
+	free(c->data_text);
+	c->data_text = NULL;
 }
 
 void api_ok(struct api_call *c, json_t *data)
@@ -74,6 +76,15 @@ void api_ok(struct api_call *c, json_t *data)
 	c->code = GMT_OK;
 	json_decref(c->data);
 	c->data = data;
+	free(c->data_text);
+	c->data_text = NULL;
+}
+
+void api_ok_text(struct api_call *c, char *text, size_t len)
+{
+	api_ok(c, NULL);
+	c->data_text = text;
+	c->data_text_len = len;
 }
 
 bool api_fields(struct api_call *c, const struct api_field *fields)
@@ -401,6 +412,17 @@ static bool nonce_printable(const char *n)
 	       chsm_str_charset(n, len, "_-");
 }
 
+/* The envelope of c's result (gmt_envelope's returns). */
+static int envelope_of(const struct api_call *c, char **ret_body, size_t *ret_len)
+{
+	const char *msg = c->message[0] ? c->message : NULL;
+	if (c->code == GMT_OK && c->data_text)
+		return gmt_envelope_text(c->code, msg, c->request_id, c->data_text,
+					 c->data_text_len, ret_body, ret_len);
+	return gmt_envelope(c->code, msg, c->request_id, c->code == GMT_OK ? c->data : NULL,
+			    ret_body, ret_len);
+}
+
 /* Serialises the result of c into resp and signs it. */
 static void respond(struct api_call *c, struct http_response *resp, int http_status,
 		    const char *allow)
@@ -414,9 +436,7 @@ static void respond(struct api_call *c, struct http_response *resp, int http_sta
 	} else {
 		char *body = NULL;
 		size_t len = 0;
-		const char *msg = c->message[0] ? c->message : NULL;
-		if (gmt_envelope(c->code, msg, c->request_id, c->code == GMT_OK ? c->data : NULL,
-				 &body, &len) < 0) {
+		if (envelope_of(c, &body, &len) < 0) {
 			c->code = GMT_E_INTERNAL;
 			http_status = 500;
 			static const char fallback[] = "{\"code\":5000,\"message\":\"internal error\"}";
@@ -457,8 +477,7 @@ static int idem_record(struct api_call *c)
 {
 	char *body = NULL;
 	size_t len = 0;
-	if (gmt_envelope(c->code, c->message[0] ? c->message : NULL, c->request_id,
-			 c->code == GMT_OK ? c->data : NULL, &body, &len) < 0)
+	if (envelope_of(c, &body, &len) < 0)
 		return -ENOMEM;
 	struct store_idem put = {
 		.method = (char *)c->req->method,
@@ -609,6 +628,7 @@ done:
 	json_decref(c.body);
 	json_decref(c.data);
 	free(c.raw_body);
+	free(c.data_text);
 }
 
 void api_handle_metrics_only(void *vctx, const struct http_request *req,

@@ -21,7 +21,7 @@ int gmt_new_request_id(char out[GMT_ID_SIZE]);
 int gmt_new_task_id(char out[GMT_ID_SIZE]);
 
 /* Serialises an envelope, members in the order code, message, requestId,
- * data. data may be NULL (omitted); it is copied, not stolen. message NULL
+ * data. data may be NULL (omitted); it is not stolen or changed. message NULL
  * means the code's standard message (gmt_code_message). Returns 0 and sets
  * *ret_body (malloc'ed compact JSON, no trailing newline) and *ret_len;
  * -EINVAL for a negative code, a NULL request_id, a message that is not
@@ -29,6 +29,14 @@ int gmt_new_task_id(char out[GMT_ID_SIZE]);
  * (the profile omits data on errors); -ENOMEM. */
 int gmt_envelope(int code, const char *message, const char *request_id, const json_t *data,
 		 char **ret_body, size_t *ret_len);
+
+/* The same with data given as the text of a JSON object (data_text,
+ * data_len bytes; jsonw.h writes it), spliced in as it is: the caller
+ * guarantees it is one compact JSON object. Only for GMT_OK answers:
+ * -EINVAL for any other code, an empty data_text, or what gmt_envelope
+ * refuses; -ENOMEM. */
+int gmt_envelope_text(int code, const char *message, const char *request_id,
+		      const char *data_text, size_t data_len, char **ret_body, size_t *ret_len);
 
 /* Parses an envelope from a response body: code, message (malloc'ed), and
  * data (a new reference, or NULL when absent). Strict: the body is one JSON

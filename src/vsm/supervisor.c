@@ -1152,11 +1152,11 @@ static int field_u64(const char *s, int idx, uint64_t *ret)
 	}
 }
 
-/* Reads the process's CPU ticks (user + system), RSS and PSS. */
-/* CPU ticks and resident set of pid: /proc/PID/stat and statm only (the
- * proportional set, from smaps_rollup, walks every mapping: about 2 ms a
- * process on a loaded host, under the supervisor's lock, for each VSM of a
- * 7.2.3 answer). */
+/* CPU ticks (user + system) and resident set of pid, from /proc/PID/stat
+ * alone: its rss field is the resident figure of statm, so one file is
+ * read, not two (the proportional set, from smaps_rollup, walks every
+ * mapping: about 2 ms a process on a loaded host, for each VSM of a 7.2.3
+ * answer). */
 static int read_proc_figures(vsm_supervisor *s, pid_t pid, uint64_t *ret_ticks,
 			     uint64_t *ret_rss)
 {
@@ -1166,45 +1166,35 @@ static int read_proc_figures(vsm_supervisor *s, pid_t pid, uint64_t *ret_ticks,
 	if (r < 0)
 		return r;
 	/* Fields after the command name, which may itself hold ") ": state is
-	 * field 0 here, utime 11 and stime 12 (proc(5) fields 14 and 15). */
+	 * field 0 here, utime 11, stime 12 and rss 21 (proc(5) fields 14, 15
+	 * and 24). */
 	const char *rest = strrchr(buf, ')');
-	if (!rest || field_u64(rest + 1, 11, &utime) < 0 || field_u64(rest + 1, 12, &stime) < 0)
-		return -EIO;
-	r = read_proc(pid, "statm", buf, sizeof(buf));
-	if (r < 0)
-		return r;
-	if (field_u64(buf, 1, &resident) < 0)
+	if (!rest || field_u64(rest + 1, 11, &utime) < 0 || field_u64(rest + 1, 12, &stime) < 0 ||
+	    field_u64(rest + 1, 21, &resident) < 0)
 		return -EIO;
 	*ret_ticks = utime + stime;
 	*ret_rss = resident * (uint64_t)s->page_size;
 	return 0;
 }
 
-int vsm_supervisor_stats(vsm_supervisor *s, const char *vsm_id, struct vsm_proc_stats *ret)
+/* vsm_supervisor_stats for p, under s->lock. */
+static int proc_stats_locked(vsm_supervisor *s, struct vsm_proc *p, struct vsm_proc_stats *ret)
 {
 	uint64_t ticks, rss;
-	int r;
-	if (!vsm_id)
-		return -EINVAL;
-	pthread_mutex_lock(&s->lock);
-	struct vsm_proc *p = find_id(s, vsm_id);
 	/* Only the monitor reaps a RUNNING, non-stopping process, and it needs
 	 * the lock to: the pid cannot be recycled while this reads /proc. */
-	if (!p || p->state != PROC_RUNNING || p->stopping) {
-		r = -ENOENT;
-		goto out;
-	}
+	if (!p || p->state != PROC_RUNNING || p->stopping)
+		return -ENOENT;
 	int64_t now = chsm_monotonic_ms();
 	/* A 7.2.3 answer asks for every VSM: /proc is read at most once per
 	 * VSM_STATS_SAMPLE_MS, and the CPU figure covers that long at least. */
 	if (p->has_figures && now - p->prev_mono_ms < VSM_STATS_SAMPLE_MS) {
 		*ret = p->figures;
-		r = 0;
-		goto out;
+		return 0;
 	}
-	r = read_proc_figures(s, p->pid, &ticks, &rss);
+	int r = read_proc_figures(s, p->pid, &ticks, &rss);
 	if (r < 0)
-		goto out;
+		return r;
 	int64_t interval = now - p->prev_mono_ms;
 	double cpu = 0.0;
 	if (interval > 0 && ticks >= p->prev_ticks && s->clk_tck > 0)
@@ -1215,9 +1205,68 @@ int vsm_supervisor_stats(vsm_supervisor *s, const char *vsm_id, struct vsm_proc_
 	p->figures = (struct vsm_proc_stats){.cpu_percent = cpu, .rss_bytes = rss};
 	p->has_figures = true;
 	*ret = p->figures;
-out:
+	return 0;
+}
+
+int vsm_supervisor_stats(vsm_supervisor *s, const char *vsm_id, struct vsm_proc_stats *ret)
+{
+	if (!vsm_id)
+		return -EINVAL;
+	pthread_mutex_lock(&s->lock);
+	int r = proc_stats_locked(s, find_id(s, vsm_id), ret);
 	pthread_mutex_unlock(&s->lock);
 	return r;
+}
+
+/* One VSM's view, under s->lock. */
+static void view_locked(vsm_supervisor *s, struct vsm_proc *p, struct vsm_proc_view *ret)
+{
+	*ret = (struct vsm_proc_view){0};
+	if (!p || p->state != PROC_RUNNING || p->stopping)
+		return;
+	ret->running = true;
+	ret->pid = p->pid;
+	ret->started_ms = p->started_ms;
+	ret->has_stats = proc_stats_locked(s, p, &ret->stats) == 0;
+}
+
+void vsm_supervisor_view(vsm_supervisor *s, const char *const *ids, size_t n,
+			 struct vsm_proc_view *ret)
+{
+	bool sorted = true;
+	for (size_t i = 1; i < n && sorted; i++)
+		sorted = strcmp(ids[i - 1], ids[i]) < 0;
+	/* Which ids met their process: find_id's is the first in the list. */
+	bool *seen = sorted && n ? calloc(n, sizeof(*seen)) : NULL;
+	pthread_mutex_lock(&s->lock);
+	if (!seen) {
+		for (size_t i = 0; i < n; i++)
+			view_locked(s, find_id(s, ids[i]), &ret[i]);
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
+	/* One pass over the processes, each placed by binary search. */
+	for (size_t i = 0; i < n; i++)
+		ret[i] = (struct vsm_proc_view){0};
+	for (struct vsm_proc *p = s->procs; p; p = p->next) {
+		size_t lo = 0, hi = n;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			int cmp = strcmp(p->id, ids[mid]);
+			if (cmp == 0) {
+				if (!seen[mid])
+					view_locked(s, p, &ret[mid]);
+				seen[mid] = true;
+				break;
+			}
+			if (cmp < 0)
+				hi = mid;
+			else
+				lo = mid + 1;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	free(seen);
 }
 
 bool vsm_supervisor_uses_pidfd(const vsm_supervisor *s)

@@ -145,6 +145,22 @@ struct vsm_proc_stats {
  * -EIO/-errno when /proc could not be read. */
 int vsm_supervisor_stats(vsm_supervisor *s, const char *vsm_id, struct vsm_proc_stats *ret);
 
+/* What vsm_supervisor_running and vsm_supervisor_stats say of one VSM. */
+struct vsm_proc_view {
+	bool running;        /* as vsm_supervisor_running */
+	int pid;             /* the rest only when running */
+	int64_t started_ms;
+	bool has_stats;      /* vsm_supervisor_stats returned 0 */
+	struct vsm_proc_stats stats;
+};
+
+/* For each of the n VSMs ids[i], into ret[i] what vsm_supervisor_running
+ * and then vsm_supervisor_stats (when running) give, under one hold of
+ * the lock: for a 7.2.3 answer over every VSM. Fastest when ids is sorted
+ * ascending (strcmp), as the store lists VSMs. */
+void vsm_supervisor_view(vsm_supervisor *s, const char *const *ids, size_t n,
+			 struct vsm_proc_view *ret);
+
 /* Whether s watches its processes through pidfds (false: the fallback
  * without them, above). */
 bool vsm_supervisor_uses_pidfd(const vsm_supervisor *s);

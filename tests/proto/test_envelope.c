@@ -26,7 +26,7 @@ static void test_ok_envelope_exact(void **state)
 	assert_string_equal(body, expected);
 	assert_int_equal(len, strlen(expected));
 	free(body);
-	/* data was copied, not stolen */
+	/* data was not stolen */
 	assert_int_equal(data->refcount, 1);
 	/* a custom message */
 	assert_int_equal(gmt_envelope(GMT_OK, "accepted", "req-1", data, &body, &len), 0);
