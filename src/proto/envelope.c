@@ -128,9 +128,15 @@ int gmt_envelope_text(int code, const char *message, const char *request_id,
 int gmt_envelope_parse(const char *body, size_t len, int *ret_code, char **ret_message,
 		       json_t **ret_data)
 {
+	return gmt_envelope_parse_id(body, len, ret_code, ret_message, NULL, ret_data);
+}
+
+int gmt_envelope_parse_id(const char *body, size_t len, int *ret_code, char **ret_message,
+			  char **ret_request_id, json_t **ret_data)
+{
 	json_error_t jerr;
 	json_t *root = NULL;
-	char *msg = NULL;
+	char *msg = NULL, *rid = NULL;
 	int r = -EINVAL;
 	if (!body || !ret_code)
 		goto out;
@@ -149,14 +155,16 @@ int gmt_envelope_parse(const char *body, size_t len, int *ret_code, char **ret_m
 		goto out;
 	if ((request_id && !json_is_string(request_id)) || (data && !json_is_object(data)))
 		goto out;
-	if (ret_message) {
-		msg = strdup(json_string_value(message));
-		if (!msg) {
-			r = -ENOMEM;
-			goto out;
-		}
-		*ret_message = msg;
+	if ((ret_message && !(msg = strdup(json_string_value(message)))) ||
+	    (ret_request_id && request_id && !(rid = strdup(json_string_value(request_id))))) {
+		free(msg);
+		r = -ENOMEM;
+		goto out;
 	}
+	if (ret_message)
+		*ret_message = msg;
+	if (ret_request_id)
+		*ret_request_id = rid;
 	if (ret_data)
 		*ret_data = data ? json_incref(data) : NULL;
 	*ret_code = (int)json_integer_value(code);

@@ -47,5 +47,9 @@ int gmt_envelope_text(int code, const char *message, const char *request_id,
  * or -ENOMEM; the out-parameters are set only on success. */
 int gmt_envelope_parse(const char *body, size_t len, int *ret_code, char **ret_message,
 		       json_t **ret_data);
+/* The same, also giving requestId (malloc'ed, NULL when absent) when
+ * ret_request_id is not NULL: one parse of the body for all of them. */
+int gmt_envelope_parse_id(const char *body, size_t len, int *ret_code, char **ret_message,
+			  char **ret_request_id, json_t **ret_data);
 
 #endif

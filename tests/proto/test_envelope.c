@@ -95,11 +95,26 @@ static void test_parse_roundtrip(void **state)
 	free(msg);
 	/* the message and data out-parameters are optional */
 	assert_int_equal(gmt_envelope_parse(body, len, &code, NULL, NULL), 0);
+	/* gmt_envelope_parse_id gives the requestId too */
+	char *rid = NULL;
+	assert_int_equal(gmt_envelope_parse_id(body, len, &code, &msg, &rid, NULL), 0);
+	assert_int_equal(code, 3006);
+	assert_string_equal(msg, "task not found");
+	assert_string_equal(rid, "req-2");
+	free(msg);
+	free(rid);
 	free(body);
 	/* unknown members are ignored; requestId is optional */
 	static const char extra[] = "{\"code\":5003,\"message\":\"unavailable\",\"x\":[1]}";
 	assert_int_equal(gmt_envelope_parse(extra, strlen(extra), &code, NULL, NULL), 0);
 	assert_int_equal(code, 5003);
+	rid = (char *)1;
+	assert_int_equal(gmt_envelope_parse_id(extra, strlen(extra), &code, NULL, &rid, NULL), 0);
+	assert_null(rid);
+	/* a requestId that is not a string is refused */
+	static const char bad_rid[] = "{\"code\":0,\"message\":\"OK\",\"requestId\":1}";
+	assert_int_equal(gmt_envelope_parse_id(bad_rid, strlen(bad_rid), &code, NULL, &rid, NULL),
+			 -EINVAL);
 }
 
 static void test_parse_rejects(void **state)
