@@ -71,8 +71,9 @@ struct api_ctx {
 	atomic_int boot_request;
 	char boot_version[21];          /* PKG_VERSION_MAX_LEN + 1 */
 
-	/* Group commit of the requests' nonces (nonce.h). */
-	struct api_nonces *nonces;
+	/* The replay window: nonces in memory, a durable timestamp ceiling,
+	 * the restart floor (replay.h). */
+	struct api_replay *replay;
 	/* The VSM processes' statistics files as last read (h_vsm.c). */
 	struct api_stats_cache *stats_cache;
 };

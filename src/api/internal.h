@@ -9,7 +9,7 @@
 #include <stdbool.h>
 
 #include "api/api.h"
-#include "api/nonce.h"
+#include "api/replay.h"
 #include "api/validate.h"
 #include "pkg/pkg.h"
 #include "proto/codes.h"

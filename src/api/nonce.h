@@ -1,8 +1,9 @@
 /*
- * nonce.h: group commit of request nonces (PROFILE.md §5). Every
- * authenticated request's nonce must be durable before the request is
- * answered; one commit (one fdatasync) per request bounds the management
- * API at the disk's sync rate. Callers that arrive while a batch commits
+ * nonce.h: group commit of request nonces (PROFILE.md §5): the durable
+ * path of the replay window (replay.h), for requests whose timestamp is
+ * above the durable ceiling; their nonce must be durable before the request
+ * is answered, and one commit (one fdatasync) per request would bound them
+ * at the disk's sync rate. Callers that arrive while a batch commits
  * wait together and go to disk as the next batch, in one transaction
  * (store_nonces_use): the leader/follower scheme, without a thread of its
  * own. Private to src/api.

@@ -393,7 +393,22 @@ int api_init(struct api_ctx *ctx)
 {
 	pthread_mutex_init(&ctx->auth_lock, NULL);
 	pthread_mutex_init(&ctx->idem_lock, NULL);
-	int r = api_nonces_new(ctx->store, &ctx->nonces);
+	int r = api_replay_open(ctx->store, chsm_now_ms(), &ctx->replay);
+	if (r < 0)
+		return r;
+	/* Answer nothing until the clock passes the floor (a quick restart:
+	 * at most API_REPLAY_AHEAD_MS), so that fresh requests are not 2003. */
+	int64_t wait_ms = api_replay_wait_ms(ctx->replay, chsm_now_ms());
+	if (wait_ms > 0) {
+		struct timespec ts = {.tv_sec = wait_ms / 1000, .tv_nsec = (wait_ms % 1000) * 1000000};
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	} else if (wait_ms < 0) {
+		char floor[24];
+		snprintf(floor, sizeof(floor), "%lld", (long long)api_replay_floor(ctx->replay));
+		chsm_log(CHSM_LOG_WARNING, "auth.clock_behind_floor", "floorMs", floor, NULL);
+	}
+	r = api_replay_start(ctx->replay);
 	if (r < 0)
 		return r;
 	r = api_metrics_new(&ctx->metrics);
@@ -419,8 +434,8 @@ void api_fini(struct api_ctx *ctx)
 	ctx->metrics = NULL;
 	api_stats_cache_free(ctx->stats_cache);
 	ctx->stats_cache = NULL;
-	api_nonces_free(ctx->nonces);
-	ctx->nonces = NULL;
+	api_replay_free(ctx->replay);
+	ctx->replay = NULL;
 	crypto_sm2_key_free(ctx->platform_key);
 	ctx->platform_key = NULL;
 	pthread_mutex_destroy(&ctx->auth_lock);

@@ -261,16 +261,16 @@ struct nonce_ctx {
 
 /* Called by gmt_verify_request as its last step (the key and the
  * enrollment code are not used after it). When the request holds
- * auth_lock (enrollment), the lock is let go while the nonce waits for its
- * batch's commit (nonce.h), so that other requests verify and join that
- * batch meanwhile. */
+ * auth_lock (enrollment), the lock is let go while the nonce may wait for
+ * its batch's commit (the durable path of replay.h), so that other requests
+ * verify and join that batch meanwhile. */
 static int nonce_use(void *vctx, const char *nonce, int64_t ts)
 {
 	struct nonce_ctx *n = vctx;
 	if (!n->holds_auth_lock)
-		return api_nonces_use(n->api->nonces, nonce, ts, n->now);
+		return api_replay_use(n->api->replay, nonce, ts, n->now);
 	pthread_mutex_unlock(&n->api->auth_lock);
-	int r = api_nonces_use(n->api->nonces, nonce, ts, n->now);
+	int r = api_replay_use(n->api->replay, nonce, ts, n->now);
 	pthread_mutex_lock(&n->api->auth_lock);
 	return r;
 }
@@ -326,6 +326,7 @@ static int authenticate(struct api_call *c)
 	struct nonce_ctx nctx = {.api = ctx, .now = chsm_now_ms()};
 	struct gmt_verifier v = {
 		.now_ms = nctx.now,
+		.timestamp_floor_ms = api_replay_floor(ctx->replay),
 		.route_allows_enrollment = c->route->auth == API_AUTH_ENROLL_OR_PLATFORM,
 		.nonce_use = nonce_use,
 		.nonce_ctx = &nctx,

@@ -408,8 +408,8 @@ int gmt_verify_request(const struct gmt_auth_headers *h, const char *method, con
 		code = enrollment_open(v) ? GMT_OK : GMT_E_ENROLLMENT;
 	if (code != GMT_OK)
 		goto out;
-	/* 3. timestamp */
-	if (!within_window(p.timestamp_ms, v->now_ms)) {
+	/* 3. timestamp: within the window and above the restart floor */
+	if (!within_window(p.timestamp_ms, v->now_ms) || p.timestamp_ms <= v->timestamp_floor_ms) {
 		code = GMT_E_TIMESTAMP;
 		goto out;
 	}

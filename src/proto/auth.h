@@ -96,6 +96,10 @@ int gmt_mac_enrollment_request(const char *enrollment_code, const char *method,
 /* What the server knows when it checks a request. */
 struct gmt_verifier {
 	int64_t now_ms;                   /* the CHSM's clock */
+	/* A timestamp at or below it is refused like one outside the window
+	 * (2003): the restart floor of a server that keeps nonces in memory
+	 * (0: none). */
+	int64_t timestamp_floor_ms;
 	const crypto_sm2_key *platform_key;   /* NULL: none configured */
 	const char *platform_fingerprint;     /* its fingerprint, or NULL */
 	bool route_allows_enrollment;     /* 7.4.2 only */
@@ -134,6 +138,7 @@ struct gmt_auth_result {
  *    platform request (key rotation), an HMAC-SM3 one as enrollment.
  *  - The enrollment is open only when v->enrollment_open, a non-empty
  *    v->enrollment_code and no v->platform_key (else 2007).
+ *  - A timestamp at or below v->timestamp_floor_ms is 2003 (step 3).
  *  - A v without nonce_use, or NULL arguments, give 5000; a failure inside
  *    the crypto module gives 5002 (5000 when out of memory).
  *  - nonce_use is called only after the signature or MAC verified, at most

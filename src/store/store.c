@@ -785,6 +785,28 @@ int store_nonce_use(chsm_store *s, const char *nonce, int64_t timestamp_ms, int6
 	return r < 0 ? r : result;
 }
 
+int store_nonces_each(chsm_store *s, int64_t after_ms,
+		      int (*fn)(void *ctx, const char *nonce, int64_t timestamp_ms), void *ctx)
+{
+	if (s && s->restricted)
+		return -EPERM;
+	sqlite3_stmt *st = NULL;
+	char nonce[CHSM_NONCE_MAX_LEN + 1];
+	int r;
+	if (!s || !fn)
+		return -EINVAL;
+	store_lock(s);
+	r = store_prepare(s, &st, "SELECT nonce, ts FROM nonces WHERE ts > ?", "I", after_ms);
+	while (r >= 0 && (r = store_step(st)) == 1) {
+		r = store_col_copy(st, 0, nonce, sizeof(nonce));
+		if (r >= 0)
+			r = fn(ctx, nonce, sqlite3_column_int64(st, 1));
+	}
+	store_release(s, st);
+	store_unlock(s);
+	return r < 0 ? r : 0;
+}
+
 /* ---- idempotency ---- */
 
 int store_idem_get(chsm_store *s, const char *key, int64_t now_ms, struct store_idem *ret)

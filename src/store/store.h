@@ -123,6 +123,13 @@ struct store_nonce {
 int store_nonces_use(chsm_store *s, const struct store_nonce *items, size_t n, int64_t now_ms,
 		     int *results);
 
+/* Calls fn for every recorded nonce whose timestamp is above after_ms, in
+ * no particular order, under the store's mutex (fn must not call the
+ * store). Stops at fn's first negative answer and returns it; 0 when all
+ * were seen, or the store's -errno. */
+int store_nonces_each(chsm_store *s, int64_t after_ms,
+		      int (*fn)(void *ctx, const char *nonce, int64_t timestamp_ms), void *ctx);
+
 /* ---- idempotency keys (PROFILE.md §5) ---- */
 struct store_idem {
 	char *method;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "common/siphash.h"
 #include "common/util.h"
 
 static void test_hex_roundtrip(void **state)
@@ -69,6 +70,20 @@ static void test_file_atomic(void **state)
 	rmdir(dir);
 }
 
+/* The reference vectors of the SipHash paper (key 00..0f, message 00..). */
+static void test_siphash(void **state)
+{
+	(void)state;
+	uint8_t key[CHSM_SIPHASH_KEY_LEN], msg[15];
+	for (int i = 0; i < 16; i++)
+		key[i] = (uint8_t)i;
+	for (int i = 0; i < 15; i++)
+		msg[i] = (uint8_t)i;
+	assert_true(chsm_siphash24(key, msg, 0) == 0x726fdb47dd0e0e31ULL);
+	assert_true(chsm_siphash24(key, msg, 15) == 0xa129ca6149be45e5ULL);
+	assert_true(chsm_siphash24(key, msg, 8) != chsm_siphash24(key, msg, 7));
+}
+
 static void test_time(void **state)
 {
 	int64_t a = chsm_monotonic_ms(), b = chsm_monotonic_ms();
@@ -81,7 +96,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hex_roundtrip), cmocka_unit_test(test_parse_u64),
 		cmocka_unit_test(test_charset),       cmocka_unit_test(test_file_atomic),
-		cmocka_unit_test(test_time),
+		cmocka_unit_test(test_time), cmocka_unit_test(test_siphash),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -332,6 +332,13 @@ eventually() {
   return 1
 }
 
+# ceiling_past TS: the replay window's durable timestamp ceiling (setting
+# auth.ceilingMs, docs/api.md §1.4) is at or above TS, so a request with
+# that timestamp takes the fast path (its nonce in memory only).
+ceiling_past() {
+  python3 -c 'import sqlite3,sys; r = sqlite3.connect(sys.argv[1]).execute("select value from settings where name = ?", ("auth.ceilingMs",)).fetchone(); sys.exit(0 if r and int(r[0]) >= int(sys.argv[2]) else 1)' "$STATE/chsm.db" "$1"
+}
+
 # free_port: a TCP port free on 127.0.0.1 right now.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

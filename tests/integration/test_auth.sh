@@ -194,21 +194,39 @@ expect_signed "the same nonce with an old timestamp" 2003 401
 GMT_NONCE=$N gmt_request GET $F/chsm
 expect_signed "the same nonce, now well signed (not burnt by the failures)" 0 200
 
-# replay_after HOW: sends a request, restarts chsmd (chsm_stop or
-# chsm_kill), and sends exactly the same request (same headers) again.
+# replay_after HOW: sends two requests, restarts chsmd (chsm_stop or
+# chsm_kill), and sends exactly the same requests (same headers) again
+# (docs/api.md §1.4): the first, with a timestamp at or below the durable
+# ceiling (its nonce was kept in memory only), is below the restart floor
+# (2003); the second, 200 s ahead of the clock (above the ceiling: its
+# nonce was committed before the answer), is a replay (2004). A new
+# request right after the restart is accepted.
 replay_after() {
-  local ts nonce sig
+  local ts nonce sig ts2 nonce2 sig2
   ts=$(now_ms) nonce=$(openssl rand -hex 16)
+  gmt_request GET $F/vsms
+  expect_signed "a request that raises the ceiling before the $1 restart" 0 200
+  check "the durable ceiling passed the timestamp" eventually 10 ceiling_past "$ts"
   GMT_TS=$ts GMT_NONCE=$nonce GMT_SIG=$BAD_SIG gmt_request GET $F/vsms
   sig=$(sign_last_tbs)
   GMT_TS=$ts GMT_NONCE=$nonce GMT_SIG=$sig gmt_request GET $F/vsms
   expect_signed "request before the $1 restart" 0 200
+  ts2=$(($(now_ms) + 200000)) nonce2=$(openssl rand -hex 16)
+  check "the ceiling is below a timestamp 200 s ahead" eval "! ceiling_past $ts2"
+  GMT_TS=$ts2 GMT_NONCE=$nonce2 GMT_SIG=$BAD_SIG gmt_request GET $F/vsms
+  sig2=$(sign_last_tbs)
+  GMT_TS=$ts2 GMT_NONCE=$nonce2 GMT_SIG=$sig2 gmt_request GET $F/vsms
+  expect_signed "a request 200 s ahead before the $1 restart" 0 200
   $1
   chsm_start
-  GMT_TS=$ts GMT_NONCE=$nonce GMT_SIG=$sig gmt_request GET $F/vsms
-  expect_signed "the same request after $1 and a restart" 2004 401
   gmt_request GET $F/vsms
-  expect_signed "a new request after $1 and a restart" 0 200
+  expect_signed "a new request right after $1 and a restart" 0 200
+  GMT_TS=$ts GMT_NONCE=$nonce GMT_SIG=$sig gmt_request GET $F/vsms
+  expect_signed "the same request after $1 and a restart (below the floor)" 2003 401
+  GMT_TS=$ts2 GMT_NONCE=$nonce2 GMT_SIG=$sig2 gmt_request GET $F/vsms
+  expect_signed "the request 200 s ahead after $1 and a restart (its nonce was durable)" 2004 401
+  gmt_request GET $F/vsms
+  expect_signed "another new request after $1 and a restart" 0 200
 }
 replay_after chsm_stop
 replay_after chsm_kill

@@ -78,7 +78,11 @@ jq -cS .data.config "$RESP_BODY" > "$IT_DIR/config.before"
 gmt_request GET $API/vsms
 jq -c '[.data.vsms[].vsmId] | sort' "$RESP_BODY" > "$IT_DIR/ids.before"
 # a request answered before the crash, to replay after it
+# (with a timestamp at or below the durable ceiling, so its nonce is in
+# memory only and the restart floor refuses it: docs/api.md §1.4)
 REPLAY_TS=$(($(date +%s%N) / 1000000)); REPLAY_NONCE=$(openssl rand -hex 16)
+gmt_request GET $API/chsm/status
+check "the durable ceiling passed the replayed request's timestamp" eventually 10 ceiling_past "$REPLAY_TS"
 GMT_TS=$REPLAY_TS GMT_NONCE=$REPLAY_NONCE gmt_request GET $API/chsm
 expect "a request answered before the crash" 0 200
 
@@ -111,7 +115,7 @@ gmt_request GET "$API/tasks/$LAST_TASK"
 expect "a task of before the crash is still there" 0 200
 check "that task is still succeeded" [ "$(resp_data .state)" = succeeded ]
 GMT_TS=$REPLAY_TS GMT_NONCE=$REPLAY_NONCE gmt_request GET $API/chsm
-expect "a request replayed after the restart is refused" 2004 401
+expect "a request replayed after the restart is refused (below the restart floor)" 2003 401
 
 # ---- (3) zeroisation ----
 # Looked for: the raw token secrets, the base64 that carried them, and the

@@ -253,6 +253,25 @@ static void test_sign_verify_roundtrip(void **state)
 	h = as_auth_headers(&sh);
 	assert_int_equal(gmt_verify_request(&h, "GET", "/gmt0088/v1/chsm", NULL, 0, &v, &res),
 			 GMT_OK);
+	/* the restart floor: a timestamp at or below it is 2003 (before the
+	 * signature, and the nonce is not used); just above it passes */
+	assert_int_equal(gmt_sign_request(platform_key, "GET", "/gmt0088/v1/chsm", NULL, 0, NOW,
+					  &sh),
+			 0);
+	h = as_auth_headers(&sh);
+	int calls = store.calls;
+	v.timestamp_floor_ms = NOW;
+	assert_int_equal(gmt_verify_request(&h, "GET", "/gmt0088/v1/chsm", NULL, 0, &v, &res),
+			 GMT_E_TIMESTAMP);
+	h.signature = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+	assert_int_equal(gmt_verify_request(&h, "GET", "/gmt0088/v1/chsm", NULL, 0, &v, &res),
+			 GMT_E_TIMESTAMP);
+	assert_int_equal(store.calls, calls);
+	h = as_auth_headers(&sh);
+	v.timestamp_floor_ms = NOW - 1;
+	assert_int_equal(gmt_verify_request(&h, "GET", "/gmt0088/v1/chsm", NULL, 0, &v, &res),
+			 GMT_OK);
+	v.timestamp_floor_ms = 0;
 	/* the fingerprint is computed when the verifier does not give it */
 	assert_int_equal(gmt_sign_request(platform_key, "GET", "/gmt0088/v1/chsm", NULL, 0, NOW,
 					  &sh),
