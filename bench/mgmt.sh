@@ -16,7 +16,8 @@
 # (/proc/PID/stat), and that over the crypto cost.
 #
 # usage: CHSM_BIN=build/bin bench/mgmt.sh   (or bench/run.sh mgmt [BUILD_DIR])
-# BENCH_SECONDS (default 10) sets the measured seconds of each run.
+# BENCH_SECONDS (default 10) sets the measured seconds of each run;
+# BENCH_CHSMD_ARGS adds options to chsmd run (e.g. "--threads 4").
 # Prints the tables on stdout; the rest goes to $IT_DIR/bench.log.
 set -uo pipefail
 BENCH_NAME=mgmt
@@ -26,7 +27,8 @@ CONNS=${BENCH_CONNECTIONS:-32}
 
 bench_quiet
 chsm_init
-chsm_start
+# shellcheck disable=SC2086 # options, split on purpose
+chsm_start ${BENCH_CHSMD_ARGS:-}
 enroll_platform
 
 # load NAME ARGS...: one chsm-load run into $IT_DIR/NAME.json.

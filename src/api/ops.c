@@ -434,6 +434,9 @@ void api_fini(struct api_ctx *ctx)
 	ctx->metrics = NULL;
 	api_stats_cache_free(ctx->stats_cache);
 	ctx->stats_cache = NULL;
+	/* The listener is stopped: no request is in flight. */
+	if (ctx->replay && api_replay_shutdown(ctx->replay) < 0)
+		chsm_log(CHSM_LOG_WARNING, "auth.ceiling_not_lowered", NULL);
 	api_replay_free(ctx->replay);
 	ctx->replay = NULL;
 	crypto_sm2_key_free(ctx->platform_key);

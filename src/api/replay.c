@@ -40,6 +40,7 @@ struct api_replay {
 	uint8_t key[CHSM_SIPHASH_KEY_LEN];
 	int64_t floor;
 	_Atomic int64_t ceiling;
+	_Atomic int64_t fast_max_ts;    /* highest T accepted on the fast path */
 
 	pthread_mutex_t lock;           /* the table and the overflow state */
 	struct slot *slots;
@@ -201,6 +202,7 @@ int api_replay_open(chsm_store *store, int64_t now_ms, struct api_replay **ret)
 	w->store = store;
 	w->floor = (int64_t)floor;
 	atomic_init(&w->ceiling, w->floor);
+	atomic_init(&w->fast_max_ts, w->floor);
 	w->swept_at = now_ms;
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_mutex_init(&w->raise_mutex, NULL);
@@ -220,6 +222,37 @@ fail:
 	api_nonces_free(w->durable);
 	free(w->slots);
 	free(w);
+	return r;
+}
+
+static void stop_raiser(struct api_replay *w)
+{
+	if (!w->started)
+		return;
+	pthread_mutex_lock(&w->wake_lock);
+	w->stop = true;
+	pthread_cond_signal(&w->wake);
+	pthread_mutex_unlock(&w->wake_lock);
+	pthread_join(w->thread, NULL);
+	w->started = false;
+}
+
+int api_replay_shutdown(struct api_replay *w)
+{
+	if (!w)
+		return -EINVAL;
+	stop_raiser(w);
+	int r = 0;
+	pthread_mutex_lock(&w->raise_mutex);
+	int64_t c = atomic_load(&w->ceiling), top = atomic_load(&w->fast_max_ts);
+	if (top < c) {
+		char buf[24];
+		snprintf(buf, sizeof(buf), "%lld", (long long)top);
+		r = store_setting_set(w->store, API_REPLAY_SETTING, buf);
+		if (r == 0)
+			atomic_store(&w->ceiling, top);
+	}
+	pthread_mutex_unlock(&w->raise_mutex);
 	return r;
 }
 
@@ -258,13 +291,7 @@ void api_replay_free(struct api_replay *w)
 {
 	if (!w)
 		return;
-	if (w->started) {
-		pthread_mutex_lock(&w->wake_lock);
-		w->stop = true;
-		pthread_cond_signal(&w->wake);
-		pthread_mutex_unlock(&w->wake_lock);
-		pthread_join(w->thread, NULL);
-	}
+	stop_raiser(w);
 	api_nonces_free(w->durable);
 	pthread_cond_destroy(&w->wake);
 	pthread_mutex_destroy(&w->wake_lock);
@@ -344,8 +371,12 @@ int api_replay_use(struct api_replay *w, const char *nonce, int64_t ts, int64_t 
 	if (p != PUT_INSERTED)   /* overflow, or it just began: the store only */
 		enter_overflow(w, ts);
 	pthread_mutex_unlock(&w->lock);
-	if (p == PUT_INSERTED && ts <= c)
+	if (p == PUT_INSERTED && ts <= c) {
+		int64_t top = atomic_load(&w->fast_max_ts);
+		while (ts > top && !atomic_compare_exchange_weak(&w->fast_max_ts, &top, ts))
+			;
 		return 0;
+	}
 	/* The durable path: the nonce is committed before the answer. */
 	int r = api_nonces_use(w->durable, nonce, ts, now_ms);
 	if (r < 0 && p == PUT_INSERTED) {

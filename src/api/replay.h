@@ -20,6 +20,9 @@
  *    with 2003 (such a request might have been accepted before the restart
  *    with its nonce only in memory), and the stored nonces with T > F are
  *    loaded into memory, so their replays get 2004.
+ *  - At a clean stop (api_replay_shutdown) C is lowered to the highest
+ *    timestamp accepted on the fast path, so that a restart right after a
+ *    stop or a reboot does not refuse requests signed after the stop.
  *  - Memory is bounded (API_REPLAY_SLOTS slots, at most
  *    API_REPLAY_MAX_ENTRIES nonces). At the bound, after dropping what
  *    expired, a request is not refused: it takes the durable path, and so
@@ -67,6 +70,12 @@ void api_replay_free(struct api_replay *w);
 /* Starts the background thread that raises C. 0 or -errno. Without it (unit
  * tests) C moves only through api_replay_raise. */
 int api_replay_start(struct api_replay *w);
+
+/* At a clean stop, once no request is in flight and none will come: stops
+ * the raiser and lowers the durable C to the highest timestamp accepted on
+ * the fast path in this run (never below F; nothing written when that is
+ * C already). 0, or the store's -errno (C stays, which is also safe). */
+int api_replay_shutdown(struct api_replay *w);
 
 /* The floor F: timestamps at or below it are refused (2003). */
 int64_t api_replay_floor(const struct api_replay *w);

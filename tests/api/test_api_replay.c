@@ -103,6 +103,34 @@ static void test_paths_and_restart(void **state)
 	api_replay_free(w);
 }
 
+/* A clean stop lowers C to the highest fast-path timestamp: after the
+ * restart, requests signed after the stop pass, the accepted ones do not. */
+static void test_clean_stop(void **state)
+{
+	struct test_store *t = *state;
+	struct api_replay *w = NULL;
+	assert_int_equal(api_replay_open(t->s, T0, &w), 0);
+	assert_int_equal(api_replay_use(w, "durable-above-top-01", T0 + 500, T0), 0);
+	assert_int_equal(api_replay_raise(w, T0), 0);
+	assert_int_equal(api_replay_use(w, "fast-path-before-top", T0 + 100, T0 + 100), 0);
+	assert_int_equal(api_replay_use(w, "fast-path-the-top-01", T0 + 300, T0 + 100), 0);
+	assert_int_equal(api_replay_shutdown(w), 0);
+	assert_int_equal(api_replay_ceiling(w), T0 + 300);
+	assert_int_equal(setting_ms(t->s), T0 + 300);
+	api_replay_free(w);
+	assert_int_equal(test_store_reopen(t, test_master_key), 0);
+	assert_int_equal(api_replay_open(t->s, T0 + 400, &w), 0);
+	assert_int_equal(api_replay_floor(w), T0 + 300);
+	assert_int_equal(api_replay_wait_ms(w, T0 + 400), 0);
+	assert_int_equal(api_replay_use(w, "fast-path-the-top-01", T0 + 300, T0 + 400), 1);
+	assert_int_equal(api_replay_use(w, "durable-above-top-01", T0 + 500, T0 + 400), 1);
+	assert_int_equal(api_replay_use(w, "signed-after-stop-01", T0 + 301, T0 + 400), 0);
+	/* A stop with no fast-path request leaves C at F. */
+	assert_int_equal(api_replay_shutdown(w), 0);
+	assert_int_equal(setting_ms(t->s), T0 + 300);
+	api_replay_free(w);
+}
+
 static void test_expiry(void **state)
 {
 	struct test_store *t = *state;
@@ -207,6 +235,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		TEST_STORE_CASE(test_paths_and_restart),
+		TEST_STORE_CASE(test_clean_stop),
 		TEST_STORE_CASE(test_expiry),
 		TEST_STORE_CASE(test_bound),
 		TEST_STORE_CASE(test_storage_failure),
