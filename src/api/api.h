@@ -113,6 +113,8 @@ void api_handle_metrics_only(void *ctx, const struct http_request *req,
 int api_run_task(void *ctx, const struct store_task *t, json_t **ret_result, char *msg,
 		 size_t msglen);
 void api_task_interrupted(void *ctx, const struct store_task *t);
+/* The engine's retry hook: logs event=store.retry for task t. */
+void api_task_retrying(void *ctx, const struct store_task *t, int err);
 
 /* The deferred upgrade and reboot tasks (chsm_boot.c). Task engine hook:
  * whether t is the task the last service deferred (it stays running). */

@@ -305,6 +305,13 @@ static int run_operation(struct api_ctx *ctx, const struct store_task *t, json_t
 	return code;
 }
 
+void api_task_retrying(void *vctx, const struct store_task *t, int err)
+{
+	(void)vctx;
+	chsm_log(CHSM_LOG_WARNING, "store.retry", "task", t->id, "state", t->state, "error",
+		 err == -ENOSPC ? "disk full; retrying" : "storage failing; retrying", NULL);
+}
+
 void api_task_interrupted(void *vctx, const struct store_task *t)
 {
 	struct api_ctx *ctx = vctx;

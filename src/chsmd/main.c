@@ -416,7 +416,8 @@ static int serve(const struct run_options *o)
 	api_apply_ntp_config(&ctx);
 	struct task_engine_config tcfg = {
 		.store = ctx.store, .device_key = ctx.device_key, .run = api_run_task,
-		.interrupted = api_task_interrupted, .owned = api_boot_owns_task, .ctx = &ctx,
+		.interrupted = api_task_interrupted, .owned = api_boot_owns_task,
+		.retrying = api_task_retrying, .ctx = &ctx,
 		.workers = 2,
 	};
 	if ((r = task_engine_start(&tcfg, &ctx.tasks)) < 0) {

@@ -143,19 +143,27 @@ static bool engine_stopping(task_engine *te)
 
 /* Writes t, trying again while the store fails with a full disk, an I/O
  * error or a busy database (a full disk is usually freed by an operator; an
- * answered task must not stay "running"), with pauses growing from 100 ms
- * to 5 s, until the engine stops. A task left unrecorded by a stop is
- * failed as interrupted at the next start. */
-static void update_until_recorded(task_engine *te, const struct store_task *t)
+ * answered task must not stay "pending" or "running" unseen), with pauses
+ * growing from 100 ms to 5 s, until the engine stops; the first failure is
+ * reported to cfg.retrying. Returns 0 once written, else the store's last
+ * -errno (another error, or the engine stopped). A task left unrecorded by
+ * a stop is queued again (pending) or failed as interrupted (running) at
+ * the next start. */
+static int update_until_recorded(task_engine *te, const struct store_task *t)
 {
 	long pause_ms = 100;
+	bool reported = false;
 	int r;
 	while ((r = store_task_update(te->cfg.store, t)) < 0 &&
 	       (r == -ENOSPC || r == -EIO || r == -EBUSY) && !engine_stopping(te)) {
+		if (!reported && te->cfg.retrying)
+			te->cfg.retrying(te->cfg.ctx, t, r);
+		reported = true;
 		struct timespec ts = {pause_ms / 1000, (pause_ms % 1000) * 1000000L};
 		nanosleep(&ts, NULL);
 		pause_ms = pause_ms < 2500 ? pause_ms * 2 : 5000;
 	}
+	return r;
 }
 
 /* Records the end of a task and schedules its callback; a worker insists
@@ -176,7 +184,7 @@ static void finish_task(task_engine *te, struct store_task *t, int code, const c
 		t->callback_delivered = false;
 	}
 	if (insist)
-		update_until_recorded(te, t);
+		(void)update_until_recorded(te, t);
 	else
 		(void)store_task_update(te->cfg.store, t);
 	if (t->callback_url) {
@@ -197,7 +205,9 @@ static void run_one(task_engine *te, const char *id)
 	}
 	snprintf(t.state, sizeof(t.state), "running");
 	t.started_at = chsm_now_ms();
-	if (store_task_update(te->cfg.store, &t) < 0) {
+	/* Until this is written the task is pending: on a full disk it waits
+	 * here (it used to be dropped, pending until the next start). */
+	if (update_until_recorded(te, &t) < 0) {
 		store_task_clear(&t);
 		return;
 	}

@@ -53,6 +53,11 @@ typedef void (*task_interrupted_fn)(void *ctx, const struct store_task *t);
  * interrupted is not called). The owner must then really end it in this
  * process, or answer false at a later start. */
 typedef bool (*task_owned_fn)(void *ctx, const struct store_task *t);
+/* Called once per write of task t that the store refused with err (a full
+ * disk, an I/O error, a busy database) and that a worker now tries again:
+ * the start of a task (t->state "running"; the stored task stays pending
+ * until it is written) or its end. For the log. */
+typedef void (*task_retrying_fn)(void *ctx, const struct store_task *t, int err);
 
 struct task_engine_config {
 	chsm_store *store;
@@ -60,6 +65,7 @@ struct task_engine_config {
 	task_run_fn run;
 	task_interrupted_fn interrupted;
 	task_owned_fn owned;                /* NULL: nothing is ever deferred */
+	task_retrying_fn retrying;          /* may be NULL */
 	void *ctx;
 	int workers;                        /* 0: 2 */
 	const char *callback_cafile;        /* extra CA file for https callbacks, or NULL */

@@ -80,10 +80,12 @@ fill() {
   return 0
 }
 # settled TASKID VSM: chsmd logged the task's end, or that it waits for the
-# store to accept the VSM's final state (the log is not on the tmpfs). Then
-# the test gives the space back, as an operator would.
+# store to accept the task's start or end or the VSM's final state (the log
+# is not on the tmpfs). Then the test gives the space back, as an operator
+# would; a task that could not even start then runs with the space.
 settled() {
   grep -q "event=task.end task=$1 " "$CHSMD_LOG" ||
+    grep -q "event=store.retry task=$1 " "$CHSMD_LOG" ||
     grep -q "event=store.retry vsm=$2 " "$CHSMD_LOG"
 }
 

@@ -4,7 +4,10 @@
  * stop; at the next start the task stays running when its owner claims it
  * (owned) and is failed as interrupted (5000) otherwise; task_engine_finish
  * ends it once (succeeded with its result, or failed with message and
- * result) and refuses unknown and finished tasks.
+ * result) and refuses unknown and finished tasks. A task whose start
+ * cannot be recorded (the database is busy, as when the disk is full) waits
+ * and is tried again, reported once to the retry hook, instead of staying
+ * pending.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -152,6 +155,62 @@ static void finish_failed_keeps_message_and_result(void **state)
 	task_engine_stop(te);
 }
 
+static atomic_int retries;
+static int retry_err;
+
+static void on_retrying(void *ctx, const struct store_task *t, int err)
+{
+	retry_err = err;
+	atomic_fetch_add(&retries, 1);
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+static void start_retried_while_database_busy(void **state)
+{
+	struct test_store *ts = *state;
+	struct task_engine_config cfg = {
+		.store = ts->s, .device_key = device_key, .run = run_deferring,
+		.retrying = on_retrying,
+	};
+	task_engine *te = NULL;
+	assert_int_equal(task_engine_start(&cfg, &te), 0);
+	struct store_task t;
+	assert_int_equal(store_begin(ts->s), 0);
+	assert_int_equal(task_engine_admit(te, "v1"), GMT_OK);
+	assert_int_equal(task_engine_insert(te, "vsm.start", "v1", NULL, NULL, &t), 0);
+	assert_int_equal(store_commit(ts->s), 0);
+	char id[32];
+	snprintf(id, sizeof(id), "%s", t.id);
+	store_task_clear(&t);
+	/* Another connection holds the write lock: the worker's write of
+	 * "running" fails after the busy timeout. */
+	chsm_store *blocker = NULL;
+	assert_int_equal(store_open(ts->path, test_master_key, &blocker), 0);
+	assert_int_equal(store_begin(blocker), 0);
+	int before = atomic_load(&runs);
+	atomic_store(&retries, 0);
+	task_engine_kick(te, id);
+	for (int i = 0; i < 3000 && atomic_load(&retries) == 0; i++)
+		sleep_ms(10);
+	assert_int_equal(atomic_load(&retries), 1);
+	assert_int_equal(retry_err, -EIO);   /* the store reports SQLITE_BUSY as -EIO */
+	assert_int_equal(atomic_load(&runs), before);
+	assert_int_equal(store_rollback(blocker), 0);
+	store_close(blocker);
+	/* The lock is gone: the next attempt records the start and runs it. */
+	for (int i = 0; i < 3000 && atomic_load(&runs) == before; i++)
+		sleep_ms(10);
+	assert_int_equal(atomic_load(&runs), before + 1);
+	assert_int_equal(atomic_load(&retries), 1);
+	expect_state(ts, id, "running", -1);
+	task_engine_stop(te);
+}
+
 int main(void)
 {
 	if (crypto_sm2_generate(&device_key) < 0)
@@ -160,6 +219,7 @@ int main(void)
 		TEST_STORE_CASE(deferred_then_owned_then_finished),
 		TEST_STORE_CASE(deferred_not_owned_fails_at_start),
 		TEST_STORE_CASE(finish_failed_keeps_message_and_result),
+		TEST_STORE_CASE(start_retried_while_database_busy),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	crypto_sm2_key_free(device_key);
