@@ -41,8 +41,8 @@
 #include "common/limits.h"
 #include "store/store.h"
 
-/* Slots of the in-memory table (16 bytes each: 16 MiB of address space,
- * whose pages are touched as nonces arrive; an idle device touches few). */
+/* Slots of the in-memory table (16 bytes each: 16 MiB, made resident when
+ * the table is made, so that the service's memory does not grow with it). */
 #define API_REPLAY_SLOTS (1u << 20)
 /* At most this many nonces in memory (linear probing stays short). */
 #define API_REPLAY_MAX_ENTRIES (API_REPLAY_SLOTS / 4 * 3)
