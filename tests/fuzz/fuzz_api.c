@@ -119,11 +119,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* An unknown code reads as 5000's message. */
 	bool known = c.code == GMT_OK || c.code == GMT_E_INTERNAL ||
 		     strcmp(gmt_code_message(c.code), gmt_code_message(GMT_E_INTERNAL)) != 0;
-	if (!known || (c.code != GMT_OK && c.data))
+	if (!known || (c.code != GMT_OK && (c.data || c.data_text)))
 		abort();
 out:
 	json_decref(c.body);
 	json_decref(c.data);
+	free(c.data_text);   /* an answer written as text (api_ok_text) */
 	free(c.raw_body);
 	return 0;
 }
