@@ -60,13 +60,24 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void test_good_session(void **state)
+/* A session with a fake VSM in mode: the fake and the device into *ret_f
+ * and *ret_dev. */
+static void *open_with(enum fake_mode mode, struct fake_vsm **ret_f, void **ret_dev)
 {
-	struct fake_vsm *f = fake_vsm_start(FAKE_GOOD, "app", secret, sizeof(secret));
+	struct fake_vsm *f = fake_vsm_start(mode, "app", secret, sizeof(secret));
 	assert_non_null(f);
 	void *dev = device_for(fake_vsm_port(f), secret, sizeof(secret));
 	void *s = NULL;
 	assert_int_equal(SDF_OpenSession(dev, &s), SDR_OK);
+	*ret_f = f;
+	*ret_dev = dev;
+	return s;
+}
+
+static void test_good_session(void **state)
+{
+	struct fake_vsm *f;
+	void *dev, *s = open_with(FAKE_GOOD, &f, &dev);
 
 	DEVICEINFO info;
 	assert_int_equal(SDF_GetDeviceInfo(s, &info), SDR_OK);
@@ -247,20 +258,6 @@ static void test_malformed_answer(void **state)
 	dev = device_for(port, secret, sizeof(secret));
 	assert_int_equal(SDF_OpenSession(dev, &s), SDR_OPENSESSION);
 	assert_int_equal(SDF_CloseDevice(dev), SDR_OK);
-}
-
-/* A session with a fake VSM in mode: the fake and the device into *ret_f
- * and *ret_dev. */
-static void *open_with(enum fake_mode mode, struct fake_vsm **ret_f, void **ret_dev)
-{
-	struct fake_vsm *f = fake_vsm_start(mode, "app", secret, sizeof(secret));
-	assert_non_null(f);
-	void *dev = device_for(fake_vsm_port(f), secret, sizeof(secret));
-	void *s = NULL;
-	assert_int_equal(SDF_OpenSession(dev, &s), SDR_OK);
-	*ret_f = f;
-	*ret_dev = dev;
-	return s;
 }
 
 static void close_with(struct fake_vsm *f, void *dev, void *s)
