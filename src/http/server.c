@@ -652,8 +652,17 @@ static void worker_cleanup(struct worker *w)
 		event_free(w->drain_ev);
 	if (w->kick_ev)
 		event_free(w->kick_ev);
-	if (w->base)
+	if (w->base) {
+		/* A bufferevent is only released once the deferred callbacks
+		 * that hold a reference to it have run (the TLS bufferevent
+		 * queues one after every write), and event_base_free drops
+		 * them unrun: the loop stopped right after a write would leak
+		 * that connection's bufferevent and SSL object. Run what is
+		 * queued (those callbacks, then the finalizers they queue)
+		 * until nothing is; none of the server's callbacks is left. */
+		event_base_loop(w->base, EVLOOP_NONBLOCK);
 		event_base_free(w->base);
+	}
 	/* Connections evhttp freed before they were attached. */
 	while (w->conns)
 		conn_destroy(w->conns, false);

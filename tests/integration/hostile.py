@@ -17,6 +17,15 @@
       others until FILE exists; prints "opened=O closed_at_once=C held=H
       failed=F" (failed: connect itself failed) when held, and again at the
       end "still_open=K" (closed by the server while held: H - K).
+  hostile.py stop HOST PORT CACERT --n N --release FILE --max-secs S
+      connections in every state for a stop of the server: TCP only,
+      the first bytes of a ClientHello, a whole ClientHello whose answer is
+      never read (the server mid-handshake), TLS idle, half a request head,
+      one answered and kept alive, and N that pipeline requests without
+      pause and read the answers as they come. Once each pipeline has an
+      answer and no connection was closed, writes "open=K" to FILE; then
+      waits until the server closed them all (or S s passed) and prints
+      "answers=A closed=C of K" and, per connection left open, its kind.
   hostile.py tenant HOST 0 --src ADDR --a-port P --a-token-id ID --a-secret-file F
                    --a-index I --b-port P --b-token-id ID --b-index J --b-pub-file F
       a tenant with VSM A's token attacks VSM B (cmd_tenant says how);
@@ -171,6 +180,101 @@ def cmd_flood(a):
     return 0
 
 
+def peer_gone(s):
+    """s (non-blocking) reached its end: EOF, reset or a TLS error; what
+    arrived before is read and dropped."""
+    try:
+        while True:
+            if not s.recv(65536):
+                return True
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+        return False
+    except (OSError, ssl.SSLError):
+        return True
+
+
+def cmd_stop(a):
+    ctx = tls_ctx(a.cacert)
+    get = b"GET /gmt0088/v1/chsm/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+    def tcp():
+        return socket.create_connection((a.host, a.port), timeout=30)
+
+    def tls():
+        return ctx.wrap_socket(tcp(), server_hostname="127.0.0.1")
+    held = [("tcp-only", tcp())]
+    s = tcp()
+    s.sendall(bytes.fromhex("160301020001"))  # a record header, then nothing
+    held.append(("partial-client-hello", s))
+    s = tcp()
+    bio_in, bio_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    hs = ctx.wrap_bio(bio_in, bio_out, server_hostname="127.0.0.1")
+    try:
+        hs.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    s.sendall(bio_out.read())  # the server answers and waits for our Finished
+    held.append(("mid-handshake", s))
+    held.append(("tls-idle", tls()))
+    s = tls()
+    s.sendall(get[:30])
+    held.append(("half-a-head", s))
+    s = tls()
+    s.sendall(get)
+    if read_answer(s) is None:
+        print("keep-alive: no answer", flush=True)
+        return 1
+    held.append(("keep-alive", s))
+    pipes = [tls() for _ in range(a.n)]
+    for s in [c for _, c in held] + pipes:
+        s.setblocking(False)
+    pending = [b""] * len(pipes)
+    got = [0] * len(pipes)
+    conns = held + [("pipeline", s) for s in pipes]
+    gone = [False] * len(conns)
+    released = False
+    end = time.time() + a.max_secs
+    while not all(gone) and time.time() < end:
+        for i, s in enumerate(pipes):
+            if gone[len(held) + i]:
+                continue
+            try:
+                if not pending[i]:
+                    pending[i] = get * 64
+                pending[i] = pending[i][s.send(pending[i]):]
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                pass
+            except (OSError, ssl.SSLError):
+                gone[len(held) + i] = True
+                continue
+            try:
+                while True:
+                    d = s.recv(65536)
+                    if not d:
+                        gone[len(held) + i] = True
+                        break
+                    got[i] += d.count(b"HTTP/1.1 ")
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                pass
+            except (OSError, ssl.SSLError):
+                gone[len(held) + i] = True
+        for i, (_, s) in enumerate(held):
+            gone[i] = gone[i] or peer_gone(s)
+        if not released and all(got):
+            if any(gone):
+                break  # closed before the stop: the test says so
+            with open(a.release, "w") as f:
+                f.write("open=%d\n" % len(conns))
+            released = True
+        time.sleep(0.005)
+    print("answers=%d closed=%d of %d" % (sum(got), sum(gone), len(conns)), flush=True)
+    for (kind, s), g in zip(conns, gone):
+        if not g:
+            print("open: " + kind, flush=True)
+        s.close()
+    return 0
+
+
 def cmd_tenant(a):
     """A tenant holding VSM A's token attacks VSM B (whose secret it does
     not know) from address a.src. Prints ok / not ok lines."""
@@ -284,7 +388,7 @@ def main():
     for opt in ("--n", "--max-secs", "--a-port", "--b-port", "--a-index", "--b-index"):
         ap.add_argument(opt, type=int)
     a = ap.parse_args()
-    return {"raw": cmd_raw, "slow": cmd_slow, "flood": cmd_flood,
+    return {"raw": cmd_raw, "slow": cmd_slow, "flood": cmd_flood, "stop": cmd_stop,
             "tenant": cmd_tenant}[a.cmd](a)
 
 
