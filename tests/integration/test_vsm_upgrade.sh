@@ -84,7 +84,21 @@ refused() {
   local after; after=$(snapshot "$2")
   check "$1: VSM unchanged ($after)" [ "$before" = "$after" ]
 }
-exe_of() { readlink "/proc/$(vsm_pid "$1")/exe"; }
+# exe_of ID: the program VSM ID's process runs, from its command line:
+# argv[0] (the supervisor's path), or under Valgrind, whose launcher and
+# tool (/proc/PID/exe) run in its place, the first argument after
+# valgrind's options. Symlinks resolved.
+exe_of() {
+  local pid; pid=$(vsm_pid "$1")
+  [ -n "$pid" ] || return 1
+  local -a argv; mapfile -d '' argv < "/proc/$pid/cmdline" || return 1
+  local i=0
+  case ${argv[0]##*/} in
+    valgrind|valgrind.bin|memcheck-*)
+      i=1; while [ "$i" -lt "${#argv[@]}" ] && [[ ${argv[$i]} == -* ]]; do i=$((i + 1)); done ;;
+  esac
+  [ "$i" -lt "${#argv[@]}" ] && readlink -f "${argv[$i]}"
+}
 # signs_as_up1 PORT: the VSM there signs $IT_DIR/doc with key 1 (token
 # "app") and openssl verifies it against up1's public key read at the start.
 signs_as_up1() {
@@ -149,12 +163,18 @@ check "exits at start: up1 runs its old version, keys intact" \
 check "exits at start: up1 runs the default program" [ "$(exe_of up1)" = "$(readlink -f "$CHSM_BIN/chsm-vsmd")" ]
 check "exits at start: up1 signs, verifiably" signs_as_up1 "$P1"
 
+# The second upgrade goes right after the first is accepted (its body made
+# before): the first task ends by itself once the supervisor stops waiting
+# for READY (5 s; 50 s under Valgrind), and a request admitted after that is
+# rightly accepted. Admission itself is one transaction under the store's
+# lock (api_submit_task), so no two upgrades of one VSM are ever admitted.
+good_body=$(upgrade_body good)
 gmt_request POST "$API/vsms/up1/upgrade" "$(upgrade_body slow)"
 expect "never ready: accepted" 0 202
 SLOW_TASK=$(resp_data .taskId)
-check "never ready: up1 is upgrading" vsm_state_is up1 upgrading
-gmt_request POST "$API/vsms/up1/upgrade" "$(upgrade_body good)"
+gmt_request POST "$API/vsms/up1/upgrade" "$good_body"
 expect "a second upgrade while one runs" 3005 409
+check "never ready: up1 is upgrading" vsm_state_is up1 upgrading
 wait_task "$SLOW_TASK"
 check "never ready: task failed 5000 (got ${TASK_STATE:-?} ${TASK_CODE:-?})" \
   [ "${TASK_STATE:-} ${TASK_CODE:-}" = "failed 5000" ]
