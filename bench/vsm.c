@@ -21,7 +21,10 @@
  * (src/crypto, what chsm-vsmd runs) in this process: on one thread per CPU
  * second, and on as many threads as the VSM may use cores, per wall-clock
  * second over the same S. With --vsm-pid (chsm-vsmd), the VSM's CPU time per
- * operation is printed too, beside the raw CPU time per operation.
+ * operation is printed too, beside the raw CPU time per operation, and the
+ * raw figures run on the CPUs the VSM may use (its affinity), so that raw
+ * and VSM run on the same cores; the header says which CPUs the VSM, the
+ * SDF client (this process) and the raw figures had.
  * Prints Markdown tables; exit 1 when an operation fails (with its SDR
  * name), 2 for bad usage.
  */
@@ -85,6 +88,31 @@ struct worker {
 };
 
 static volatile int stop_flag;
+/* Where raw work runs: the VSM's CPUs (with --vsm-pid), else anywhere. */
+static bool raw_pinned;
+static cpu_set_t raw_cpus;
+
+static void pin_raw(void)
+{
+	if (raw_pinned)
+		(void)sched_setaffinity(0, sizeof(raw_cpus), &raw_cpus);
+}
+
+/* A CPU set as a list ("0-1,3"). */
+static const char *cpu_list(const cpu_set_t *set, char *buf, size_t cap)
+{
+	size_t n = 0;
+	buf[0] = '\0';
+	for (int c = 0; c < CPU_SETSIZE && n < cap; c++) {
+		if (!CPU_ISSET(c, set) || (c > 0 && CPU_ISSET(c - 1, set)))
+			continue;
+		int e = c;
+		while (e + 1 < CPU_SETSIZE && CPU_ISSET(e + 1, set))
+			e++;
+		n += (size_t)snprintf(buf + n, cap - n, e > c ? "%s%d-%d" : "%s%d", n ? "," : "", c, e);
+	}
+	return buf;
+}
 
 static double thread_cpu_s(void)
 {
@@ -199,6 +227,7 @@ static void *raw_worker(void *arg)
 	uint8_t *buf = calloc(1, MIB), *out = malloc(MIB);
 	crypto_sm3_ctx *sm3 = NULL;
 	int r = buf && out ? crypto_sm3_new(&sm3) : -ENOMEM;
+	pin_raw();
 	pthread_barrier_wait(w->ready);
 	while (r == 0 && !*w->stop) {
 		r = raw_once(w->sh, w->op, buf, out, sm3);
@@ -253,8 +282,27 @@ static int64_t run(struct shared *sh, enum op op, bool raw, unsigned n, double s
 	return failed ? -1 : total;
 }
 
-/* One thread's CPU time per raw operation, in µs. */
+static void *raw_cpu_main(void *arg);
+
+/* One thread's CPU time per raw operation, in µs, on a thread of its own
+ * (on the raw CPUs). */
+struct raw_cpu_arg {
+	struct shared *sh;
+	enum op op;
+	double seconds, us;
+};
+
 static double raw_cpu_us(struct shared *sh, enum op op, double seconds)
+{
+	struct raw_cpu_arg a = {sh, op, seconds, 0};
+	pthread_t t;
+	if (pthread_create(&t, NULL, raw_cpu_main, &a) != 0)
+		return 0;
+	pthread_join(t, NULL);
+	return a.us;
+}
+
+static double raw_cpu_measure(struct shared *sh, enum op op, double seconds)
 {
 	uint8_t *buf = calloc(1, MIB), *out = malloc(MIB);
 	crypto_sm3_ctx *sm3 = NULL;
@@ -272,6 +320,14 @@ static double raw_cpu_us(struct shared *sh, enum op op, double seconds)
 	free(buf);
 	free(out);
 	return n ? t * 1e6 / (double)n : 0;
+}
+
+static void *raw_cpu_main(void *arg)
+{
+	struct raw_cpu_arg *a = arg;
+	pin_raw();
+	a->us = raw_cpu_measure(a->sh, a->op, a->seconds);
+	return NULL;
 }
 
 static int setup(struct shared *sh)
@@ -379,14 +435,22 @@ int main(int argc, char **argv)
 	struct shared sh = {0};
 	if (setup(&sh) < 0)
 		return 1;
-	cpu_set_t cpus;
-	int cores = vsm_pid && sched_getaffinity(vsm_pid, sizeof(cpus), &cpus) == 0
-			    ? CPU_COUNT(&cpus)
-			    : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t cpus, own;
+	char vsm_list[256], own_list[256];
+	raw_pinned = vsm_pid && sched_getaffinity(vsm_pid, sizeof(cpus), &cpus) == 0;
+	if (raw_pinned)
+		raw_cpus = cpus;
+	int cores = raw_pinned ? CPU_COUNT(&cpus) : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (cores < 1 || cores > MAX_THREADS)
 		cores = 1;
-	printf("VSM service through libopenchsm-sdf over loopback; %.1f s per figure; the VSM may use %d cores\n\n",
-	       seconds, cores);
+	if (sched_getaffinity(0, sizeof(own), &own) < 0)
+		CPU_ZERO(&own);
+	printf("VSM service through libopenchsm-sdf over loopback; %.1f s per figure; the VSM may use %d core%s",
+	       seconds, cores, cores > 1 ? "s" : "");
+	if (raw_pinned)
+		printf(" (CPU %s; raw figures ran there too)", cpu_list(&cpus, vsm_list, sizeof(vsm_list)));
+	printf("; the SDF client ran on CPU %s of %ld\n\n", cpu_list(&own, own_list, sizeof(own_list)),
+	       sysconf(_SC_NPROCESSORS_ONLN));
 	printf("| operation | raw 1 thread (ops/s per CPU s) | raw %d threads (ops/s) |", cores);
 	for (unsigned i = 0; i < nsessions; i++)
 		printf(" SDF %u session%s (ops/s) |", sessions[i], sessions[i] > 1 ? "s" : "");

@@ -9,7 +9,7 @@
  *             [--log-spool-bytes N] [--ntp-port N] [--ntp-interval-ms N]
  *             [--platform sandbox|linux] [--vsm-bridge NAME] [--resolv-conf PATH]
  *             [--chrony-sources PATH] [--chronyc-socket PATH]
- *             [--health-timeout-ms N] [--reboot-pause-ms N]
+ *             [--health-timeout-ms N] [--reboot-pause-ms N] [--vsm-cpus LIST]
  *   chsmd admin reset-platform-key --state-dir DIR
  *
  * `run` is the launcher (launcher.h): it takes the state dir's lock, binds
@@ -65,7 +65,7 @@ static void usage(FILE *f)
 		"            [--log-spool-bytes N] [--ntp-port N] [--ntp-interval-ms N]\n"
 		"            [--platform sandbox|linux] [--vsm-bridge NAME] [--resolv-conf PATH]\n"
 		"            [--chrony-sources PATH] [--chronyc-socket PATH]\n"
-		"            [--health-timeout-ms N] [--reboot-pause-ms N]\n"
+		"            [--health-timeout-ms N] [--reboot-pause-ms N] [--vsm-cpus LIST]\n"
 		"  chsmd admin reset-platform-key --state-dir DIR\n"
 		"  chsmd version\n");
 }
@@ -286,6 +286,7 @@ struct run_options {
 	char metrics_host[64];
 	int metrics_port;
 	const char *vsmd;
+	const char *vsm_cpus;   /* --vsm-cpus: every VSM process's CPUs */
 	uint64_t log_spool_bytes;
 	int ntp_port;        /* asked on every NTP server (--ntp-port) */
 	int ntp_interval_ms;
@@ -400,7 +401,8 @@ static int serve(const struct run_options *o)
 		goto out;
 	}
 	if ((r = find_vsmd(o->vsmd, vsmd, sizeof(vsmd))) < 0 ||
-	    (r = vsm_supervisor_new(vsmd, api_vsm_died, &ctx, &ctx.supervisor)) < 0) {
+	    (r = vsm_supervisor_new(vsmd, api_vsm_died, &ctx, &ctx.supervisor)) < 0 ||
+	    (r = vsm_supervisor_set_cpus(ctx.supervisor, o->vsm_cpus, NULL, 0)) < 0) {
 		rc = fail("vsm supervisor", r);
 		goto out;
 	}
@@ -532,6 +534,7 @@ static int cmd_run(int argc, char **argv, bool serving)
 		{"chronyc-socket", required_argument, NULL, 'K'},
 		{"health-timeout-ms", required_argument, NULL, 'H'},
 		{"reboot-pause-ms", required_argument, NULL, 'Q'},
+		{"vsm-cpus", required_argument, NULL, 'U'},
 		{"listen-fd", required_argument, NULL, 'F'}, {"control-fd", required_argument, NULL, 'X'},
 		{"lock-fd", required_argument, NULL, 'Y'},
 		{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
@@ -640,6 +643,15 @@ static int cmd_run(int argc, char **argv, bool serving)
 			}
 			o.reboot_pause_ms = (int)n;
 			break;
+		case 'U': {
+			char why[160];
+			if (vsm_cpus_check(optarg, why, sizeof(why)) < 0) {
+				fprintf(stderr, "chsmd: --vsm-cpus: %s\n", why);
+				return 2;
+			}
+			o.vsm_cpus = optarg;
+			break;
+		}
 		case 'F':
 		case 'X':
 		case 'Y':

@@ -142,6 +142,9 @@ struct vsm_supervisor {
 	/* The monitor thread's poll set: wake_fd, then one pidfd per VSM. */
 	struct pollfd *pfds;
 	pid_t *pfd_pids;
+	/* --vsm-cpus: the affinity of every VSM process (under lock). */
+	bool has_cpus;
+	cpu_set_t cpus;
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -566,21 +569,31 @@ static int spawn(vsm_supervisor *s, struct vsm_proc *p)
 	pid_t parent = getpid(), pid = -1;
 	p->prev_mono_ms = chsm_monotonic_ms();
 	p->has_figures = false;
+	/* The child inherits this thread's affinity (--vsm-cpus). */
+	cpu_set_t own;
+	bool pinned = false;
+	if (s->has_cpus) {
+		if (sched_getaffinity(0, sizeof(own), &own) < 0 ||
+		    sched_setaffinity(0, sizeof(s->cpus), &s->cpus) < 0) {
+			r = -errno;
+			goto fail;
+		}
+		pinned = true;
+	}
 	if (netns_fd < 0) {
 		r = spawn_direct(argv, pipefd[1], key_fd, ctl[1], &pid);
 		p->exec_failed = r < 0;
-		if (r < 0)
-			goto fail;
 	} else {
 		pid = fork();
 		if (pid == 0)
 			child_exec(argv[0], argv, pipefd[1], key_fd, ctl[1], netns_fd, parent,
 				   s->max_fd, exec_text);
-		if (pid < 0) {
-			r = -errno;
-			goto fail;
-		}
+		r = pid < 0 ? -errno : 0;
 	}
+	if (pinned)
+		(void)sched_setaffinity(0, sizeof(own), &own);
+	if (r < 0)
+		goto fail;
 	close(pipefd[1]);
 	pipefd[1] = -1;
 	if (key_fd >= 0)
@@ -834,6 +847,70 @@ int vsm_supervisor_new(const char *vsmd_path, vsm_exit_fn on_unexpected_exit, vo
 fail:
 	vsm_supervisor_free(s);
 	return r;
+}
+
+/* Parses a CPU list (vsm_cpus_check) into *ret. */
+static int parse_cpus(const char *list, cpu_set_t *ret, char *err, size_t errlen)
+{
+	cpu_set_t allowed, set;
+	const char *p = list;
+	CPU_ZERO(&set);
+	if (sched_getaffinity(0, sizeof(allowed), &allowed) < 0)
+		CPU_ZERO(&allowed);
+	if (!*p) {
+		set_err(err, errlen, "empty CPU list");
+		return -EINVAL;
+	}
+	while (*p) {
+		unsigned long lo, hi;
+		char *end;
+		if (*p < '0' || *p > '9' || (lo = strtoul(p, &end, 10)) >= CPU_SETSIZE)
+			goto bad;
+		hi = lo;
+		if (*end == '-') {
+			p = end + 1;
+			if (*p < '0' || *p > '9' || (hi = strtoul(p, &end, 10)) >= CPU_SETSIZE ||
+			    hi < lo)
+				goto bad;
+		}
+		for (unsigned long c = lo; c <= hi; c++) {
+			if (!CPU_ISSET(c, &allowed)) {
+				set_err(err, errlen, "CPU %lu in \"%s\" is not one this process may run on",
+					c, list);
+				return -EINVAL;
+			}
+			CPU_SET(c, &set);
+		}
+		if (*end == ',' && end[1])
+			end++;
+		else if (*end)
+			goto bad;
+		p = end;
+	}
+	*ret = set;
+	return 0;
+bad:
+	set_err(err, errlen, "invalid CPU list \"%s\" (want e.g. 0,2-3)", list);
+	return -EINVAL;
+}
+
+int vsm_cpus_check(const char *list, char *err, size_t errlen)
+{
+	cpu_set_t set;
+	return parse_cpus(list, &set, err, errlen);
+}
+
+int vsm_supervisor_set_cpus(vsm_supervisor *s, const char *list, char *err, size_t errlen)
+{
+	cpu_set_t set;
+	if (list && parse_cpus(list, &set, err, errlen) < 0)
+		return -EINVAL;
+	pthread_mutex_lock(&s->lock);
+	s->has_cpus = list != NULL;
+	if (list)
+		s->cpus = set;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }
 
 /* Checks the options other than id and endpoint; a message into err. */

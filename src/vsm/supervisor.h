@@ -71,6 +71,20 @@ typedef void (*vsm_exit_fn)(void *ctx, const char *vsm_id, const char *reason);
 int vsm_supervisor_new(const char *vsmd_path, vsm_exit_fn on_unexpected_exit, void *ctx,
 		       vsm_supervisor **ret_sup);
 
+/* Checks a CPU list as `chsmd run --vsm-cpus` takes it: comma-separated
+ * CPU numbers and ranges ("0", "2-3", "0,2-3"), each CPU below 1024 and
+ * one this process may run on (sched_getaffinity). Returns 0, or -EINVAL
+ * with a message for the operator in err (may be NULL). */
+int vsm_cpus_check(const char *list, char *err, size_t errlen);
+
+/* Pins every VSM process started from now on to the CPUs of list (as
+ * vsm_cpus_check): the monitor thread runs on them while it spawns or
+ * forks, so the process and every thread it makes have that affinity from
+ * its first instruction (sched_setaffinity; an exec keeps it). NULL: VSMs
+ * inherit the daemon's affinity again. Returns 0 or -EINVAL (list
+ * invalid; nothing changes), with err as vsm_cpus_check. */
+int vsm_supervisor_set_cpus(vsm_supervisor *s, const char *list, char *err, size_t errlen);
+
 /* What a VSM process is started with. */
 struct vsm_start_options {
 	const char *vsm_id;
