@@ -451,10 +451,11 @@ int main(int argc, char **argv)
 		printf(" (CPU %s; raw figures ran there too)", cpu_list(&cpus, vsm_list, sizeof(vsm_list)));
 	printf("; the SDF client ran on CPU %s of %ld\n\n", cpu_list(&own, own_list, sizeof(own_list)),
 	       sysconf(_SC_NPROCESSORS_ONLN));
-	printf("| operation | raw 1 thread (ops/s per CPU s) | raw %d threads (ops/s) |", cores);
+	const char *plural = cores > 1 ? "s" : "";
+	printf("| operation | raw 1 thread (ops/s per CPU s) | raw %d thread%s (ops/s) |", cores, plural);
 	for (unsigned i = 0; i < nsessions; i++)
 		printf(" SDF %u session%s (ops/s) |", sessions[i], sessions[i] > 1 ? "s" : "");
-	printf(" SDF at 8 / raw %d threads |", cores);
+	printf(" SDF at 8 / raw %d thread%s |", cores, plural);
 	if (vsm_pid)
 		printf(" VSM CPU per op at 8 (µs) | raw CPU per op (µs) | raw / VSM CPU per op |");
 	printf("\n|---|---:|---:|");

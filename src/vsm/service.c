@@ -1,21 +1,36 @@
 /*
  * service.c: see service.h. Threads: the libevent loop (the caller of
- * vsm_service_run) accepts connections and handles signals; each accepted
- * connection gets its own thread running the protocol (session.c) with
- * blocking I/O, up to max_sessions at once, so SM2 work spreads over every
- * core. Finished threads are joined by the accept path and at free; free
- * shuts every connection down and joins every thread before it frees what
- * they use.
+ * vsm_service_run) accepts connections and handles signals and control
+ * requests; a pool of workers, one per CPU the process may run on (its
+ * affinity, e.g. chsmd run --vsm-cpus), at most max_sessions and
+ * MAX_WORKERS, serves the connections. Each accepted connection goes to
+ * the worker with the fewest and stays there: the worker's epoll set holds
+ * it (level-triggered, EPOLLIN or EPOLLOUT as the session asks), and the
+ * worker goes from one ready request to the next without sleeping while
+ * any is ready, so under load a request costs a read and a send, and no
+ * switch between threads. A session never blocks (session.h): a frame
+ * that arrives in pieces, a peer that does not read its answers, and the
+ * drain after a protocol error wait in the epoll set, bounded by the
+ * session's deadline, which the worker enforces. Only the worker touches
+ * its sessions; its lock guards the list (insertion by the accept path,
+ * removal by the worker). free stops the workers through their eventfd,
+ * joins them, then frees every session left.
  */
+#define _GNU_SOURCE
 #include "vsm/service.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -37,17 +52,33 @@
 /* Used when the configuration leaves them 0. */
 #define DEFAULT_MAX_SESSIONS 64
 #define DEFAULT_MAX_KEYS     1024
-/* Stack of a connection thread: handlers keep their buffers on the heap. */
-#define CONN_STACK_BYTES     (256 * 1024)
+/* Workers at most, whatever the CPU count. */
+#define MAX_WORKERS          64
+/* Events one epoll_wait takes. */
+#define EVENTS_PER_WAIT      64
+/* Stack of a worker: handlers keep their buffers on the heap. */
+#define WORKER_STACK_BYTES   (256 * 1024)
+
+struct worker;
 
 struct conn {
-	vsm_service *svc;
+	struct worker *w;
 	int fd;
-	struct sockaddr_storage peer;
-	socklen_t peer_len;
+	vsm_conn *session;
+	uint32_t events;        /* EPOLLIN or EPOLLOUT, as registered */
+	struct conn *prev, *next;
+};
+
+struct worker {
+	vsm_service *svc;
+	int epfd, wake_fd;
 	pthread_t thread;
-	bool done;
-	struct conn *next;
+	bool started;
+	pthread_mutex_t lock;   /* conns, nconns */
+	struct conn *conns;
+	int nconns;
+	int64_t next_deadline;  /* worker only: the earliest session deadline
+	                         * known (-1: none), a lower bound */
 };
 
 struct vsm_service {
@@ -61,75 +92,242 @@ struct vsm_service {
 	chsm_store *store;
 	vsm_stats *stats;
 	vsm_engine *engine;
-	pthread_mutex_t lock;   /* conns, active */
-	struct conn *conns;
-	int active;
+	atomic_bool stopping;
+	atomic_int active;      /* connections open */
+	struct worker *workers;
+	int nworkers;
 };
 
-static void *conn_main(void *arg)
+/* Ends a session: unlisted, freed, its socket closed. Worker only. */
+static void conn_close(struct worker *w, struct conn *c)
 {
-	struct conn *c = arg;
-	vsm_service *svc = c->svc;
-	vsm_engine_serve(svc->engine, c->fd, (const struct sockaddr *)&c->peer, c->peer_len);
-	pthread_mutex_lock(&svc->lock);
+	pthread_mutex_lock(&w->lock);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->nconns--;
+	pthread_mutex_unlock(&w->lock);
+	vsm_conn_free(c->session);
 	close(c->fd);
-	c->fd = -1;
-	c->done = true;
-	svc->active--;
-	pthread_mutex_unlock(&svc->lock);
+	atomic_fetch_sub(&w->svc->active, 1);
+	free(c);
+}
+
+/* After a step that returned want: the epoll interest follows it, and the
+ * session's deadline lowers the worker's. False when the session is over
+ * (it is then closed). */
+static bool conn_after(struct worker *w, struct conn *c, int want)
+{
+	if (want < 0) {
+		conn_close(w, c);
+		return false;
+	}
+	uint32_t ev = want == VSM_CONN_WANT_WRITE ? EPOLLOUT : EPOLLIN;
+	if (ev != c->events) {
+		struct epoll_event e = { .events = ev, .data.ptr = c };
+		if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &e) < 0) {
+			conn_close(w, c);
+			return false;
+		}
+		c->events = ev;
+	}
+	int64_t d = vsm_conn_deadline(c->session);
+	if (d >= 0 && (w->next_deadline < 0 || d < w->next_deadline))
+		w->next_deadline = d;
+	return true;
+}
+
+/* Times out the sessions whose deadline passed and recomputes
+ * w->next_deadline. Worker only. */
+static void expire(struct worker *w, int64_t now)
+{
+	struct conn *c, *next;
+	w->next_deadline = -1;
+	pthread_mutex_lock(&w->lock);
+	c = w->conns;
+	pthread_mutex_unlock(&w->lock);
+	/* Only this thread removes from the list; new ones go to the front. */
+	for (; c; c = next) {
+		pthread_mutex_lock(&w->lock);
+		next = c->next;
+		pthread_mutex_unlock(&w->lock);
+		int64_t d = vsm_conn_deadline(c->session);
+		if (d >= 0 && now >= d)
+			conn_after(w, c, vsm_conn_timeout(c->session));
+		else if (d >= 0 && (w->next_deadline < 0 || d < w->next_deadline))
+			w->next_deadline = d;
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct epoll_event evs[EVENTS_PER_WAIT];
+	w->next_deadline = -1;
+	while (!atomic_load(&w->svc->stopping)) {
+		int timeout = -1;
+		if (w->next_deadline >= 0) {
+			int64_t now = chsm_monotonic_ms();
+			if (now >= w->next_deadline) {
+				expire(w, now);
+				continue;
+			}
+			timeout = (int)(w->next_deadline - now);
+		}
+		int n = epoll_wait(w->epfd, evs, EVENTS_PER_WAIT, timeout);
+		if (n < 0 && errno != EINTR)
+			break;
+		for (int i = 0; i < n; i++) {
+			struct conn *c = evs[i].data.ptr;
+			if (!c) {
+				uint64_t v;
+				(void)!read(w->wake_fd, &v, sizeof(v));
+				continue;
+			}
+			bool readable = (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0;
+			conn_after(w, c, vsm_conn_step(c->session, readable));
+		}
+	}
 	return NULL;
 }
 
-/* Joins and frees finished connections; with svc->lock held. */
-static void reap_locked(vsm_service *svc)
+/* The worker with the fewest connections. */
+static struct worker *least_loaded(vsm_service *svc)
 {
-	struct conn **pc = &svc->conns;
-	while (*pc) {
-		struct conn *c = *pc;
-		if (!c->done) {
-			pc = &c->next;
-			continue;
+	struct worker *best = NULL;
+	int best_n = 0;
+	for (int i = 0; i < svc->nworkers; i++) {
+		struct worker *w = &svc->workers[i];
+		pthread_mutex_lock(&w->lock);
+		int n = w->nconns;
+		pthread_mutex_unlock(&w->lock);
+		if (!best || n < best_n) {
+			best = w;
+			best_n = n;
 		}
-		*pc = c->next;
-		pthread_join(c->thread, NULL);
-		free(c);
 	}
+	return best;
 }
 
-/* One accepted connection: a thread serves it, or it is closed at once
- * when max_sessions connections are open. */
+/* One accepted connection: a session on a worker, or closed at once when
+ * max_sessions connections are open. */
 static void handle_connection(vsm_service *svc, evutil_socket_t fd, const struct sockaddr *addr,
 			      int addrlen)
 {
-	pthread_attr_t attr;
 	int one = 1;
+	struct conn *c = NULL;
 	svc->accepted++;
-	pthread_mutex_lock(&svc->lock);
-	reap_locked(svc);
-	struct conn *c = svc->active < svc->max_sessions ? calloc(1, sizeof(*c)) : NULL;
-	if (!c)
+	if (atomic_fetch_add(&svc->active, 1) >= svc->max_sessions)
 		goto refuse;
-	c->svc = svc;
-	c->fd = fd;
-	c->peer_len = addrlen > 0 && (size_t)addrlen <= sizeof(c->peer) ? (socklen_t)addrlen : 0;
-	memcpy(&c->peer, addr, c->peer_len);
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
+		goto refuse;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, CONN_STACK_BYTES);
-	int r = pthread_create(&c->thread, &attr, conn_main, c);
-	pthread_attr_destroy(&attr);
-	if (r != 0) {
-		free(c);
+	c = calloc(1, sizeof(*c));
+	if (!c || vsm_conn_new(svc->engine, fd, addr,
+			       addrlen > 0 ? (socklen_t)addrlen : 0, &c->session) < 0)
+		goto refuse;
+	struct worker *w = least_loaded(svc);
+	c->w = w;
+	c->fd = fd;
+	/* The worker sends HELLO when the socket is writable (at once). */
+	c->events = EPOLLOUT;
+	struct epoll_event e = { .events = EPOLLOUT, .data.ptr = c };
+	pthread_mutex_lock(&w->lock);
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	w->nconns++;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
+		w->conns = c->next;
+		if (c->next)
+			c->next->prev = NULL;
+		w->nconns--;
+		pthread_mutex_unlock(&w->lock);
 		goto refuse;
 	}
-	c->next = svc->conns;
-	svc->conns = c;
-	svc->active++;
-	pthread_mutex_unlock(&svc->lock);
+	pthread_mutex_unlock(&w->lock);
 	return;
 refuse:
-	pthread_mutex_unlock(&svc->lock);
+	if (c)
+		vsm_conn_free(c->session);
+	free(c);
+	atomic_fetch_sub(&svc->active, 1);
 	evutil_closesocket(fd);
+}
+
+/* Workers: as many as the CPUs this process may run on, at most
+ * max_sessions and MAX_WORKERS. */
+static int start_workers(vsm_service *svc)
+{
+	cpu_set_t cpus;
+	int n = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+	if (n > svc->max_sessions)
+		n = svc->max_sessions;
+	if (n > MAX_WORKERS)
+		n = MAX_WORKERS;
+	if (n < 1)
+		n = 1;
+	svc->workers = calloc((size_t)n, sizeof(*svc->workers));
+	if (!svc->workers)
+		return -ENOMEM;
+	svc->nworkers = n;
+	for (int i = 0; i < n; i++) {
+		struct worker *w = &svc->workers[i];
+		w->svc = svc;
+		w->epfd = w->wake_fd = -1;
+		pthread_mutex_init(&w->lock, NULL);
+	}
+	for (int i = 0; i < n; i++) {
+		struct worker *w = &svc->workers[i];
+		w->epfd = epoll_create1(EPOLL_CLOEXEC);
+		w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (w->epfd < 0 || w->wake_fd < 0)
+			return -errno;
+		struct epoll_event e = { .events = EPOLLIN, .data.ptr = NULL };
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wake_fd, &e) < 0)
+			return -errno;
+		pthread_attr_t attr;
+		pthread_attr_init(&attr);
+		pthread_attr_setstacksize(&attr, WORKER_STACK_BYTES);
+		int r = pthread_create(&w->thread, &attr, worker_main, w);
+		pthread_attr_destroy(&attr);
+		if (r != 0)
+			return -r;
+		w->started = true;
+	}
+	return 0;
+}
+
+/* Stops and joins the workers, then ends every session left. */
+static void stop_workers(vsm_service *svc)
+{
+	atomic_store(&svc->stopping, true);
+	for (int i = 0; i < svc->nworkers; i++) {
+		struct worker *w = &svc->workers[i];
+		uint64_t one = 1;
+		if (w->started && w->wake_fd >= 0)
+			(void)!write(w->wake_fd, &one, sizeof(one));
+	}
+	for (int i = 0; i < svc->nworkers; i++) {
+		struct worker *w = &svc->workers[i];
+		if (w->started)
+			pthread_join(w->thread, NULL);
+		while (w->conns)
+			conn_close(w, w->conns);
+		if (w->epfd >= 0)
+			close(w->epfd);
+		if (w->wake_fd >= 0)
+			close(w->wake_fd);
+		pthread_mutex_destroy(&w->lock);
+	}
+	free(svc->workers);
+	svc->workers = NULL;
+	svc->nworkers = 0;
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
@@ -261,10 +459,12 @@ int vsm_service_new(int listen_fd, const struct vsm_service_config *cfg, vsm_ser
 	vsm_service *svc = calloc(1, sizeof(*svc));
 	if (!svc)
 		goto fail;
-	pthread_mutex_init(&svc->lock, NULL);
 	svc->control_fd = cfg->control_fd > 2 ? cfg->control_fd : -1;
 	svc->max_sessions = cfg->max_sessions > 0 ? cfg->max_sessions : DEFAULT_MAX_SESSIONS;
 	r = open_engine(svc, cfg);
+	if (r < 0)
+		goto fail;
+	r = start_workers(svc);
 	if (r < 0)
 		goto fail;
 	r = -ENOMEM;
@@ -321,20 +521,10 @@ void vsm_service_free(vsm_service *svc)
 {
 	if (!svc)
 		return;
-	/* Stop accepting, end every session, and join its thread. */
+	/* Stop accepting, stop the workers, end every session. */
 	if (svc->listener)
 		evconnlistener_free(svc->listener);
-	pthread_mutex_lock(&svc->lock);
-	for (struct conn *c = svc->conns; c; c = c->next)
-		if (!c->done)
-			shutdown(c->fd, SHUT_RDWR);
-	pthread_mutex_unlock(&svc->lock);
-	while (svc->conns) {
-		struct conn *c = svc->conns;
-		svc->conns = c->next;
-		pthread_join(c->thread, NULL);
-		free(c);
-	}
+	stop_workers(svc);
 	if (svc->sigterm)
 		event_free(svc->sigterm);
 	if (svc->sigint)
@@ -350,6 +540,5 @@ void vsm_service_free(vsm_service *svc)
 	vsm_engine_free(svc->engine);
 	vsm_stats_free(svc->stats);
 	store_close(svc->store);
-	pthread_mutex_destroy(&svc->lock);
 	free(svc);
 }

@@ -1,12 +1,15 @@
 /*
  * service.h: the network service of one VSM process: a libevent loop that
- * owns the VSM's listening socket and hands each accepted connection to a
- * thread of its own serving the VSM service protocol (PROFILE.md §12,
- * docs/vsm-protocol.md; session.h).
+ * owns the VSM's listening socket and hands each accepted connection to one
+ * of a pool of worker threads (one per CPU the process may run on) serving
+ * the VSM service protocol (PROFILE.md §12, docs/vsm-protocol.md;
+ * session.h).
  *
  * Guarantees: SIGTERM and SIGINT end the loop (the listener stops accepting
  * first); accepted sockets are close-on-exec; at most max_sessions
- * connections are served at once, further ones are closed at once; running
+ * connections are served at once, further ones are closed at once; a
+ * session that stalls (a frame in pieces, answers not read) never holds
+ * its worker, so it delays no other session; running
  * out of descriptors pauses accepting briefly instead of spinning;
  * vsm_service_free ends every session and wipes every key it held. A
  * LISTEN request on the control socket moves the listener: the new

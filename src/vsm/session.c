@@ -1,17 +1,20 @@
 /*
- * session.c: see session.h. One connection is served by one thread with
- * blocking I/O; requests are dispatched through one table (type, handler,
- * statistics counter). A handler reads its fields through the codec's
- * reader, returns PROTOCOL_ERROR when the frame is malformed (the
+ * session.c: see session.h. A connection is a state machine that never
+ * blocks (the service's workers, service.c, or vsm_engine_serve's poll
+ * loop drive it); requests are dispatched through one table (type,
+ * handler, statistics counter). A handler reads its fields through the
+ * codec's reader, returns PROTOCOL_ERROR when the frame is malformed (the
  * connection then closes) or an SDR_* status; a non-OK status is sent
  * with an empty payload.
  *
  * System calls per request are what a request costs beyond its crypto
- * here (docs/PERFORMANCE.md, "VSM service"): an idle authenticated
- * connection waits in one blocking read into the connection's input
- * buffer (vsmp_in), which takes the whole frame, or several; poll()
- * bounds the wait only while a frame is under way or before AUTH; the
- * answer goes out with one send from the connection's reused writer.
+ * here (docs/PERFORMANCE.md, "VSM service"): one read into the
+ * connection's input buffer (vsmp_in) when the socket is readable, which
+ * takes the whole frame, or several; the answer goes out with one send
+ * from the connection's reused writer. A frame in pieces, an answer the
+ * peer does not take and the drain after a protocol error wait for the
+ * socket (vsm_conn_step's answer) under a deadline (vsm_conn_deadline),
+ * never in a blocking call.
  */
 #include "vsm/session.h"
 
@@ -92,7 +95,16 @@ struct session_key {
 	uint8_t key[CRYPTO_SM4_KEY_LEN];
 };
 
-struct session {
+/* Where a connection is. */
+enum phase {
+	PHASE_SERVE,    /* requests are served */
+	PHASE_FAILING,  /* COMMFAIL queued; then PHASE_DRAIN */
+	PHASE_DRAIN,    /* sending side shut; reading until EOF or a limit */
+	PHASE_LAST,     /* the queued response is the last; then close */
+	PHASE_CLOSE,
+};
+
+struct vsm_conn {
 	vsm_engine *e;
 	int fd;
 	uint8_t addr[16];       /* IPv4 as ::ffff:a.b.c.d */
@@ -108,6 +120,14 @@ struct session {
 	 * from a point costs several times an SM2 verify. */
 	uint8_t ext_point[VSMP_POINT_LEN];
 	crypto_sm2_key *ext_key;
+	uint8_t server_nonce[VSMP_NONCE_LEN];
+	enum phase phase;
+	size_t out_sent;        /* bytes of out already sent */
+	int64_t send_deadline;  /* while out is not all sent; else -1 */
+	int64_t wait_deadline;  /* before AUTH: the next frame's; else -1 */
+	int64_t frame_deadline; /* after AUTH, a frame under way: its rest's */
+	int64_t drain_deadline; /* PHASE_DRAIN */
+	size_t drained;
 };
 
 /* ---- the engine ---- */
@@ -192,95 +212,56 @@ static void limit_record(vsm_engine *e, const uint8_t addr[16], bool success)
 	pthread_mutex_unlock(&e->limit_lock);
 }
 
-/* ---- I/O ---- */
+/* ---- I/O ----
+ *
+ * A connection never blocks: the response of a request is built in s->out
+ * and sent as far as the socket takes it; the rest waits for writability
+ * (VSM_CONN_WANT_WRITE), and no further request is served until it is
+ * gone. A protocol error queues COMMFAIL, then (once it is sent) shuts the
+ * sending side and drains what the peer still sends, so that the answer is
+ * not destroyed by a reset. */
 
-/* Reads what the socket has into the input buffer: a blocking read when
- * deadline is -1, else within deadline (monotonic ms). 0, -ETIMEDOUT,
- * -ECONNRESET at end of stream, -ENOMEM, -ENOBUFS, or -errno. */
-static int fill_input(struct session *s, int64_t deadline)
-{
-	uint8_t *p;
-	size_t n;
-	int r = vsmp_in_space(&s->in, &p, &n);
-	if (r < 0)
-		return r;
-	for (;;) {
-		if (deadline >= 0) {
-			int64_t left = deadline - chsm_monotonic_ms();
-			struct pollfd pf = { .fd = s->fd, .events = POLLIN };
-			int pr = left > 0 ? poll(&pf, 1, (int)left) : 0;
-			if (pr < 0 && errno == EINTR)
-				continue;
-			if (pr < 0)
-				return -errno;
-			if (pr == 0)
-				return -ETIMEDOUT;
-		}
-		ssize_t got = read(s->fd, p, n);
-		if (got < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (got < 0)
-			return -errno;
-		if (got == 0)
-			return -ECONNRESET;
-		vsmp_in_commit(&s->in, (size_t)got);
-		return 0;
-	}
-}
+static void out_done(struct vsm_conn *s);
 
-static int write_all(int fd, const uint8_t *buf, size_t n)
+/* Sends what is left of s->out. 0 when all of it is gone, 1 while the
+ * socket is full, or -errno. */
+static int flush_out(struct vsm_conn *s)
 {
-	size_t done = 0;
-	int64_t deadline = chsm_monotonic_ms() + SEND_TIMEOUT_MS;
-	while (done < n) {
-		ssize_t w = send(fd, buf + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (s->out_sent < s->out.len) {
+		ssize_t w = send(s->fd, s->out.buf + s->out_sent, s->out.len - s->out_sent,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && errno == EAGAIN) {
-			int64_t left = deadline - chsm_monotonic_ms();
-			struct pollfd p = { .fd = fd, .events = POLLOUT };
-			if (left <= 0 || (poll(&p, 1, (int)left) < 0 && errno != EINTR))
-				return -ETIMEDOUT;
-			continue;
+			if (s->send_deadline < 0)
+				s->send_deadline = chsm_monotonic_ms() + SEND_TIMEOUT_MS;
+			return 1;
 		}
 		if (w < 0)
 			return -errno;
-		done += (size_t)w;
+		s->out_sent += (size_t)w;
 	}
+	s->send_deadline = -1;
+	out_done(s);
 	return 0;
 }
 
-/* Sends a response with no payload. */
-static int send_status(struct session *s, uint16_t type, uint32_t request_id, uint32_t status)
+/* Puts a response with no payload in s->out (which holds nothing). */
+static int queue_status(struct vsm_conn *s, uint16_t type, uint32_t request_id, uint32_t status)
 {
-	struct vsmp_writer w;
-	vsmp_writer_begin(&w, (uint16_t)(type | VSMP_RESPONSE), request_id, status);
-	int r = vsmp_writer_end(&w);
-	if (r == 0)
-		r = write_all(s->fd, w.buf, w.len);
-	vsmp_writer_free(&w);
-	return r;
+	vsmp_writer_restart(&s->out, (uint16_t)(type | VSMP_RESPONSE), request_id, status);
+	return vsmp_writer_end(&s->out);
 }
 
-/* After a protocol error: answers COMMFAIL, then lets the peer read it. */
-static void fail_protocol(struct session *s, uint16_t type, uint32_t request_id)
+/* After a protocol error: queues COMMFAIL; the connection then drains and
+ * closes (step_drain). */
+static void fail_protocol(struct vsm_conn *s, uint16_t type, uint32_t request_id)
 {
-	uint8_t sink[4096];
-	size_t drained = 0;
-	if (send_status(s, type, request_id, VSMP_SDR_COMMFAIL) < 0)
+	if (queue_status(s, type, request_id, VSMP_SDR_COMMFAIL) < 0) {
+		s->phase = PHASE_CLOSE;
 		return;
-	shutdown(s->fd, SHUT_WR);
-	int64_t deadline = chsm_monotonic_ms() + DRAIN_TIMEOUT_MS;
-	while (drained < DRAIN_MAX_BYTES) {
-		int64_t left = deadline - chsm_monotonic_ms();
-		struct pollfd p = { .fd = s->fd, .events = POLLIN };
-		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-			break;
-		ssize_t n = read(s->fd, sink, sizeof(sink));
-		if (n <= 0)
-			break;
-		drained += (size_t)n;
 	}
+	s->phase = PHASE_FAILING;
 }
 
 /* ---- helpers for handlers ---- */
@@ -297,7 +278,7 @@ static uint32_t status_of(int err)
 	}
 }
 
-static bool has_right(const struct session *s, const struct vsm_key *key)
+static bool has_right(const struct vsm_conn *s, const struct vsm_key *key)
 {
 	if (!key->has_password)
 		return true;
@@ -309,7 +290,7 @@ static bool has_right(const struct session *s, const struct vsm_key *key)
 }
 
 /* A reference to an internal key; *ret_status is the SDR code on failure. */
-static int get_key(struct session *s, int type, uint32_t index, bool private_use,
+static int get_key(struct vsm_conn *s, int type, uint32_t index, bool private_use,
 		   struct vsm_key **ret_key, uint32_t *ret_status)
 {
 	struct vsm_key *key;
@@ -331,7 +312,7 @@ static int get_key(struct session *s, int type, uint32_t index, bool private_use
 	return 0;
 }
 
-static struct session_key *session_key(struct session *s, uint32_t handle)
+static struct session_key *session_key(struct vsm_conn *s, uint32_t handle)
 {
 	if (handle < 1 || handle > VSMP_MAX_SESSION_KEYS || !s->skeys[handle - 1].used)
 		return NULL;
@@ -339,7 +320,7 @@ static struct session_key *session_key(struct session *s, uint32_t handle)
 }
 
 /* A new session key holding key; the handle into *ret_handle. */
-static uint32_t add_session_key(struct session *s, const uint8_t key[CRYPTO_SM4_KEY_LEN],
+static uint32_t add_session_key(struct vsm_conn *s, const uint8_t key[CRYPTO_SM4_KEY_LEN],
 				uint32_t *ret_handle)
 {
 	for (uint32_t i = 0; i < VSMP_MAX_SESSION_KEYS; i++) {
@@ -353,7 +334,7 @@ static uint32_t add_session_key(struct session *s, const uint8_t key[CRYPTO_SM4_
 	return VSMP_SDR_NOBUFFER;
 }
 
-static bool free_session_slot(const struct session *s)
+static bool free_session_slot(const struct vsm_conn *s)
 {
 	for (size_t i = 0; i < VSMP_MAX_SESSION_KEYS; i++)
 		if (!s->skeys[i].used)
@@ -363,7 +344,7 @@ static bool free_session_slot(const struct session *s)
 
 /* The public key of an external point, from the session's one-entry
  * cache or made (and cached). *ret_key is the session's: do not free it. */
-static uint32_t sm2_from_point(struct session *s, const uint8_t *point, size_t len,
+static uint32_t sm2_from_point(struct vsm_conn *s, const uint8_t *point, size_t len,
 			       const crypto_sm2_key **ret_key)
 {
 	crypto_sm2_key *key;
@@ -411,7 +392,7 @@ static uint32_t sm2_encrypt_out(const crypto_sm2_key *key, const uint8_t *data, 
 
 /* ---- handlers ---- */
 
-typedef uint32_t handler_fn(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w);
+typedef uint32_t handler_fn(struct vsm_conn *s, struct vsmp_reader *rd, struct vsmp_writer *w);
 
 #define FINISH(rd)                                      \
 	do {                                            \
@@ -435,7 +416,7 @@ static uint32_t device_version(void)
 	return v;
 }
 
-static uint32_t h_device_info(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+static uint32_t h_device_info(struct vsm_conn *s, struct vsmp_reader *rd, struct vsmp_writer *w)
 {
 	FINISH(rd);
 	size_t idlen = strlen(s->e->id);
@@ -452,7 +433,7 @@ static uint32_t h_device_info(struct session *s, struct vsmp_reader *rd, struct 
 	return VSMP_SDR_OK;
 }
 
-static uint32_t h_random(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+static uint32_t h_random(struct vsm_conn *s, struct vsmp_reader *rd, struct vsmp_writer *w)
 {
 	uint32_t len = vsmp_get_u32(rd);
 	FINISH(rd);
@@ -471,7 +452,7 @@ static uint32_t h_random(struct session *s, struct vsmp_reader *rd, struct vsmp_
 	return st;
 }
 
-static uint32_t h_get_access_right(struct session *s, struct vsmp_reader *rd,
+static uint32_t h_get_access_right(struct vsm_conn *s, struct vsmp_reader *rd,
 				   struct vsmp_writer *w)
 {
 	size_t pwlen;
@@ -512,7 +493,7 @@ static uint32_t h_get_access_right(struct session *s, struct vsmp_reader *rd,
 	return protected > 0 && granted == 0 ? VSMP_SDR_PARDENY : VSMP_SDR_OK;
 }
 
-static uint32_t h_release_access_right(struct session *s, struct vsmp_reader *rd,
+static uint32_t h_release_access_right(struct vsm_conn *s, struct vsmp_reader *rd,
 				       struct vsmp_writer *w)
 {
 	uint32_t index = vsmp_get_u32(rd);
@@ -526,7 +507,7 @@ static uint32_t h_release_access_right(struct session *s, struct vsmp_reader *rd
 	return VSMP_SDR_OK;
 }
 
-static uint32_t export_public(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w,
+static uint32_t export_public(struct vsm_conn *s, struct vsmp_reader *rd, struct vsmp_writer *w,
 			      int type)
 {
 	struct vsm_key *key;
@@ -539,17 +520,17 @@ static uint32_t export_public(struct session *s, struct vsmp_reader *rd, struct 
 	return VSMP_SDR_OK;
 }
 
-static uint32_t h_export_sign(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+static uint32_t h_export_sign(struct vsm_conn *s, struct vsmp_reader *rd, struct vsmp_writer *w)
 {
 	return export_public(s, rd, w, VSM_KEY_SIGN);
 }
 
-static uint32_t h_export_enc(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+static uint32_t h_export_enc(struct vsm_conn *s, struct vsmp_reader *rd, struct vsmp_writer *w)
 {
 	return export_public(s, rd, w, VSM_KEY_ENC);
 }
 
-static uint32_t h_generate_key_pair(struct session *s, struct vsmp_reader *rd,
+static uint32_t h_generate_key_pair(struct vsm_conn *s, struct vsmp_reader *rd,
 				    struct vsmp_writer *w)
 {
 	crypto_sm2_key *key = NULL;
@@ -572,7 +553,7 @@ static uint32_t h_generate_key_pair(struct session *s, struct vsmp_reader *rd,
 
 /* A random session key, encrypted under pub into the response with its
  * handle. */
-static uint32_t gen_key_with_pub(struct session *s, const crypto_sm2_key *pub,
+static uint32_t gen_key_with_pub(struct vsm_conn *s, const crypto_sm2_key *pub,
 				 struct vsmp_writer *w)
 {
 	uint8_t k[CRYPTO_SM4_KEY_LEN], *der = NULL;
@@ -598,7 +579,7 @@ out:
 	return st;
 }
 
-static uint32_t h_gen_key_with_ipk(struct session *s, struct vsmp_reader *rd,
+static uint32_t h_gen_key_with_ipk(struct vsm_conn *s, struct vsmp_reader *rd,
 				   struct vsmp_writer *w)
 {
 	struct vsm_key *key;
@@ -613,7 +594,7 @@ static uint32_t h_gen_key_with_ipk(struct session *s, struct vsmp_reader *rd,
 	return st;
 }
 
-static uint32_t h_gen_key_with_epk(struct session *s, struct vsmp_reader *rd,
+static uint32_t h_gen_key_with_epk(struct vsm_conn *s, struct vsmp_reader *rd,
 				   struct vsmp_writer *w)
 {
 	const crypto_sm2_key *pub = NULL;
@@ -629,7 +610,7 @@ static uint32_t h_gen_key_with_epk(struct session *s, struct vsmp_reader *rd,
 	return st;
 }
 
-static uint32_t h_import_key_with_isk(struct session *s, struct vsmp_reader *rd,
+static uint32_t h_import_key_with_isk(struct vsm_conn *s, struct vsmp_reader *rd,
 				      struct vsmp_writer *w)
 {
 	struct vsm_key *key;
@@ -659,7 +640,7 @@ out:
 	return st;
 }
 
-static uint32_t h_gen_key_with_kek(struct session *s, struct vsmp_reader *rd,
+static uint32_t h_gen_key_with_kek(struct vsm_conn *s, struct vsmp_reader *rd,
 				   struct vsmp_writer *w)
 {
 	struct vsm_key *kek;
@@ -691,7 +672,7 @@ out:
 	return st;
 }
 
-static uint32_t h_import_key_with_kek(struct session *s, struct vsmp_reader *rd,
+static uint32_t h_import_key_with_kek(struct vsm_conn *s, struct vsmp_reader *rd,
 				      struct vsmp_writer *w)
 {
 	struct vsm_key *kek;
@@ -715,7 +696,7 @@ static uint32_t h_import_key_with_kek(struct session *s, struct vsmp_reader *rd,
 	return st;
 }
 
-static uint32_t h_destroy_key(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+static uint32_t h_destroy_key(struct vsm_conn *s, struct vsmp_reader *rd, struct vsmp_writer *w)
 {
 	uint32_t handle = vsmp_get_u32(rd);
 	FINISH(rd);
@@ -726,7 +707,7 @@ static uint32_t h_destroy_key(struct session *s, struct vsmp_reader *rd, struct 
 	return VSMP_SDR_OK;
 }
 
-static uint32_t h_internal_sign(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+static uint32_t h_internal_sign(struct vsm_conn *s, struct vsmp_reader *rd, struct vsmp_writer *w)
 {
 	struct vsm_key *key;
 	uint8_t der[CRYPTO_SM2_SIG_DER_MAX], rs[VSMP_RS_LEN];
@@ -749,7 +730,7 @@ static uint32_t h_internal_sign(struct session *s, struct vsmp_reader *rd, struc
 	return st;
 }
 
-static uint32_t h_internal_verify(struct session *s, struct vsmp_reader *rd,
+static uint32_t h_internal_verify(struct vsm_conn *s, struct vsmp_reader *rd,
 				  struct vsmp_writer *w)
 {
 	struct vsm_key *key;
@@ -768,7 +749,7 @@ static uint32_t h_internal_verify(struct session *s, struct vsmp_reader *rd,
 	return st;
 }
 
-static uint32_t h_external_verify(struct session *s, struct vsmp_reader *rd,
+static uint32_t h_external_verify(struct vsm_conn *s, struct vsmp_reader *rd,
 				  struct vsmp_writer *w)
 {
 	const crypto_sm2_key *pub = NULL;
@@ -786,7 +767,7 @@ static uint32_t h_external_verify(struct session *s, struct vsmp_reader *rd,
 	return st;
 }
 
-static uint32_t h_external_encrypt(struct session *s, struct vsmp_reader *rd,
+static uint32_t h_external_encrypt(struct vsm_conn *s, struct vsmp_reader *rd,
 				   struct vsmp_writer *w)
 {
 	const crypto_sm2_key *pub = NULL;
@@ -802,7 +783,7 @@ static uint32_t h_external_encrypt(struct session *s, struct vsmp_reader *rd,
 	return st;
 }
 
-static uint32_t h_internal_encrypt(struct session *s, struct vsmp_reader *rd,
+static uint32_t h_internal_encrypt(struct vsm_conn *s, struct vsmp_reader *rd,
 				   struct vsmp_writer *w)
 {
 	struct vsm_key *key;
@@ -821,7 +802,7 @@ static uint32_t h_internal_encrypt(struct session *s, struct vsmp_reader *rd,
 	return st;
 }
 
-static uint32_t h_internal_decrypt(struct session *s, struct vsmp_reader *rd,
+static uint32_t h_internal_decrypt(struct vsm_conn *s, struct vsmp_reader *rd,
 				   struct vsmp_writer *w)
 {
 	struct vsm_key *key;
@@ -847,7 +828,7 @@ static uint32_t h_internal_decrypt(struct session *s, struct vsmp_reader *rd,
 
 /* ENCRYPT, DECRYPT and CALCULATE_MAC share their request layout. The data
  * is transformed in place, in the session's payload buffer. */
-static uint32_t symmetric(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w,
+static uint32_t symmetric(struct vsm_conn *s, struct vsmp_reader *rd, struct vsmp_writer *w,
 			  uint16_t type)
 {
 	size_t ivlen, dlen;
@@ -888,22 +869,22 @@ static uint32_t symmetric(struct session *s, struct vsmp_reader *rd, struct vsmp
 	return VSMP_SDR_OK;
 }
 
-static uint32_t h_encrypt(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+static uint32_t h_encrypt(struct vsm_conn *s, struct vsmp_reader *rd, struct vsmp_writer *w)
 {
 	return symmetric(s, rd, w, VSMP_ENCRYPT);
 }
 
-static uint32_t h_decrypt(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+static uint32_t h_decrypt(struct vsm_conn *s, struct vsmp_reader *rd, struct vsmp_writer *w)
 {
 	return symmetric(s, rd, w, VSMP_DECRYPT);
 }
 
-static uint32_t h_mac(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+static uint32_t h_mac(struct vsm_conn *s, struct vsmp_reader *rd, struct vsmp_writer *w)
 {
 	return symmetric(s, rd, w, VSMP_CALCULATE_MAC);
 }
 
-static uint32_t h_key_generate(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+static uint32_t h_key_generate(struct vsm_conn *s, struct vsmp_reader *rd, struct vsmp_writer *w)
 {
 	uint8_t point[CRYPTO_SM2_POINT_LEN];
 	size_t pwlen;
@@ -921,7 +902,7 @@ static uint32_t h_key_generate(struct session *s, struct vsmp_reader *rd, struct
 	return VSMP_SDR_OK;
 }
 
-static uint32_t h_key_list(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+static uint32_t h_key_list(struct vsm_conn *s, struct vsmp_reader *rd, struct vsmp_writer *w)
 {
 	struct vsm_key_info *info;
 	size_t n;
@@ -940,7 +921,7 @@ static uint32_t h_key_list(struct session *s, struct vsmp_reader *rd, struct vsm
 	return VSMP_SDR_OK;
 }
 
-static uint32_t h_key_destroy(struct session *s, struct vsmp_reader *rd, struct vsmp_writer *w)
+static uint32_t h_key_destroy(struct vsm_conn *s, struct vsmp_reader *rd, struct vsmp_writer *w)
 {
 	uint32_t type = vsmp_get_u32(rd), index = vsmp_get_u32(rd);
 	FINISH(rd);
@@ -949,7 +930,7 @@ static uint32_t h_key_destroy(struct session *s, struct vsmp_reader *rd, struct 
 	return status_of(vsm_keystore_destroy(s->e->keys, (int)type, (int)index));
 }
 
-static uint32_t h_key_set_password(struct session *s, struct vsmp_reader *rd,
+static uint32_t h_key_set_password(struct vsm_conn *s, struct vsmp_reader *rd,
 				   struct vsmp_writer *w)
 {
 	size_t pwlen;
@@ -1003,27 +984,23 @@ static handler_fn *handler_for(uint16_t type)
 
 /* ---- authentication ---- */
 
-static int send_hello(struct session *s, uint8_t nonce[VSMP_NONCE_LEN])
+/* Queues HELLO with a fresh nonce. */
+static int queue_hello(struct vsm_conn *s)
 {
-	struct vsmp_writer w;
-	int r = crypto_random(nonce, VSMP_NONCE_LEN);
+	struct vsmp_writer *w = &s->out;
+	int r = crypto_random(s->server_nonce, VSMP_NONCE_LEN);
 	if (r < 0)
 		return r;
-	vsmp_writer_begin(&w, VSMP_HELLO, 0, VSMP_SDR_OK);
-	vsmp_put_u32(&w, VSMP_VERSION);
-	vsmp_put_bytes(&w, nonce, VSMP_NONCE_LEN);
-	vsmp_put_bytes(&w, s->e->id, strlen(s->e->id));
-	r = vsmp_writer_end(&w);
-	if (r == 0)
-		r = write_all(s->fd, w.buf, w.len);
-	vsmp_writer_free(&w);
-	return r;
+	vsmp_writer_restart(w, VSMP_HELLO, 0, VSMP_SDR_OK);
+	vsmp_put_u32(w, VSMP_VERSION);
+	vsmp_put_bytes(w, s->server_nonce, VSMP_NONCE_LEN);
+	vsmp_put_bytes(w, s->e->id, strlen(s->e->id));
+	return vsmp_writer_end(w);
 }
 
 /* Checks an AUTH payload: OK with the server proof in the response, or
  * PARDENY, or PROTOCOL_ERROR. */
-static uint32_t check_auth(struct session *s, const uint8_t server_nonce[VSMP_NONCE_LEN],
-			   struct vsmp_reader *rd, struct vsmp_writer *w)
+static uint32_t check_auth(struct vsm_conn *s, struct vsmp_reader *rd, struct vsmp_writer *w)
 {
 	struct store_vsm v;
 	uint8_t *secret = NULL, expect[VSMP_PROOF_LEN], proof_out[VSMP_PROOF_LEN];
@@ -1040,11 +1017,11 @@ static uint32_t check_auth(struct session *s, const uint8_t server_nonce[VSMP_NO
 	    store_vsm_token_get(s->e->store, s->e->id, &secret, &secret_len) < 0)
 		goto out;
 	bool id_ok = strlen(v.token_id) == idlen && crypto_memeq(v.token_id, token_id, idlen);
-	if (vsmp_client_proof(secret, secret_len, server_nonce, cnonce, token_id, idlen,
+	if (vsmp_client_proof(secret, secret_len, s->server_nonce, cnonce, token_id, idlen,
 			      expect) < 0 ||
 	    !(crypto_memeq(expect, proof, VSMP_PROOF_LEN) & id_ok))
 		goto out;
-	if (vsmp_server_proof(secret, secret_len, server_nonce, cnonce, token_id, idlen,
+	if (vsmp_server_proof(secret, secret_len, s->server_nonce, cnonce, token_id, idlen,
 			      proof_out) < 0)
 		goto out;
 	vsmp_put_bytes(w, proof_out, sizeof(proof_out));
@@ -1058,7 +1035,7 @@ out:
 
 /* ---- the connection ---- */
 
-static void session_addr(struct session *s, const struct sockaddr *peer, socklen_t len)
+static void session_addr(struct vsm_conn *s, const struct sockaddr *peer, socklen_t len)
 {
 	if (peer->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
 		memcpy(s->addr, &((const struct sockaddr_in6 *)peer)->sin6_addr, 16);
@@ -1070,26 +1047,93 @@ static void session_addr(struct session *s, const struct sockaddr *peer, socklen
 
 /* True when h may come now: a request of the table, AUTH before
  * authentication and only then, no status. */
-static bool request_allowed(const struct session *s, const struct vsmp_header *h)
+static bool request_allowed(const struct vsm_conn *s, const struct vsmp_header *h)
 {
 	return h->status == 0 && vsmp_request_known(h->type) &&
 	       (h->type == VSMP_AUTH) != s->authenticated;
 }
 
-/* Waits for a whole request at the front of the input buffer: 0 with its
- * header in *ret_h and s->payload set, or a negative errno to close (a
- * malformed header is answered first). Before AUTH the whole frame must
- * come within PREAUTH_TIMEOUT_MS; after it, an idle connection may wait
- * without limit, but a frame once begun must be complete within
- * FRAME_TIMEOUT_MS. */
-static int next_request(struct session *s, struct vsmp_header *ret_h)
+/* Reads what the socket has (one read). 0, 1 when it had nothing, or a
+ * negative errno to close (-ECONNRESET at end of stream). */
+static int read_input(struct vsm_conn *s)
 {
-	struct vsmp_header h;
-	uint32_t max = s->authenticated ? VSMP_MAX_PAYLOAD : VSMP_MAX_PAYLOAD_PREAUTH;
-	int64_t deadline = s->authenticated ? -1 : chsm_monotonic_ms() + PREAUTH_TIMEOUT_MS;
+	uint8_t *p;
+	size_t n;
+	int r = vsmp_in_space(&s->in, &p, &n);
+	if (r < 0)
+		return r;
 	for (;;) {
-		if (deadline < 0 && vsmp_in_buffered(&s->in) > 0)
-			deadline = chsm_monotonic_ms() + FRAME_TIMEOUT_MS;
+		ssize_t got = read(s->fd, p, n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0 && errno == EAGAIN)
+			return 1;
+		if (got < 0)
+			return -errno;
+		if (got == 0)
+			return -ECONNRESET;
+		vsmp_in_commit(&s->in, (size_t)got);
+		return 0;
+	}
+}
+
+/* Wipes the response just sent (the bytes it used: the rest of the
+ * buffer never held any); frees the buffer when it grew large. */
+static void out_done(struct vsm_conn *s)
+{
+	crypto_wipe(s->out.buf, s->out.len);
+	s->out.len = 0;
+	s->out_sent = 0;
+	if (s->out.cap > OUT_KEEP_MAX) {
+		free(s->out.buf);
+		memset(&s->out, 0, sizeof(s->out));
+	}
+}
+
+/* Serves the whole request at the front of the input buffer (header h,
+ * payload in s->payload): its response goes to s->out. */
+static void serve_request(struct vsm_conn *s, const struct vsmp_header *h)
+{
+	struct vsmp_reader rd;
+	struct vsmp_writer *w = &s->out;
+	uint16_t rtype = (uint16_t)(h->type | VSMP_RESPONSE);
+	vsmp_reader_init(&rd, s->payload, h->length);
+	vsmp_writer_restart(w, rtype, h->request_id, VSMP_SDR_OK);
+	handler_fn *fn = handler_for(h->type);
+	uint32_t st = h->type == VSMP_AUTH ? check_auth(s, &rd, w) :
+		      fn ? fn(s, &rd, w) : PROTOCOL_ERROR;
+	vsmp_in_consume(&s->in, h);
+	s->payload = NULL;
+	if (st == PROTOCOL_ERROR) {
+		fail_protocol(s, h->type, h->request_id);
+		return;
+	}
+	int r = st == VSMP_SDR_OK ? vsmp_writer_end(w) : -EINVAL;
+	if (r < 0) {
+		/* A non-OK status, or a response too large: an empty payload. */
+		if (st == VSMP_SDR_OK)
+			st = r == -EMSGSIZE ? VSMP_SDR_NOBUFFER : VSMP_SDR_UNKNOWERR;
+		if (queue_status(s, h->type, h->request_id, st) < 0)
+			s->phase = PHASE_CLOSE;
+	}
+	if (h->type == VSMP_AUTH && s->phase == PHASE_SERVE) {
+		if (st != VSMP_SDR_OK) {
+			s->phase = PHASE_LAST;
+			return;
+		}
+		s->authenticated = true;
+		s->wait_deadline = -1;
+		vsm_stats_sessions(s->e->stats, 1);
+	}
+}
+
+/* Serves every whole request buffered, one at a time, each response sent
+ * before the next request is taken. Returns what serve_step returns. */
+static int serve_buffered(struct vsm_conn *s)
+{
+	uint32_t max = s->authenticated ? VSMP_MAX_PAYLOAD : VSMP_MAX_PAYLOAD_PREAUTH;
+	while (s->phase == PHASE_SERVE) {
+		struct vsmp_header h;
 		int hr = vsmp_in_header(&s->in, max, &h);
 		if (hr > 0 && !request_allowed(s, &h))
 			hr = -EPROTO;
@@ -1099,108 +1143,154 @@ static int next_request(struct session *s, struct vsmp_header *ret_h)
 			uint32_t raw_id = (uint32_t)hb[8] << 24 | (uint32_t)hb[9] << 16 |
 					  (uint32_t)hb[10] << 8 | hb[11];
 			fail_protocol(s, raw_type & ~VSMP_RESPONSE, raw_id);
-			return -EPROTO;
+			break;
 		}
-		if (hr > 0) {
-			int r = vsmp_in_payload(&s->in, &h, &s->payload);
-			if (r < 0) {
-				send_status(s, h.type, h.request_id, VSMP_SDR_NOBUFFER);
-				return r;
-			}
-			if (r > 0) {
-				*ret_h = h;
-				return 0;
-			}
+		int pr = hr > 0 ? vsmp_in_payload(&s->in, &h, &s->payload) : 0;
+		if (pr < 0) {
+			s->phase = queue_status(s, h.type, h.request_id, VSMP_SDR_NOBUFFER) < 0 ?
+					   PHASE_CLOSE : PHASE_LAST;
+			break;
 		}
-		int r = fill_input(s, deadline);
-		if (r < 0) {
-			if (r == -ETIMEDOUT && hr > 0)
-				fail_protocol(s, h.type, h.request_id);
-			return r;
+		if (pr == 0) {
+			/* A frame under way must be complete within its time. */
+			if (s->authenticated && s->frame_deadline < 0 && vsmp_in_buffered(&s->in) > 0)
+				s->frame_deadline = chsm_monotonic_ms() + FRAME_TIMEOUT_MS;
+			return VSM_CONN_WANT_READ;
 		}
+		serve_request(s, &h);
+		s->frame_deadline = -1;
+		if (!s->authenticated)
+			s->wait_deadline = chsm_monotonic_ms() + PREAUTH_TIMEOUT_MS;
+		if (s->phase == PHASE_CLOSE)
+			return -ECONNRESET;
+		int fr = flush_out(s);
+		if (fr < 0)
+			return fr;
+		if (fr > 0)
+			return VSM_CONN_WANT_WRITE;
 	}
+	return vsm_conn_step(s, false);
 }
 
-/* Wipes the response just sent (the bytes it used: the rest of the
- * buffer never held any); frees the buffer when it grew large. */
-static void out_done(struct session *s)
-{
-	crypto_wipe(s->out.buf, s->out.len);
-	s->out.len = 0;
-	if (s->out.cap > OUT_KEEP_MAX) {
-		free(s->out.buf);
-		memset(&s->out, 0, sizeof(s->out));
-	}
-}
+/* ---- the connection ---- */
 
-/* Serves one frame. 0 to go on, a negative errno to close. */
-static int serve_frame(struct session *s, const uint8_t server_nonce[VSMP_NONCE_LEN])
+int vsm_conn_new(vsm_engine *e, int fd, const struct sockaddr *peer, socklen_t peer_len,
+		 vsm_conn **ret_conn)
 {
-	struct vsmp_header h;
-	struct vsmp_reader rd;
-	struct vsmp_writer *w = &s->out;
-	int r = next_request(s, &h);
-	if (r < 0)
+	struct vsm_conn *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->e = e;
+	s->fd = fd;
+	s->send_deadline = s->frame_deadline = s->drain_deadline = -1;
+	s->wait_deadline = chsm_monotonic_ms() + PREAUTH_TIMEOUT_MS;
+	session_addr(s, peer, peer_len);
+	int r = queue_hello(s);
+	if (r < 0) {
+		vsm_conn_free(s);
 		return r;
-	uint16_t rtype = (uint16_t)(h.type | VSMP_RESPONSE);
-	vsmp_reader_init(&rd, s->payload, h.length);
-	vsmp_writer_restart(w, rtype, h.request_id, VSMP_SDR_OK);
-	handler_fn *fn = handler_for(h.type);
-	uint32_t st = h.type == VSMP_AUTH ? check_auth(s, server_nonce, &rd, w) :
-		      fn ? fn(s, &rd, w) : PROTOCOL_ERROR;
-	vsmp_in_consume(&s->in, &h);
-	s->payload = NULL;
-	if (st == PROTOCOL_ERROR) {
-		out_done(s);
-		fail_protocol(s, h.type, h.request_id);
+	}
+	*ret_conn = s;
+	return 0;
+}
+
+int vsm_conn_step(vsm_conn *s, bool readable)
+{
+	int r;
+	if (s->phase == PHASE_CLOSE)
+		return -ECONNRESET;
+	if (s->out_sent < s->out.len) {
+		r = flush_out(s);
+		if (r < 0)
+			return r;
+		if (r > 0)
+			return VSM_CONN_WANT_WRITE;
+	}
+	switch (s->phase) {
+	case PHASE_SERVE:
+		if (readable) {
+			r = read_input(s);
+			if (r < 0)
+				return r;
+		}
+		return serve_buffered(s);
+	case PHASE_FAILING:
+		shutdown(s->fd, SHUT_WR);
+		s->phase = PHASE_DRAIN;
+		s->drain_deadline = chsm_monotonic_ms() + DRAIN_TIMEOUT_MS;
+		return VSM_CONN_WANT_READ;
+	case PHASE_DRAIN:
+		if (readable) {
+			uint8_t sink[4096];
+			ssize_t n = read(s->fd, sink, sizeof(sink));
+			if (n < 0 && (errno == EINTR || errno == EAGAIN))
+				return VSM_CONN_WANT_READ;
+			if (n <= 0 || (s->drained += (size_t)n) >= DRAIN_MAX_BYTES)
+				return -ECONNRESET;
+		}
+		return VSM_CONN_WANT_READ;
+	case PHASE_LAST:
+		return -ECONNRESET;
+	default:
 		return -EPROTO;
 	}
-	r = st == VSMP_SDR_OK ? vsmp_writer_end(w) : -EINVAL;
-	if (r < 0) {
-		/* A non-OK status, or a response too large: an empty payload. */
-		if (st == VSMP_SDR_OK)
-			st = r == -EMSGSIZE ? VSMP_SDR_NOBUFFER : VSMP_SDR_UNKNOWERR;
-		vsmp_writer_restart(w, rtype, h.request_id, st);
-		r = vsmp_writer_end(w);
-	}
-	if (r == 0)
-		r = write_all(s->fd, w->buf, w->len);
-	out_done(s);
-	if (r < 0)
-		return r;
-	if (h.type == VSMP_AUTH) {
-		if (st != VSMP_SDR_OK)
-			return -EACCES;
-		s->authenticated = true;
-		vsm_stats_sessions(s->e->stats, 1);
-	}
-	return 0;
+}
+
+int64_t vsm_conn_deadline(const vsm_conn *s)
+{
+	if (s->out_sent < s->out.len && s->send_deadline >= 0)
+		return s->send_deadline;
+	if (s->phase == PHASE_DRAIN)
+		return s->drain_deadline;
+	return s->authenticated ? s->frame_deadline : s->wait_deadline;
+}
+
+int vsm_conn_timeout(vsm_conn *s)
+{
+	struct vsmp_header h;
+	uint32_t max = s->authenticated ? VSMP_MAX_PAYLOAD : VSMP_MAX_PAYLOAD_PREAUTH;
+	if (s->phase != PHASE_SERVE || s->out_sent < s->out.len)
+		return -ETIMEDOUT;
+	/* A frame whose header came but not the rest is answered COMMFAIL. */
+	if (vsmp_in_header(&s->in, max, &h) <= 0)
+		return -ETIMEDOUT;
+	fail_protocol(s, h.type, h.request_id);
+	return vsm_conn_step(s, false);
+}
+
+void vsm_conn_free(vsm_conn *s)
+{
+	if (!s)
+		return;
+	if (s->authenticated)
+		vsm_stats_sessions(s->e->stats, -1);
+	crypto_sm2_key_free(s->ext_key);
+	vsmp_in_free(&s->in);
+	vsmp_writer_free(&s->out);
+	crypto_free_secret(s, sizeof(*s));
 }
 
 void vsm_engine_serve(vsm_engine *e, int fd, const struct sockaddr *peer, socklen_t peer_len)
 {
-	uint8_t server_nonce[VSMP_NONCE_LEN];
-	struct session *s = calloc(1, sizeof(*s));
-	if (!s)
-		goto out;
-	s->e = e;
-	s->fd = fd;
-	session_addr(s, peer, peer_len);
-	/* Reads block; poll() bounds them where a limit applies. */
+	vsm_conn *c;
 	int fl = fcntl(fd, F_GETFL);
-	if (fl < 0 || ((fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0))
-		goto out;
-	if (send_hello(s, server_nonce) < 0)
-		goto out;
-	while (serve_frame(s, server_nonce) == 0)
-		;
-out:
-	if (s) {
-		if (s->authenticated)
-			vsm_stats_sessions(e->stats, -1);
-		crypto_sm2_key_free(s->ext_key);
-		vsmp_in_free(&s->in);
-		vsmp_writer_free(&s->out);
-		crypto_free_secret(s, sizeof(*s));
+	if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
+		return;
+	if (vsm_conn_new(e, fd, peer, peer_len, &c) < 0)
+		return;
+	int want = vsm_conn_step(c, false);
+	while (want >= 0) {
+		int64_t deadline = vsm_conn_deadline(c), now = chsm_monotonic_ms();
+		if (deadline >= 0 && now >= deadline) {
+			want = vsm_conn_timeout(c);
+			continue;
+		}
+		struct pollfd p = { .fd = fd, .events = want == VSM_CONN_WANT_WRITE ? POLLOUT : POLLIN };
+		int pr = poll(&p, 1, deadline < 0 ? -1 : (int)(deadline - now));
+		if (pr < 0 && errno != EINTR)
+			break;
+		if (pr > 0)
+			want = vsm_conn_step(c, (p.revents & ~POLLOUT) != 0);
 	}
+	vsm_conn_free(c);
 }

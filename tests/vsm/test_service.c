@@ -7,12 +7,14 @@
  * Each test that makes AUTH fail connects from a source address of its own
  * (127.0.0.x), so the per-address delay it causes touches no other test.
  */
+#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1189,6 +1191,80 @@ static void test_max_sessions(void **state)
 		close_client(&c[i]);
 }
 
+/* With one worker (the service started on one CPU, so every session
+ * shares one thread), sessions that stall cannot hold up the others: one
+ * stops in the middle of a payload, one after a byte of a header, one
+ * pipelines requests whose answers it does not read until the socket is
+ * full; a fourth is still served at once. Then the reader catches up and
+ * gets every answer in order, and the half-sent frame is answered once
+ * its rest comes. */
+static void test_stalled_sessions_one_worker(void **state)
+{
+	enum { PIPELINED = 400, RANDOM_LEN = 65536 };
+	cpu_set_t all, one;
+	struct client c[4];
+	struct vsmp_writer w;
+	stop_service();
+	assert_int_equal(sched_getaffinity(0, sizeof(all), &all), 0);
+	CPU_ZERO(&one);
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+		if (CPU_ISSET(cpu, &all)) {
+			CPU_SET(cpu, &one);
+			break;
+		}
+	assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+	start_service();
+	assert_int_equal(sched_setaffinity(0, sizeof(all), &all), 0);
+	for (int i = 0; i < 4; i++)
+		login(&c[i]);
+	/* c[0]: a header and part of the payload. */
+	begin(&c[0], &w, VSMP_GENERATE_RANDOM);
+	vsmp_put_u32(&w, 16);
+	assert_int_equal(vsmp_writer_end(&w), 0);
+	write_full(c[0].fd, w.buf, VSMP_HEADER_LEN + 2);
+	/* c[1]: one byte of a header. */
+	write_full(c[1].fd, w.buf, 1);
+	/* c[2]: requests for 64 KiB each, answers left unread. */
+	uint32_t first_id = c[2].next_id;
+	for (int i = 0; i < PIPELINED; i++) {
+		struct vsmp_writer r;
+		begin(&c[2], &r, VSMP_GENERATE_RANDOM);
+		vsmp_put_u32(&r, RANDOM_LEN);
+		assert_int_equal(vsmp_writer_end(&r), 0);
+		write_full(c[2].fd, r.buf, r.len);
+		vsmp_writer_free(&r);
+	}
+	usleep(200 * 1000);
+	/* c[3] is served. */
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(call_u32(&c[3], VSMP_GENERATE_RANDOM, 1, 8u), 0);
+	/* c[2] reads every answer, in order. */
+	for (uint32_t i = 0; i < PIPELINED; i++) {
+		struct vsmp_header h;
+		uint8_t *p;
+		assert_int_equal(read_frame(c[2].fd, &h, &p), 0);
+		assert_int_equal(h.request_id, first_id + i);
+		assert_int_equal(h.status, 0);
+		assert_int_equal(h.length, 4 + RANDOM_LEN);
+		free(p);
+	}
+	/* c[0]'s frame completes and is answered. */
+	write_full(c[0].fd, w.buf + VSMP_HEADER_LEN + 2, w.len - VSMP_HEADER_LEN - 2);
+	struct vsmp_header h;
+	uint8_t *p;
+	assert_int_equal(read_frame(c[0].fd, &h, &p), 0);
+	assert_int_equal(h.request_id, c[0].next_id - 1);
+	assert_int_equal(h.status, 0);
+	assert_int_equal(h.length, 4 + 16);
+	free(p);
+	vsmp_writer_free(&w);
+	for (int i = 0; i < 4; i++)
+		close_client(&c[i]);
+	/* The other tests get the service as setup made it. */
+	stop_service();
+	start_service();
+}
+
 static void test_stats_file(void **state)
 {
 	struct client c;
@@ -1247,6 +1323,7 @@ int main(void)
 		cmocka_unit_test(test_persist_destroy_and_at_rest),
 		cmocka_unit_test(test_max_sessions),
 		cmocka_unit_test(test_stats_file),
+		cmocka_unit_test(test_stalled_sessions_one_worker),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, setup, teardown);
