@@ -308,6 +308,11 @@ static int store_alloc(chsm_store **ret)
 		free(s);
 		return -ENOMEM;
 	}
+	if (pthread_mutex_init(&s->counts_lock, NULL) != 0) {
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+		return -ENOMEM;
+	}
 	*ret = s;
 	return 0;
 }
@@ -511,6 +516,7 @@ void store_close(chsm_store *s)
 	crypto_wipe(s->seal_key, sizeof(s->seal_key));
 	crypto_wipe(s->vsm_root, sizeof(s->vsm_root));
 	crypto_wipe(s->vsm_key, sizeof(s->vsm_key));
+	pthread_mutex_destroy(&s->counts_lock);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
@@ -562,6 +568,7 @@ static int end_transaction(chsm_store *s, const char *sql)
 	if (!sqlite3_get_autocommit(s->db))
 		(void)store_run(s, NULL, "ROLLBACK", "");
 	s->in_tx = false;
+	store_vsm_counts_changed(s);    /* a rollback undid what was counted */
 	(void)store_checkpoint_pending(s);   /* pending on failure, as in store_write_end */
 	store_unlock(s);
 	store_unlock(s);

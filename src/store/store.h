@@ -189,6 +189,16 @@ int store_vsm_get(chsm_store *s, const char *id, struct store_vsm *ret);
 /* All VSMs ordered by id; *ret_vsms is malloc'ed (free()). */
 int store_vsm_list(chsm_store *s, struct store_vsm **ret_vsms, size_t *ret_count);
 int store_vsm_count(chsm_store *s, size_t *ret_count);
+/* How many VSMs there are, and how many in state "running" and "fault":
+ * what store_vsm_list would show, without its query on most calls. The
+ * counts are kept in memory from one query until a write of a VSM row
+ * (insert, update, delete) or the end of an explicit transaction; a hit
+ * takes neither the store's mutex nor SQLite's file locks, so it does not
+ * wait for a commit in progress. -EPERM on a restricted store. */
+struct store_vsm_counts {
+	size_t total, running, fault;
+};
+int store_vsm_counts(chsm_store *s, struct store_vsm_counts *ret);
 /* Replaces every column of the row with v (token fields ignored); -ENOENT
  * when there is no VSM v->id. */
 int store_vsm_update(chsm_store *s, const struct store_vsm *v);

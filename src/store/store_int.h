@@ -78,6 +78,13 @@ struct chsm_store {
 	uint64_t stmt_prepared;        /* statements compiled (cache misses) */
 	uint64_t stmt_reused;          /* statements taken from the cache */
 	int read_depth;                /* store_read_begin nesting */
+	/* store_vsm_counts' answer while counts_valid; counts_gen counts the
+	 * invalidations (store_vsm_counts_changed), so that a query that ran
+	 * across one is not kept. All three under counts_lock only. */
+	pthread_mutex_t counts_lock;
+	struct store_vsm_counts counts;
+	uint64_t counts_gen;
+	bool counts_valid;
 	bool read_began;               /* the outermost one ran BEGIN */
 	/* State digests by VSM id, sorted by id (under lock). */
 	struct store_digest_entry *digests;
@@ -102,6 +109,9 @@ int store_vsm_seal_key(chsm_store *s, const char *id, uint8_t out[STORE_VSM_KEY_
 int store_sqlite_err(int rc);
 
 void store_lock(chsm_store *s);
+/* Forgets store_vsm_counts' kept answer: call (under lock) after any write
+ * of the vsms table and at the end of an explicit transaction. */
+void store_vsm_counts_changed(chsm_store *s);
 void store_unlock(chsm_store *s);
 
 /* Takes the mutex and opens a write transaction (BEGIN IMMEDIATE), or a

@@ -182,6 +182,7 @@ int store_vsm_insert(chsm_store *s, const struct store_vsm *v)
 	int r = store_write_begin(s);
 	if (r < 0)
 		return r;
+	store_vsm_counts_changed(s);
 	r = vsm_write(s,
 		      "INSERT INTO vsms(id, name, state, version, created_at, updated_at,"
 		      " state_version, max_keys, max_sessions, memory_mib, net_configured,"
@@ -203,6 +204,7 @@ int store_vsm_update(chsm_store *s, const struct store_vsm *v)
 	int r = store_write_begin(s);
 	if (r < 0)
 		return r;
+	store_vsm_counts_changed(s);
 	r = vsm_write(s,
 		      "UPDATE vsms SET name = ?2, state = ?3, version = ?4, created_at = ?5,"
 		      " updated_at = ?6, state_version = ?7, max_keys = ?8, max_sessions = ?9,"
@@ -281,6 +283,64 @@ int store_vsm_count(chsm_store *s, size_t *ret_count)
 	return r;
 }
 
+void store_vsm_counts_changed(chsm_store *s)
+{
+	pthread_mutex_lock(&s->counts_lock);
+	s->counts_valid = false;
+	s->counts_gen++;
+	pthread_mutex_unlock(&s->counts_lock);
+}
+
+int store_vsm_counts(chsm_store *s, struct store_vsm_counts *ret)
+{
+	if (s && s->restricted)
+		return -EPERM;
+	if (!s || !ret)
+		return -EINVAL;
+	pthread_mutex_lock(&s->counts_lock);
+	bool hit = s->counts_valid;
+	struct store_vsm_counts c = s->counts;
+	uint64_t gen = s->counts_gen;
+	pthread_mutex_unlock(&s->counts_lock);
+	if (hit) {
+		*ret = c;
+		return 0;
+	}
+	sqlite3_stmt *st = NULL;
+	store_lock(s);
+	/* Inside an explicit transaction the query sees its uncommitted rows:
+	 * answered, not kept. */
+	bool keep = !s->in_tx;
+	int r = store_query_row(s, &st,
+				"SELECT count(*), count(CASE WHEN state = 'running' THEN 1 END),"
+				" count(CASE WHEN state = 'fault' THEN 1 END) FROM vsms", "");
+	if (r == -ENOENT)
+		r = -EIO;
+	if (r >= 0) {
+		int64_t n[3];
+		for (int i = 0; i < 3; i++)
+			n[i] = sqlite3_column_int64(st, i);
+		if (n[0] < 0 || n[1] < 0 || n[2] < 0) {
+			r = -EIO;
+		} else {
+			c = (struct store_vsm_counts){(size_t)n[0], (size_t)n[1], (size_t)n[2]};
+			r = 0;
+		}
+	}
+	store_release(s, st);
+	store_unlock(s);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&s->counts_lock);
+	if (keep && s->counts_gen == gen) {
+		s->counts = c;
+		s->counts_valid = true;
+	}
+	pthread_mutex_unlock(&s->counts_lock);
+	*ret = c;
+	return 0;
+}
+
 int store_vsm_delete(chsm_store *s, const char *id)
 {
 	if (s && s->restricted)
@@ -294,6 +354,7 @@ int store_vsm_delete(chsm_store *s, const char *id)
 	r = token_zeroise(s, id, NULL);
 	if (r >= 0)
 		r = store_zeroise(s, NULL, keys_zero_sql, keys_delete_sql, "t", id);
+	store_vsm_counts_changed(s);
 	if (r >= 0)
 		r = store_run(s, &changes, "DELETE FROM vsms WHERE id = ?", "t", id);
 	if (r >= 0 && changes == 0)

@@ -180,6 +180,8 @@ static void test_caches_per_connection(void **state)
 	/* The restricted connection's cached statement does not widen what it
 	 * may reach. */
 	assert_int_equal(store_vsm_get(vs, "v2", &v), -EPERM);
+	struct store_vsm_counts vc;
+	assert_int_equal(store_vsm_counts(vs, &vc), -EPERM);
 	store_close(vs);
 	/* Closing with cached statements: the master store keeps working. */
 	assert_int_equal(store_vsm_count(t->s, &n), 0);

@@ -126,6 +126,61 @@ static void test_vsm_rows(void **state)
 	assert_int_equal(store_vsm_get(t->s, "", &got), -EINVAL);
 }
 
+/* store_vsm_counts against the rows: every write of a VSM row and the end
+ * of a transaction change what it says, a rollback included. */
+static void assert_counts(chsm_store *s, size_t total, size_t running, size_t fault)
+{
+	struct store_vsm_counts c;
+	for (int i = 0; i < 2; i++) {    /* the query, then the kept answer */
+		assert_int_equal(store_vsm_counts(s, &c), 0);
+		assert_int_equal(c.total, total);
+		assert_int_equal(c.running, running);
+		assert_int_equal(c.fault, fault);
+	}
+}
+
+static void test_vsm_counts(void **state)
+{
+	struct test_store *t = *state;
+	struct store_vsm a = make_vsm("vsm-a", "a", NULL, 0);
+	struct store_vsm b = make_vsm("vsm-b", "b", NULL, 0);
+	struct store_vsm_counts c;
+	assert_int_equal(store_vsm_counts(NULL, &c), -EINVAL);
+	assert_int_equal(store_vsm_counts(t->s, NULL), -EINVAL);
+	assert_counts(t->s, 0, 0, 0);
+	assert_int_equal(store_vsm_insert(t->s, &a), 0);
+	assert_counts(t->s, 1, 0, 0);
+	assert_int_equal(store_vsm_insert(t->s, &b), 0);
+	snprintf(a.state, sizeof(a.state), "running");
+	assert_int_equal(store_vsm_update(t->s, &a), 0);
+	assert_counts(t->s, 2, 1, 0);
+	snprintf(b.state, sizeof(b.state), "fault");
+	assert_int_equal(store_vsm_update(t->s, &b), 0);
+	assert_counts(t->s, 2, 1, 1);
+
+	/* Inside a transaction: its own rows; after a rollback: none of them. */
+	struct store_vsm d = make_vsm("vsm-d", "d", NULL, 0);
+	snprintf(d.state, sizeof(d.state), "running");
+	assert_int_equal(store_begin(t->s), 0);
+	assert_int_equal(store_vsm_insert(t->s, &d), 0);
+	assert_counts(t->s, 3, 2, 1);
+	assert_int_equal(store_rollback(t->s), 0);
+	assert_counts(t->s, 2, 1, 1);
+	assert_int_equal(store_begin(t->s), 0);
+	assert_int_equal(store_vsm_insert(t->s, &d), 0);
+	assert_int_equal(store_commit(t->s), 0);
+	assert_counts(t->s, 3, 2, 1);
+
+	/* A failed write changes nothing. */
+	assert_int_equal(store_vsm_insert(t->s, &d), -EEXIST);
+	assert_counts(t->s, 3, 2, 1);
+	assert_int_equal(store_vsm_delete(t->s, "vsm-a"), 0);
+	assert_counts(t->s, 2, 1, 1);
+	assert_int_equal(store_vsm_delete(t->s, "vsm-b"), 0);
+	assert_int_equal(store_vsm_delete(t->s, "vsm-d"), 0);
+	assert_counts(t->s, 0, 0, 0);
+}
+
 static void test_find_endpoint(void **state)
 {
 	struct test_store *t = *state;
@@ -497,6 +552,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		TEST_STORE_CASE(test_vsm_rows),
+		TEST_STORE_CASE(test_vsm_counts),
 		TEST_STORE_CASE(test_find_endpoint),
 		TEST_STORE_CASE(test_token),
 		TEST_STORE_CASE(test_keys),
