@@ -779,7 +779,19 @@ static int worker_init(struct worker *w, http_server *srv, struct sockaddr_stora
 	else
 		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)srv->port);
 
-	w->base = event_base_new();
+	/* The epoll changelist: evhttp stops reading a connection while it
+	 * answers a request and reads again once the answer is queued, and
+	 * bufferevent_openssl adds and removes its write event; with the
+	 * changelist, changes that cancel out within one pass of the loop
+	 * cost no epoll_ctl. No descriptor of a loop is a dup() of another of
+	 * the same loop (the caveat of event_config_set_flag(3)): each loop
+	 * has one listening socket and its own connections. */
+	struct event_config *ecfg = event_config_new();
+	if (ecfg)
+		(void)event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	w->base = ecfg ? event_base_new_with_config(ecfg) : NULL;
+	if (ecfg)
+		event_config_free(ecfg);
 	w->http = w->base ? evhttp_new(w->base) : NULL;
 	if (w->base) {
 		w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
