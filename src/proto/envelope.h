@@ -13,7 +13,9 @@
 #define GMT_ID_SIZE 32
 
 /* Writes a request ID, "req-" followed by 24 random lowercase hex digits
- * (96 bits from crypto_random), NUL-terminated, into out. Returns 0 or the
+ * (96 bits from crypto_random, drawn for 64 IDs at a time per thread;
+ * a fork empties the forking thread's pool in the child), NUL-terminated,
+ * into out. Returns 0 or the
  * error of crypto_random. */
 int gmt_new_request_id(char out[GMT_ID_SIZE]);
 /* Writes a task ID, "task-" followed by 24 random lowercase hex digits, as

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "common/util.h"
 #include "proto/codes.h"
@@ -181,6 +183,39 @@ static void test_ids(void **state)
 	assert_string_not_equal(a, b);
 }
 
+/* The per-thread pool: IDs stay distinct across its refills, and a child
+ * made by fork draws other bytes than its parent. */
+static void test_ids_pool(void **state)
+{
+	enum { N = 3 * 64 + 5 };
+	static char ids[N][GMT_ID_SIZE];
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(gmt_new_request_id(ids[i]), 0);
+		check_id(ids[i], "req-");
+		for (int j = 0; j < i; j++)
+			assert_string_not_equal(ids[i], ids[j]);
+	}
+	char mine[GMT_ID_SIZE], theirs[GMT_ID_SIZE] = "";
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char id[GMT_ID_SIZE];
+		ssize_t w = gmt_new_request_id(id) == 0 ? write(fds[1], id, sizeof(id)) : -1;
+		_exit(w == (ssize_t)sizeof(id) ? 0 : 1);
+	}
+	close(fds[1]);
+	assert_int_equal(gmt_new_request_id(mine), 0);
+	assert_int_equal(read(fds[0], theirs, sizeof(theirs)), (ssize_t)sizeof(theirs));
+	close(fds[0]);
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	check_id(theirs, "req-");
+	assert_string_not_equal(mine, theirs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -190,6 +225,7 @@ int main(void)
 		cmocka_unit_test(test_parse_roundtrip),
 		cmocka_unit_test(test_parse_rejects),
 		cmocka_unit_test(test_ids),
+		cmocka_unit_test(test_ids_pool),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
