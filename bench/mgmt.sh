@@ -18,12 +18,30 @@
 # usage: CHSM_BIN=build/bin bench/mgmt.sh   (or bench/run.sh mgmt [BUILD_DIR])
 # BENCH_SECONDS (default 10) sets the measured seconds of each run;
 # BENCH_CHSMD_ARGS adds options to chsmd run (e.g. "--threads 4").
+# On a machine with 2 CPUs or more, chsmd runs on the last CPU and chsm-load
+# on the others (taskset), so that the client does not take the server's
+# cores; the crypto bound counts the CPUs chsmd may use. BENCH_SERVER_CPUS
+# and BENCH_CLIENT_CPUS (taskset lists) choose others; BENCH_PIN=0 pins
+# nothing (both share every CPU, as before 2026-11-26 13:30 UTC).
 # Prints the tables on stdout; the rest goes to $IT_DIR/bench.log.
 set -uo pipefail
 BENCH_NAME=mgmt
 . "$(dirname "$0")/lib.sh"
 SECONDS_PER_RUN=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNECTIONS:-32}
+
+NCPU=$(nproc)
+CLIENT_WRAP=()
+if [ "${BENCH_PIN:-1}" != 0 ] && [ "$NCPU" -ge 2 ]; then
+  SERVER_CPUS=${BENCH_SERVER_CPUS:-$((NCPU - 1))}
+  CLIENT_CPUS=${BENCH_CLIENT_CPUS:-0}
+  [ -n "${BENCH_CLIENT_CPUS:-}" ] || [ "$NCPU" -le 2 ] || CLIENT_CPUS=0-$((NCPU - 2))
+  CHSMD_WRAP="taskset -c $SERVER_CPUS ${CHSMD_WRAP:-}"
+  CLIENT_WRAP=(taskset -c "$CLIENT_CPUS")
+  PINNING="chsmd on CPU $SERVER_CPUS, chsm-load on CPU $CLIENT_CPUS (taskset)"
+else
+  PINNING="not pinned: chsmd and chsm-load share the $NCPU CPUs"
+fi
 
 bench_quiet
 chsm_init
@@ -34,7 +52,7 @@ enroll_platform
 # load NAME ARGS...: one chsm-load run into $IT_DIR/NAME.json.
 load() {
   local name=$1; shift
-  "$CHSM_BIN/chsm-load" --url "$BASE" --key "$SIGN_KEY" --ca "$CACERT" \
+  "${CLIENT_WRAP[@]}" "$CHSM_BIN/chsm-load" --url "$BASE" --key "$SIGN_KEY" --ca "$CACERT" \
     --connections "$CONNS" --duration "$SECONDS_PER_RUN" --warmup 2 --server-pid "$(service_pid)" \
     --report-json "$IT_DIR/$name.json" "$@" || die "chsm-load $name"
 }
@@ -59,7 +77,7 @@ row() {
 }
 
 bench_loud
-echo "Management API: chsm-load, $CONNS keep-alive TLS connections, ${SECONDS_PER_RUN} s per run after 2 s warm-up; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "Management API: chsm-load, $CONNS keep-alive TLS connections, ${SECONDS_PER_RUN} s per run after 2 s warm-up; $PINNING; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| crypto (this run, crypto module, one thread, CPU time) | value |"
 echo "|---|---:|"
