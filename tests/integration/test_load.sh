@@ -13,7 +13,9 @@
 # 2 min, 21.5 MiB from there to 7 min; with 2 loops it was flat by 30 s).
 #
 # LOAD_SECONDS (default 600) and LOAD_WARMUP (default 150) shorten it for a
-# local run; LOAD_CONNECTIONS (default 64).
+# local run; LOAD_CONNECTIONS (default 64). LOAD_CHECK_RSS=0 leaves out the
+# RSS check: the sanitizer build's run (CMakeLists.txt), whose memory is
+# ASan's shadow and quarantine, not the product's.
 . "$(dirname "$0")/lib.sh"
 it_begin load
 SECONDS_MEASURED=${LOAD_SECONDS:-600}
@@ -50,7 +52,11 @@ check "no connection dropped, refused, timed out or closed while idle" \
 check "every checked device signature verifies" jqt "$R" '.deviceSignatures.bad == 0 and .deviceSignatures.good > 0'
 check "reads and writes were both served (token 200, create 202)" \
   jqt "$R" '.kinds.token > 0 and .kinds.create > 0 and .kinds.delete > 0 and .httpStatus["202"] > 0'
-check "the service's RSS grew by less than 5 % after the warm-up" jqt "$R" '.server.rssGrowthPercent < 5'
+if [ "${LOAD_CHECK_RSS:-1}" = 1 ]; then
+  check "the service's RSS grew by less than 5 % after the warm-up" jqt "$R" '.server.rssGrowthPercent < 5'
+else
+  echo "# RSS not checked (LOAD_CHECK_RSS=0)"
+fi
 check "the chsmd service is still up (the same process)" kill -0 "$SERVICE"
 gmt_request GET /gmt0088/v1/chsm/status
 expect "a signed request after the load" 0 200
