@@ -98,10 +98,20 @@ struct vsm_service {
 	int nworkers;
 };
 
-/* Ends a session: unlisted, freed, its socket closed. Worker only. */
-static void conn_close(struct worker *w, struct conn *c)
+/* Puts c at the front of w's list. Under w->lock. */
+static void conn_link(struct worker *w, struct conn *c)
 {
-	pthread_mutex_lock(&w->lock);
+	c->prev = NULL;
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	w->nconns++;
+}
+
+/* Takes c out of w's list. Under w->lock. */
+static void conn_unlink(struct worker *w, struct conn *c)
+{
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -109,6 +119,13 @@ static void conn_close(struct worker *w, struct conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	w->nconns--;
+}
+
+/* Ends a session: unlisted, freed, its socket closed. Worker only. */
+static void conn_close(struct worker *w, struct conn *c)
+{
+	pthread_mutex_lock(&w->lock);
+	conn_unlink(w, c);
 	pthread_mutex_unlock(&w->lock);
 	vsm_conn_free(c->session);
 	close(c->fd);
@@ -237,16 +254,9 @@ static void handle_connection(vsm_service *svc, evutil_socket_t fd, const struct
 	c->events = EPOLLOUT;
 	struct epoll_event e = { .events = EPOLLOUT, .data.ptr = c };
 	pthread_mutex_lock(&w->lock);
-	c->next = w->conns;
-	if (w->conns)
-		w->conns->prev = c;
-	w->conns = c;
-	w->nconns++;
+	conn_link(w, c);
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
-		w->conns = c->next;
-		if (c->next)
-			c->next->prev = NULL;
-		w->nconns--;
+		conn_unlink(w, c);
 		pthread_mutex_unlock(&w->lock);
 		goto refuse;
 	}
