@@ -73,6 +73,8 @@ rc=$?
 check "bench/vsm.sh runs (got $rc)" [ $rc -eq 0 ]
 check "bench/vsm.sh: well-formed tables" tables_ok "$IT_DIR/vsm.txt"
 check "bench/vsm.sh: seven operations" [ "$(grep -c -E '^\| sm[234]-' "$IT_DIR/vsm.txt")" -eq 7 ]
+check "bench/vsm.sh: the round trip, measured, with no raw figures" \
+  grep -q -E '^\| round-trip \| - \| - \| [0-9]+ \| [0-9]+ \| - \|' "$IT_DIR/vsm.txt"
 
 BENCH_VSMS=3 bash "$BENCH/density.sh" > "$IT_DIR/density.txt" 2>&1
 rc=$?
