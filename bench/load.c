@@ -20,6 +20,10 @@
  * and one SM2 sign on this machine (the crypto module, as chsmd uses it)
  * and the request rate that bounds. --report-json writes the same as JSON.
  *
+ * --not-chsm sends the same pre-signed requests to a server that is not a
+ * CHSM (bench/mgmt.sh's floor: nginx answering a static 200): no set-up
+ * calls, no device signature checks; answers count by their HTTP status.
+ *
  * Exit status: 0; 1 with --fail-on-error when any answer was 5xx, a
  * connection was dropped or could not be made, a request timed out or a
  * device signature did not verify; 2 for bad usage; 3 when the set-up
@@ -69,6 +73,7 @@
 
 static const char *const KIND_NAMES[LOAD_KINDS] = {
 	"status", "status-all", "vsm-get", "vsm-status", "token", "create", "delete",
+	"fingerprint",
 };
 
 struct options {
@@ -80,7 +85,7 @@ struct options {
 	size_t presign;
 	long timeout_ms, delete_delay_ms;
 	int server_pid;
-	bool fail_on_error, crypto_bound, keep_vsms;
+	bool fail_on_error, crypto_bound, keep_vsms, not_chsm;
 	double crypto_seconds;
 };
 
@@ -165,7 +170,7 @@ static void usage(FILE *f)
 		"  --warmup S            seconds before measuring (default 2)\n"
 		"  --rate R              open loop: R requests/s in all (default: closed loop)\n"
 		"  --mix K=W,...         weights of: status status-all vsm-get vsm-status token\n"
-		"                        create-delete (default status=100)\n"
+		"                        create-delete fingerprint (default status=100)\n"
 		"  --vsms N              base VSMs created for vsm-get/vsm-status/token (default 4)\n"
 		"  --presign N           requests signed before the run (default 20000)\n"
 		"  --verify-every N      check the device signature of every Nth answer (default 100; 0: none)\n"
@@ -176,6 +181,9 @@ static void usage(FILE *f)
 		"  --crypto-seconds S    CPU seconds per operation for --crypto-bound (default 1)\n"
 		"  --tag T               VSM ids T-bN and T-cN (default ld<pid>)\n"
 		"  --keep-vsms           do not delete the base VSMs at the end\n"
+		"  --not-chsm            the server is not a CHSM (e.g. nginx as a floor): no set-up\n"
+		"                        calls, no device signature checks; any answer counts by its\n"
+		"                        HTTP status\n"
 		"  --report-json FILE    also write the figures as JSON\n"
 		"  --fail-on-error       exit 1 on any 5xx, dropped or failed connection, timeout\n"
 		"                        or bad device signature\n",
@@ -294,6 +302,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"crypto-seconds", required_argument, NULL, 'S'},
 		{"tag", required_argument, NULL, 'T'},
 		{"keep-vsms", no_argument, NULL, 'K'},
+		{"not-chsm", no_argument, NULL, 'N'},
 		{"report-json", required_argument, NULL, 'j'},
 		{"fail-on-error", no_argument, NULL, 'F'},
 		{"help", no_argument, NULL, 'h'},
@@ -339,6 +348,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 					     "0123456789") != strlen(optarg);
 			break;
 		case 'K': o->keep_vsms = true; break;
+		case 'N': o->not_chsm = true; break;
 		case 'j': o->report_json = optarg; break;
 		case 'F': o->fail_on_error = true; break;
 		case 'h': usage(stdout); exit(0);
@@ -998,7 +1008,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "chsm-load: %s: %s\n", o->ca_path, strerror(-r));
 		goto out;
 	}
-	if (setup(&lg, &cl) < 0)
+	if (o->not_chsm)
+		o->verify_every = 0; /* no device key to check against */
+	else if (setup(&lg, &cl) < 0)
 		goto out;
 	/* Pools: --presign requests, shared out by weight. */
 	struct load_pool_config pc = {.key = key, .tag = o->tag, .base_vsms = o->base_vsms};

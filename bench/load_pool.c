@@ -100,6 +100,9 @@ static int sign_one(const load_pool *p, enum load_kind kind, uint32_t seq, struc
 		method = "DELETE";
 		snprintf(target, sizeof(target), GMT_API_BASE "/vsms/%s", id);
 		break;
+	case LOAD_FINGERPRINT:
+		snprintf(target, sizeof(target), GMT_API_BASE "/auth/platform-key/fingerprint");
+		break;
 	default:
 		return -EINVAL;
 	}

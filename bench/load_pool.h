@@ -37,6 +37,8 @@ enum load_kind {
 	LOAD_TOKEN,       /* PUT /vsms/{base VSM}/token, a new secret (7.3.4) */
 	LOAD_CREATE,      /* POST /vsms, a stopped VSM of its own (7.3.12) */
 	LOAD_DELETE,      /* DELETE /vsms/{that VSM} (7.3.13), sent later */
+	LOAD_FINGERPRINT, /* GET /auth/platform-key/fingerprint (7.4.1; needs no
+			   * signature, gets the same headers as the others) */
 	LOAD_KINDS
 };
 

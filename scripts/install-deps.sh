@@ -16,7 +16,7 @@ PACKAGES=(
   util-linux mount              # unshare, fallocate, mount (test_images_fullfs)
   valgrind                      # constant-time test of SM2; the daemon under memcheck (label valgrind)
   clang libclang-rt-14-dev      # libFuzzer harnesses (tests/fuzz, scripts/fuzz.sh)
-  nginx                         # tests run their own (WebDAV PUT), never the service
+  nginx                         # tests run their own (WebDAV PUT; the floor of bench/mgmt.sh), never the service
   rsyslog                       # integration tests: a real syslog collector (run unprivileged by the test)
   chrony                        # test_ntp_chrony runs its own chronyd on loopback as a real NTP server; test_network_linux one that chsmd reconfigures
 )

@@ -502,6 +502,8 @@ vsm_tool() {
 # NGINX_PID, NGINX_URL (http://127.0.0.1:PORT), NGINX_URL2 (the second
 # origin), NGINX_WWW; with "tls" also NGINX_TLS_URL (https, an ECDSA P-256
 # certificate for IP 127.0.0.1) and NGINX_CA (that certificate).
+# NGINX_EXTRA_CONF, when set, goes into the http block as it is (more
+# servers; bench/mgmt.sh's floor).
 nginx_start() {
   local d=$IT_DIR/nginx port port2 tls="" user=""
   NGINX_WWW=$IT_DIR/www
@@ -553,6 +555,7 @@ http {
     location /auth/ { if (\$http_authorization != "Bearer test-token") { return 403; } }
   }
   $tls
+  ${NGINX_EXTRA_CONF:-}
 }
 CONF
   nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" >>"$d/stdout.log" 2>&1 &

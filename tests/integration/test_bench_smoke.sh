@@ -67,6 +67,10 @@ rc=$?
 check "bench/mgmt.sh runs (got $rc)" [ $rc -eq 0 ]
 check "bench/mgmt.sh: well-formed tables" tables_ok "$IT_DIR/mgmt.txt"
 check "bench/mgmt.sh: the three runs" [ "$(grep -c -E '^\| (GET /chsm/status|mixed)' "$IT_DIR/mgmt.txt")" -eq 3 ]
+check "bench/mgmt.sh: the fingerprint run and the floor (nginx, chsm-load --not-chsm), both answered 200" \
+  [ "$(grep -c -E '^\| (chsmd: unauthenticated|floor: nginx).*\| 200: [0-9]+ \|$' "$IT_DIR/mgmt.txt")" -eq 2 ]
+check "bench/mgmt.sh: the allowance, the floor and chsmd's overhead" \
+  [ "$(grep -c -E '^\| (allowance|floor: nginx worker|chsmd beyond)' "$IT_DIR/mgmt.txt")" -eq 4 ]
 
 BENCH_SECONDS=0.2 BENCH_SESSIONS=1,2 bash "$BENCH/vsm.sh" > "$IT_DIR/vsm.txt" 2>&1
 rc=$?
