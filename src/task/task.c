@@ -141,27 +141,61 @@ static bool engine_stopping(task_engine *te)
 	return stopping;
 }
 
-/* Writes t, trying again while the store fails with a full disk, an I/O
- * error or a busy database (a full disk is usually freed by an operator; an
- * answered task must not stay "pending" or "running" unseen), with pauses
- * growing from 100 ms to 5 s, until the engine stops; the first failure is
- * reported to cfg.retrying. Returns 0 once written, else the store's last
- * -errno (another error, or the engine stopped). A task left unrecorded by
- * a stop is queued again (pending) or failed as interrupted (running) at
- * the next start. */
+/* Whether a store failure may pass: a full disk (usually freed by an
+ * operator), an I/O error, a busy database, a lack of memory. Not a refusal
+ * that will not change: a restricted store (-EPERM), an invalid task
+ * (-EINVAL), a task that is not there (-ENOENT). */
+static bool store_error_passes(int r)
+{
+	return r != -EPERM && r != -EINVAL && r != -ENOENT;
+}
+
+/* After a failed attempt: reports the first failure (r) of t to
+ * cfg.retrying, then sleeps *pause_ms, which grows from 100 ms to 5 s. */
+static void before_retry(task_engine *te, const struct store_task *t, int r, bool *reported,
+			 long *pause_ms)
+{
+	if (!*reported && te->cfg.retrying)
+		te->cfg.retrying(te->cfg.ctx, t, r);
+	*reported = true;
+	struct timespec ts = {*pause_ms / 1000, (*pause_ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+	*pause_ms = *pause_ms < 2500 ? *pause_ms * 2 : 5000;
+}
+
+/* Writes t, trying again while the store fails in a way that may pass
+ * (store_error_passes: an answered task must not stay "pending" or
+ * "running" unseen), with pauses growing from 100 ms to 5 s, until the
+ * engine stops; the first failure is reported to cfg.retrying. Returns 0
+ * once written, else the store's last -errno (a refusal, or the engine
+ * stopped). A task left unrecorded by a stop is queued again (pending) or
+ * failed as interrupted (running) at the next start. */
 static int update_until_recorded(task_engine *te, const struct store_task *t)
 {
 	long pause_ms = 100;
 	bool reported = false;
 	int r;
-	while ((r = store_task_update(te->cfg.store, t)) < 0 &&
-	       (r == -ENOSPC || r == -EIO || r == -EBUSY) && !engine_stopping(te)) {
-		if (!reported && te->cfg.retrying)
-			te->cfg.retrying(te->cfg.ctx, t, r);
-		reported = true;
-		struct timespec ts = {pause_ms / 1000, (pause_ms % 1000) * 1000000L};
-		nanosleep(&ts, NULL);
-		pause_ms = pause_ms < 2500 ? pause_ms * 2 : 5000;
+	while ((r = store_task_update(te->cfg.store, t)) < 0 && store_error_passes(r) &&
+	       !engine_stopping(te))
+		before_retry(te, t, r, &reported, &pause_ms);
+	return r;
+}
+
+/* Reads task id into *ret the same way: again while the failure may pass,
+ * until the engine stops. 0, or the store's last -errno (-ENOENT: no such
+ * task). */
+static int get_until_read(task_engine *te, const char *id, struct store_task *ret)
+{
+	long pause_ms = 100;
+	bool reported = false;
+	int r;
+	while ((r = store_task_get(te->cfg.store, id, ret)) < 0 && store_error_passes(r) &&
+	       !engine_stopping(te)) {
+		/* what the callback is told: the id, not yet read (pending) */
+		struct store_task unread = {0};
+		snprintf(unread.id, sizeof(unread.id), "%s", id);
+		snprintf(unread.state, sizeof(unread.state), "pending");
+		before_retry(te, &unread, r, &reported, &pause_ms);
 	}
 	return r;
 }
@@ -197,7 +231,9 @@ static void finish_task(task_engine *te, struct store_task *t, int code, const c
 static void run_one(task_engine *te, const char *id)
 {
 	struct store_task t;
-	if (store_task_get(te->cfg.store, id, &t) < 0)
+	/* Not read (gone, or the engine stops): a pending task runs after the
+	 * next start. */
+	if (get_until_read(te, id, &t) < 0)
 		return;
 	if (strcmp(t.state, "pending") != 0) {
 		store_task_clear(&t);

@@ -53,8 +53,10 @@ typedef void (*task_interrupted_fn)(void *ctx, const struct store_task *t);
  * interrupted is not called). The owner must then really end it in this
  * process, or answer false at a later start. */
 typedef bool (*task_owned_fn)(void *ctx, const struct store_task *t);
-/* Called once per write of task t that the store refused with err (a full
- * disk, an I/O error, a busy database) and that a worker now tries again:
+/* Called once per read or write of task t that the store failed with err
+ * (a full disk, an I/O error, a busy database, a lack of memory: anything
+ * but -EPERM, -EINVAL, -ENOENT) and that a worker now tries again: the
+ * read of a task it is to run (only t->id is set, t->state is "pending"),
  * the start of a task (t->state "running"; the stored task stays pending
  * until it is written) or its end. For the log. */
 typedef void (*task_retrying_fn)(void *ctx, const struct store_task *t, int err);

@@ -5,9 +5,12 @@
  * (owned) and is failed as interrupted (5000) otherwise; task_engine_finish
  * ends it once (succeeded with its result, or failed with message and
  * result) and refuses unknown and finished tasks. A task whose start
- * cannot be recorded (the database is busy, as when the disk is full) waits
- * and is tried again, reported once to the retry hook, instead of staying
- * pending.
+ * cannot be recorded (the database is busy, as when the disk is full), or
+ * whose row cannot be read, waits and is tried again, reported once to the
+ * retry hook, instead of staying pending; a refusal that will not change
+ * (-ENOENT) is not tried again. Failures other than a busy database are
+ * injected by wrapping store_task_get and store_task_update (-Wl,--wrap,
+ * tests/task/CMakeLists.txt).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -170,30 +173,84 @@ static void sleep_ms(long ms)
 	nanosleep(&ts, NULL);
 }
 
-static void start_retried_while_database_busy(void **state)
+/* Failures injected into the engine's store calls: the next N calls of
+ * store_task_get (or store_task_update) answer err without reaching the
+ * store. The test's own calls go through the wrappers too, so a test arms
+ * them only while it makes none. */
+static atomic_int get_failures, update_failures;
+static int injected_err;
+
+int __real_store_task_get(chsm_store *s, const char *id, struct store_task *ret);
+int __real_store_task_update(chsm_store *s, const struct store_task *t);
+int __wrap_store_task_get(chsm_store *s, const char *id, struct store_task *ret);
+int __wrap_store_task_update(chsm_store *s, const struct store_task *t);
+
+/* Takes one armed failure from *n: true when there was one. */
+static bool take_failure(atomic_int *n)
 {
-	struct test_store *ts = *state;
+	int v = atomic_load(n);
+	while (v > 0 && !atomic_compare_exchange_weak(n, &v, v - 1))
+		;
+	return v > 0;
+}
+
+int __wrap_store_task_get(chsm_store *s, const char *id, struct store_task *ret)
+{
+	return take_failure(&get_failures) ? injected_err : __real_store_task_get(s, id, ret);
+}
+
+int __wrap_store_task_update(chsm_store *s, const struct store_task *t)
+{
+	return take_failure(&update_failures) ? injected_err : __real_store_task_update(s, t);
+}
+
+/* An engine whose run function defers and whose retries are counted. */
+static task_engine *start_counting_retries(struct test_store *ts)
+{
 	struct task_engine_config cfg = {
 		.store = ts->s, .device_key = device_key, .run = run_deferring,
 		.retrying = on_retrying,
 	};
 	task_engine *te = NULL;
 	assert_int_equal(task_engine_start(&cfg, &te), 0);
+	atomic_store(&retries, 0);
+	retry_err = 0;
+	return te;
+}
+
+/* Inserts a pending vsm.start task on target, not yet queued. */
+static void insert_pending(task_engine *te, struct test_store *ts, const char *target,
+			   char id[32])
+{
 	struct store_task t;
 	assert_int_equal(store_begin(ts->s), 0);
-	assert_int_equal(task_engine_admit(te, "v1"), GMT_OK);
-	assert_int_equal(task_engine_insert(te, "vsm.start", "v1", NULL, NULL, &t), 0);
+	assert_int_equal(task_engine_admit(te, target), GMT_OK);
+	assert_int_equal(task_engine_insert(te, "vsm.start", target, NULL, NULL, &t), 0);
 	assert_int_equal(store_commit(ts->s), 0);
-	char id[32];
-	snprintf(id, sizeof(id), "%s", t.id);
+	snprintf(id, 32, "%s", t.id);
 	store_task_clear(&t);
+}
+
+/* Waits (at most 30 s) until runs reaches n. */
+static void wait_runs(int n)
+{
+	for (int i = 0; i < 3000 && atomic_load(&runs) < n; i++)
+		sleep_ms(10);
+	assert_int_equal(atomic_load(&runs), n);
+}
+
+static void start_retried_while_database_busy(void **state)
+{
+	struct test_store *ts = *state;
+	task_engine *te = start_counting_retries(ts);
+	char id[32];
+	insert_pending(te, ts, "v1", id);
 	/* Another connection holds the write lock: the worker's write of
 	 * "running" fails after the busy timeout. */
 	chsm_store *blocker = NULL;
 	assert_int_equal(store_open(ts->path, test_master_key, &blocker), 0);
 	assert_int_equal(store_begin(blocker), 0);
 	int before = atomic_load(&runs);
-	atomic_store(&retries, 0);
 	task_engine_kick(te, id);
 	for (int i = 0; i < 3000 && atomic_load(&retries) == 0; i++)
 		sleep_ms(10);
@@ -203,12 +260,73 @@ static void start_retried_while_database_busy(void **state)
 	assert_int_equal(store_rollback(blocker), 0);
 	store_close(blocker);
 	/* The lock is gone: the next attempt records the start and runs it. */
-	for (int i = 0; i < 3000 && atomic_load(&runs) == before; i++)
-		sleep_ms(10);
-	assert_int_equal(atomic_load(&runs), before + 1);
+	wait_runs(before + 1);
 	assert_int_equal(atomic_load(&retries), 1);
 	expect_state(ts, id, "running", -1);
 	task_engine_stop(te);
+}
+
+/* The task's row cannot be read when the worker takes it (here: no memory,
+ * twice): it is read again, reported once, and runs. It used to be dropped,
+ * pending until the next start. */
+static void start_retried_when_task_unreadable(void **state)
+{
+	struct test_store *ts = *state;
+	task_engine *te = start_counting_retries(ts);
+	char id[32];
+	insert_pending(te, ts, "v1", id);
+	int before = atomic_load(&runs);
+	injected_err = -ENOMEM;
+	atomic_store(&get_failures, 2);
+	task_engine_kick(te, id);
+	wait_runs(before + 1);
+	assert_int_equal(atomic_load(&get_failures), 0);
+	assert_int_equal(atomic_load(&retries), 1);
+	assert_int_equal(retry_err, -ENOMEM);
+	expect_state(ts, id, "running", -1);
+	task_engine_stop(te);
+}
+
+/* The start cannot be written for a reason other than a busy database or a
+ * full disk (no memory): tried again, reported once, and the task runs. It
+ * used to stay pending until the next start. */
+static void start_retried_when_write_fails_without_memory(void **state)
+{
+	struct test_store *ts = *state;
+	task_engine *te = start_counting_retries(ts);
+	char id[32];
+	insert_pending(te, ts, "v1", id);
+	int before = atomic_load(&runs);
+	injected_err = -ENOMEM;
+	atomic_store(&update_failures, 1);
+	task_engine_kick(te, id);
+	wait_runs(before + 1);
+	assert_int_equal(atomic_load(&update_failures), 0);
+	assert_int_equal(atomic_load(&retries), 1);
+	assert_int_equal(retry_err, -ENOMEM);
+	expect_state(ts, id, "running", -1);
+	task_engine_stop(te);
+}
+
+/* A task that is not there (-ENOENT) is a refusal, not a passing failure:
+ * the worker drops it at once, reports nothing, and goes on to the next. */
+static void vanished_task_not_retried(void **state)
+{
+	struct test_store *ts = *state;
+	task_engine *te = start_counting_retries(ts);
+	char id[32];
+	insert_pending(te, ts, "v1", id);
+	int before = atomic_load(&runs);
+	injected_err = -ENOENT;
+	atomic_store(&get_failures, 1);
+	task_engine_kick(te, id); /* its read answers -ENOENT */
+	task_engine_kick(te, id); /* read again: it runs, once */
+	wait_runs(before + 1);
+	assert_int_equal(atomic_load(&get_failures), 0);
+	assert_int_equal(atomic_load(&retries), 0);
+	expect_state(ts, id, "running", -1);
+	task_engine_stop(te);
+	assert_int_equal(atomic_load(&runs), before + 1);
 }
 
 int main(void)
@@ -220,6 +338,9 @@ int main(void)
 		TEST_STORE_CASE(deferred_not_owned_fails_at_start),
 		TEST_STORE_CASE(finish_failed_keeps_message_and_result),
 		TEST_STORE_CASE(start_retried_while_database_busy),
+		TEST_STORE_CASE(start_retried_when_task_unreadable),
+		TEST_STORE_CASE(start_retried_when_write_fails_without_memory),
+		TEST_STORE_CASE(vanished_task_not_retried),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	crypto_sm2_key_free(device_key);
