@@ -266,25 +266,36 @@ static void start_retried_while_database_busy(void **state)
 	task_engine_stop(te);
 }
 
+/* Arms n injected failures (err) of *failures, queues a pending task
+ * `kicks` times and checks that it ran once, in the end recorded as
+ * running, with the failures used up and `retried` reports (of err). */
+static void run_through_failures(struct test_store *ts, atomic_int *failures, int n, int err,
+				 int kicks, int retried)
+{
+	task_engine *te = start_counting_retries(ts);
+	char id[32];
+	insert_pending(te, ts, "v1", id);
+	int before = atomic_load(&runs);
+	injected_err = err;
+	atomic_store(failures, n);
+	for (int i = 0; i < kicks; i++)
+		task_engine_kick(te, id);
+	wait_runs(before + 1);
+	assert_int_equal(atomic_load(failures), 0);
+	assert_int_equal(atomic_load(&retries), retried);
+	if (retried)
+		assert_int_equal(retry_err, err);
+	expect_state(ts, id, "running", -1);
+	task_engine_stop(te);
+	assert_int_equal(atomic_load(&runs), before + 1);
+}
+
 /* The task's row cannot be read when the worker takes it (here: no memory,
  * twice): it is read again, reported once, and runs. It used to be dropped,
  * pending until the next start. */
 static void start_retried_when_task_unreadable(void **state)
 {
-	struct test_store *ts = *state;
-	task_engine *te = start_counting_retries(ts);
-	char id[32];
-	insert_pending(te, ts, "v1", id);
-	int before = atomic_load(&runs);
-	injected_err = -ENOMEM;
-	atomic_store(&get_failures, 2);
-	task_engine_kick(te, id);
-	wait_runs(before + 1);
-	assert_int_equal(atomic_load(&get_failures), 0);
-	assert_int_equal(atomic_load(&retries), 1);
-	assert_int_equal(retry_err, -ENOMEM);
-	expect_state(ts, id, "running", -1);
-	task_engine_stop(te);
+	run_through_failures(*state, &get_failures, 2, -ENOMEM, 1, 1);
 }
 
 /* The start cannot be written for a reason other than a busy database or a
@@ -292,41 +303,15 @@ static void start_retried_when_task_unreadable(void **state)
  * used to stay pending until the next start. */
 static void start_retried_when_write_fails_without_memory(void **state)
 {
-	struct test_store *ts = *state;
-	task_engine *te = start_counting_retries(ts);
-	char id[32];
-	insert_pending(te, ts, "v1", id);
-	int before = atomic_load(&runs);
-	injected_err = -ENOMEM;
-	atomic_store(&update_failures, 1);
-	task_engine_kick(te, id);
-	wait_runs(before + 1);
-	assert_int_equal(atomic_load(&update_failures), 0);
-	assert_int_equal(atomic_load(&retries), 1);
-	assert_int_equal(retry_err, -ENOMEM);
-	expect_state(ts, id, "running", -1);
-	task_engine_stop(te);
+	run_through_failures(*state, &update_failures, 1, -ENOMEM, 1, 1);
 }
 
 /* A task that is not there (-ENOENT) is a refusal, not a passing failure:
- * the worker drops it at once, reports nothing, and goes on to the next. */
+ * the worker drops it at once and reports nothing; the second kick reads
+ * it and it runs, once. */
 static void vanished_task_not_retried(void **state)
 {
-	struct test_store *ts = *state;
-	task_engine *te = start_counting_retries(ts);
-	char id[32];
-	insert_pending(te, ts, "v1", id);
-	int before = atomic_load(&runs);
-	injected_err = -ENOENT;
-	atomic_store(&get_failures, 1);
-	task_engine_kick(te, id); /* its read answers -ENOENT */
-	task_engine_kick(te, id); /* read again: it runs, once */
-	wait_runs(before + 1);
-	assert_int_equal(atomic_load(&get_failures), 0);
-	assert_int_equal(atomic_load(&retries), 0);
-	expect_state(ts, id, "running", -1);
-	task_engine_stop(te);
-	assert_int_equal(atomic_load(&runs), before + 1);
+	run_through_failures(*state, &get_failures, 1, -ENOENT, 2, 0);
 }
 
 int main(void)
