@@ -181,15 +181,16 @@ row fingerprint "chsmd: unauthenticated GET /auth/platform-key/fingerprint ($FP_
 row floor "floor: nginx, static 200, body and head as long as chsmd's status answer ($STATUS_BYTES + $FLOOR_HEAD bytes), closed loop"
 echo
 ALLOW=$(awk -v k="$CRYPTO_US" 'BEGIN { print 0.2 * k }')
-OVER=$(awk -v c="$(j status .server.cpuUsPerRequest)" -v k="$CRYPTO_US" 'BEGIN { print c - k }')
+# beyond NAME CRYPTO_US: the server's CPU per request of run NAME minus that.
+beyond() { awk -v c="$(j "$1" .server.cpuUsPerRequest)" -v k="$2" 'BEGIN { print c - k }'; }
 echo "| issue #8, signed status (µs of server CPU per request) | value |"
 echo "|---|---:|"
 echo "| allowance beyond the crypto: 0.2 × crypto cost | $(fmt "$ALLOW") |"
 echo "| floor: nginx worker, TLS + HTTP + access log, no crypto | $(fmt "$(j floor .server.cpuUsPerRequest)") |"
-echo "| chsmd beyond the crypto: closed-loop status − crypto cost | $(fmt "$OVER") |"
+echo "| chsmd beyond the crypto: closed-loop status − crypto cost | $(fmt "$(beyond status "$CRYPTO_US")") |"
 FP_CRYPTO=0
 [ "$FP_SIGNED" = no ] || FP_CRYPTO=$(j status .crypto.sm2SignUs)
-echo "| chsmd beyond the crypto: fingerprint − $( [ "$FP_SIGNED" = no ] && echo "0 (unsigned)" || echo "one SM2 sign") | $(fmt "$(awk -v c="$(j fingerprint .server.cpuUsPerRequest)" -v k="$FP_CRYPTO" 'BEGIN { print c - k }')") |"
+echo "| chsmd beyond the crypto: fingerprint − $( [ "$FP_SIGNED" = no ] && echo "0 (unsigned)" || echo "one SM2 sign") | $(fmt "$(beyond fingerprint "$FP_CRYPTO")") |"
 echo
 echo "(TLS, openssl s_client: chsmd $CHSMD_TLS; nginx $NGINX_TLS."
 echo " Answer heads: chsmd $STATUS_HEAD bytes, nginx $FLOOR_HEAD bytes (a padding header). In the floor run the nginx worker was busy"
